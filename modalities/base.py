@@ -1,0 +1,69 @@
+"""The Modality contract: how a kind of data is read, turned into samples and probed.
+
+A modality is a small frozen dataclass registered by name in :mod:`modalities`. It never imports
+``pretrain`` or ``models``; the training loop only sees the callables below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torch.utils.data import Dataset, default_collate
+
+
+class DataError(ValueError):
+    """Bad input data. The message is one line that names the file (or option) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Modality:
+    """What the loop needs from a kind of data.
+
+    Args:
+        name: registry name used on the command line (``python -m pretrain <name>``).
+        description: one line shown by ``python -m pretrain``.
+        recipe: path of the YAML recipe next to the modality's code (default encoder, objective,
+            hyper-parameters and data options).
+        build_dataset: ``(data_cfg, split, views) -> Dataset``; ``split`` is ``"train"`` or ``"val"``,
+            ``views`` is 0 for single-view objectives (samples carry the raw input) or the number of
+            augmented views a joint-embedding objective needs (samples carry ``"views"``).
+            Items are fetched with keys ``(index, seed)`` so that every random choice of a sample is
+            a function of its seed (exact resume, identical batches across process counts).
+        default_data: ``(cache_dir) -> path`` of the embedded default corpus, built from installed
+            packages or a simulator, never downloaded.
+        probe_targets: ``(data_cfg, data_path | None) -> {probe_name: ProbeSet}`` labelled data for the
+            label-free-vs-labelled report.
+        sample_kind: the sample dictionary convention: ``"signal"``, ``"image"``, ``"points"`` or ``"graph"``.
+        view_augmentations: whether :attr:`build_dataset` can produce augmented views (``views > 0``).
+        collate: batches samples; the default stacks tensors and keeps lists of strings.
+    """
+
+    name: str
+    description: str
+    recipe: Path
+    build_dataset: Callable[[Mapping[str, Any], str, int], Dataset]
+    default_data: Callable[[Path], Path]
+    probe_targets: Callable[[Mapping[str, Any], Path | None], dict[str, "ProbeSet"]]
+    sample_kind: str
+    view_augmentations: bool = False
+    collate: Callable[[list[dict]], dict] = field(default=default_collate)
+
+
+@dataclass
+class ProbeSet:
+    """Labelled inputs for a frozen-encoder probe with a fixed train/test split.
+
+    ``x_train``/``x_test`` are model inputs (for signals float32[N, C, T]); ``y_*`` are int64 class
+    indices (classification) or float targets (regression). ``groups`` optionally names the
+    subject of each test item. ``class_names`` documents the label indices.
+    """
+
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+    task: str = "classification"
+    class_names: tuple[str, ...] = ()
+    description: str = ""

@@ -1,0 +1,56 @@
+"""The Objective contract.
+
+An objective is an ``nn.Module`` that owns everything trained besides the data: the encoder it receives,
+plus projectors, predictors and EMA teachers. The loop only calls the methods below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class Objective(nn.Module):
+    """Base class of every self-supervised objective.
+
+    Class attributes:
+        name: registry name (``--objective NAME``).
+        views: 0 if the objective consumes raw samples (JEPA, denoisers), else the number of augmented
+            views it needs per sample (joint-embedding objectives); batches then carry
+            ``batch["views"]`` of shape ``[V, B, ...]``.
+        sample_kinds: the sample conventions it can serve (``"signal"``, ``"image"``, ``"points"``, ``"graph"``).
+    """
+
+    name: ClassVar[str] = ""
+    views: ClassVar[int] = 0
+    sample_kinds: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Return ``{"loss": scalar tensor, **scalars}`` for one batch."""
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Called after each optimiser step (EMA updates, schedules)."""
+
+    @torch.no_grad()
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """float[B, D] features of the raw (un-augmented) inputs, for monitoring and probes."""
+        return self.export_encoder().embed(batch_input(batch))
+
+    def export_encoder(self) -> nn.Module:
+        """The encoder saved as the public artefact (an EMA teacher where the method evaluates that one)."""
+        return self.encoder
+
+
+def batch_input(batch: dict[str, Any]) -> torch.Tensor:
+    """The model input of a batch under the sample conventions (signals and images)."""
+    for key in ("signal", "image"):
+        if key in batch:
+            return batch[key]
+    raise KeyError(f"batch has none of 'signal'/'image'; keys: {sorted(batch)}")
