@@ -1,0 +1,42 @@
+"""Suite-wide fixtures: the shared real data beside the repository, and a small CPU thread budget."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def shared_data(sub: str = "") -> Path:
+    """``<repo>/../shared/data/<sub>``: fails in CI (coverage must not silently vanish), skips elsewhere."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        msg = f"shared test data missing: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture(scope="session")
+def signals_dir() -> Path:
+    return shared_data("signals")
+
+
+@pytest.fixture
+def run_cache(tmp_path_factory, monkeypatch):
+    """Isolate the embedded-data cache of CLI/loop tests from the user's ~/.cache (shared in the session)."""
+    cache = tmp_path_factory.getbasetemp() / "modalities-cache"
+    monkeypatch.setenv("MODALITIES_CACHE", str(cache))
+    return cache
