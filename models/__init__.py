@@ -1,0 +1,132 @@
+"""Networks: encoders created by name, and the portable pretrained-encoder format.
+
+``create(name, **cfg)`` builds a registered encoder; ``list_models(pattern)`` lists names;
+``save_pretrained(model, dir)`` writes ``model.safetensors`` + ``config.json`` and ``load_pretrained(dir)``
+rebuilds the encoder from them without unpickling anything.
+
+>>> enc = create("vit1d_xs")
+>>> enc.config["name"], enc.embed_dim
+('vit1d_xs', 192)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from models.vit1d import ViT1D
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    "vit1d_xs": ModelSpec(ViT1D, dict(dim=192, depth=8, num_heads=4), "ECG-JEPA ViT-XS, 3.6M parameters"),
+    "vit1d_s": ModelSpec(ViT1D, dict(dim=384, depth=8, num_heads=6), "ECG-JEPA ViT-S, 14.3M parameters"),
+    "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),
+}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def describe(name: str) -> str:
+    return _REGISTRY[name].description
+
+
+def create(name: str, **cfg: Any) -> nn.Module:
+    """Build encoder ``name`` with ``cfg`` overriding its defaults; the model remembers its config."""
+    if name not in _REGISTRY:
+        raise ValueError(f"model.name: unknown encoder {name!r}; known: {', '.join(list_models())}")
+    spec = _REGISTRY[name]
+    kwargs = {**spec.defaults, **cfg}
+    try:
+        model = spec.builder(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"model: bad options for {name!r}: {e}") from None
+    model.config = {"name": name, **kwargs}
+    json.dumps(model.config)  # configs must stay JSON serialisable
+    return model
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically (temp folder, then rename).
+
+    ``extra`` is stored under ``"extra"`` in config.json (e.g. the sampling rate and leads the encoder expects).
+    """
+    from safetensors.torch import save_file
+
+    config = getattr(model, "config", None)
+    if not config or "name" not in config:
+        raise ValueError("save_pretrained: the model was not built by models.create (no config)")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        meta = {"format_version": FORMAT_VERSION, "model": config, "extra": extra or {}}
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if directory.exists():
+            old = directory.with_name(directory.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no pretrained encoder here (config.json missing)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if "model" not in meta or "name" not in meta["model"]:
+        raise ValueError(f"{path}: no 'model.name' entry")
+    return meta
+
+
+def load_pretrained(directory: str | Path, map_location: str = "cpu") -> nn.Module:
+    """Rebuild the encoder saved by :func:`save_pretrained`; weights come from safetensors, never pickle."""
+    from safetensors.torch import load_file
+
+    meta = read_pretrained_config(directory)
+    cfg = dict(meta["model"])
+    model = create(cfg.pop("name"), **cfg)
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights file missing")
+    model.load_state_dict(load_file(str(weights), device=map_location), strict=True)
+    model.pretrained_extra = meta.get("extra", {})
+    return model.eval()
+
+
+__all__ = ["create", "describe", "list_models", "load_pretrained", "read_pretrained_config", "save_pretrained"]

@@ -1,7 +1,256 @@
-"""Run configuration: YAML recipes + user YAML + ``--set key=value`` overrides, validated into dataclasses."""
+"""Run configuration: the modality's YAML recipe, then a user YAML, then ``--set key=value`` overrides,
+validated into dataclasses and written fully resolved to ``<run>/config.yaml``.
+
+Sections: ``data`` (the modality's options, passed to its dataset builder), ``model`` (encoder name and
+options), ``objective`` (objective name and options), ``optim`` and ``train`` (checked here).
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
 
 
 class ConfigError(ValueError):
     """A bad option or hyper-parameter. The message is one line naming the option and what is wrong."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay of the learning rate; weight decay follows a cosine ramp."""
+
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    weight_decay_end: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-6
+    clip_grad: float = 0.0  # max global gradient norm; 0 disables clipping
+    accumulate: int = 1  # micro-batches per optimiser step
+
+    def validate(self) -> None:
+        _positive("optim.lr", self.lr)
+        _non_negative("optim.min_lr", self.min_lr)
+        _non_negative("optim.warmup_steps", self.warmup_steps)
+        _non_negative("optim.weight_decay", self.weight_decay)
+        _non_negative("optim.weight_decay_end", self.weight_decay_end)
+        _non_negative("optim.clip_grad", self.clip_grad)
+        _positive("optim.eps", self.eps)
+        if self.accumulate < 1:
+            raise ConfigError(f"optim.accumulate: must be >= 1, got {self.accumulate}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas: need two values in [0, 1), got {list(self.betas)}")
+
+
+@dataclass
+class TrainConfig:
+    """Schedule, batching, devices and bookkeeping of one run."""
+
+    max_steps: int = 300
+    batch_size: int = 32  # global batch of one micro-step, split across all processes
+    num_workers: int = 0
+    seed: int = 0
+    accelerator: str = "auto"  # cpu | cuda | auto
+    devices: Any = 1  # int or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp | ...
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    threads: int = 0  # intra-op CPU threads per process; 0 = cores / local processes
+    log_every: int = 10
+    rankme_every: int = 50
+    rankme_samples: int = 256
+    ckpt_every: int = 100
+    evaluate: bool = True  # run the probes and write report.md after training
+
+    def validate(self) -> None:
+        for name in ("max_steps", "batch_size", "log_every", "rankme_every", "ckpt_every", "num_nodes"):
+            _positive(f"train.{name}", getattr(self, name))
+        for name in ("num_workers", "threads", "rankme_samples"):
+            _non_negative(f"train.{name}", getattr(self, name))
+        if self.precision not in ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true"):
+            raise ConfigError(f"train.precision: unknown precision {self.precision!r}; use 32-true, bf16-mixed or 16-mixed")
+        if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
+            raise ConfigError(f"train.devices: must be a positive integer or 'auto', got {self.devices!r}")
+
+
+@dataclass
+class RunConfig:
+    modality: str
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    objective: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if not self.model.get("name"):
+            raise ConfigError("model.name: missing")
+        if not self.objective.get("name"):
+            raise ConfigError("objective.name: missing")
+        self.optim.validate()
+        self.train.validate()
+        if self.train.batch_size < 2:
+            raise ConfigError(f"train.batch_size: must be >= 2, got {self.train.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["optim"]["betas"] = list(self.optim.betas)
+        return d
+
+
+_SECTIONS = {"optim": OptimConfig, "train": TrainConfig}
+_FREE_SECTIONS = ("data", "model", "objective")
+
+
+def _positive(name: str, v: Any) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+        raise ConfigError(f"{name}: must be > 0, got {v!r}")
+
+
+def _non_negative(name: str, v: Any) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        raise ConfigError(f"{name}: must be >= 0, got {v!r}")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Recursive dict merge; ``override`` wins. Changing ``model.name``/``objective.name`` drops the
+    base section's other options, since they belong to the previous choice."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            if "name" in v and v["name"] != out[k].get("name") and k in ("model", "objective"):
+                out[k] = dict(v)
+            else:
+                out[k] = merge(out[k], v, f"{where}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"optim.lr=3e-4"`` -> (["optim", "lr"], 0.0003); the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {item}: KEY must be SECTION.NAME, e.g. optim.lr or model.name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(tree: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    tree = dict(tree)
+    for item in items:
+        parts, value = parse_override(item)
+        if parts[0] not in _SECTIONS and parts[0] not in _FREE_SECTIONS:
+            raise ConfigError(f"--set {item}: unknown section {parts[0]!r}; sections: data, model, objective, optim, train")
+        nested: Any = value
+        for p in reversed(parts):
+            nested = {p: nested}
+        if parts[1] == "name" and parts[0] in ("model", "objective") and len(parts) == 2:
+            tree[parts[0]] = {"name": value}
+        else:
+            tree = merge(tree, nested)
+    return tree
+
+
+def _build_section(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown option; known: {', '.join(fields)}")
+    kwargs = {}
+    for k, v in values.items():
+        default = getattr(cls(), k)
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{section}.{k}: expected true/false, got {v!r}")
+        elif isinstance(default, int) and not isinstance(default, bool) and k != "devices":
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{section}.{k}: expected an integer, got {v!r}")
+        elif isinstance(default, float):
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ConfigError(f"{section}.{k}: expected a number, got {v!r}") from None
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ConfigError(f"{section}.{k}: expected a number, got {v!r}")
+            v = float(v)
+        elif isinstance(default, tuple):
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{section}.{k}: expected a list, got {v!r}")
+            v = tuple(v)
+        elif isinstance(default, str) and not isinstance(v, str):
+            v = str(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def build_config(tree: Mapping[str, Any]) -> RunConfig:
+    """Validate a merged config tree into a :class:`RunConfig`."""
+    known = set(_SECTIONS) | set(_FREE_SECTIONS) | {"modality"}
+    for k in tree:
+        if k not in known:
+            raise ConfigError(f"{k}: unknown config section; sections: {', '.join(sorted(known))}")
+    for s in (*_SECTIONS, *_FREE_SECTIONS):
+        if s in tree and tree[s] is not None and not isinstance(tree[s], Mapping):
+            raise ConfigError(f"{s}: must be a mapping of options, got {tree[s]!r}")
+    cfg = RunConfig(
+        modality=str(tree.get("modality", "")),
+        data=dict(tree.get("data") or {}),
+        model=dict(tree.get("model") or {}),
+        objective=dict(tree.get("objective") or {}),
+        optim=_build_section(OptimConfig, tree.get("optim") or {}, "optim"),
+        train=_build_section(TrainConfig, tree.get("train") or {}, "train"),
+    )
+    cfg.validate()
+    return cfg
+
+
+def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides: list[str] | None = None,
+            extra: Mapping[str, Any] | None = None, demo: bool = False) -> RunConfig:
+    """Recipe (plus its ``demo`` section when ``demo``) -> user YAML -> ``--set`` overrides -> ``extra`` (the
+    CLI's own flags), validated."""
+    tree = load_yaml(recipe)
+    demo_tree = tree.pop("demo", None) or {}
+    if demo:
+        tree = merge(tree, demo_tree)
+    if user_config:
+        tree = merge(tree, load_yaml(user_config))
+    tree = apply_overrides(tree, list(overrides or []))
+    if extra:
+        tree = merge(tree, extra)
+    return build_config(tree)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    return build_config(load_yaml(path))

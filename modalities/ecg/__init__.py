@@ -1,0 +1,58 @@
+"""ECG: 12-lead conventions, the ECG-JEPA recipe, the ECGSYN embedded default and probes on real records.
+
+Records are WFDB (``.hea`` + ``.dat``/``.mat``, single- or multi-segment, multi-frequency) read lazily window by
+window; each record's leads are mapped to the 12 standard leads (missing leads are zero), resampled to the
+recipe's rate, band-passed, z-scored per lead and clipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalities.base import DataError, Modality
+from modalities.ecg.leads import LEADS_12, lead_alias
+from modalities.ecg.probes import probe_targets
+from modalities.ecg.simulate import simulate_corpus
+from modalities.signals.records import index_records
+from modalities.signals.windows import SignalWindows
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SignalWindows:
+    path = data_cfg.get("path")
+    if not path:
+        raise DataError("data.path: no ECG data given")
+    leads = list(data_cfg.get("leads") or LEADS_12)
+    unknown = [l for l in leads if l not in LEADS_12]
+    if unknown:
+        raise DataError(f"data.leads: unknown lead {unknown[0]!r}; leads: {', '.join(LEADS_12)}")
+    band = data_cfg.get("band")
+    view_transform = None
+    if views:
+        from modalities.signals.augment import BiosignalAugment
+
+        view_transform = BiosignalAugment(p_channel_permute=0.0)  # lead order carries anatomy in ECG
+    return SignalWindows(
+        index_records(path), channels=leads, fs=float(data_cfg.get("fs", 500)),
+        window_s=float(data_cfg.get("window_s", 10.0)), split=split,
+        val_fraction=float(data_cfg.get("val_fraction", 0.1)), channel_aliases=lead_alias,
+        band=tuple(band) if band else None, clip=data_cfg.get("clip", 5.0), random_crop=(split == "train"),
+        views=views, view_transform=view_transform,
+    )
+
+
+def default_data(cache_dir: Path) -> Path:
+    """The embedded default: a seeded 12-lead ECGSYN corpus simulated into the cache (see data_cards/ecgsyn.md)."""
+    return simulate_corpus(Path(cache_dir) / "ecgsyn")
+
+
+MODALITY = Modality(
+    name="ecg",
+    description="12-lead ECG (WFDB records); ECG-JEPA on a 1-D ViT",
+    recipe=Path(__file__).with_name("recipe.yaml"),
+    build_dataset=build_dataset,
+    default_data=default_data,
+    probe_targets=probe_targets,
+    sample_kind="signal",
+    view_augmentations=True,
+)

@@ -1,0 +1,168 @@
+"""``python -m pretrain``: list, pretrain, resume, evaluate.
+
+Every failure a person can fix (a missing file, a corrupt record, a bad option) ends with one line on stderr
+that names the file or option and what is wrong, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import models
+import modalities
+from pretrain import config as config_mod
+from pretrain import objectives
+
+RUN_DIR_ENV = "MODALITIES_RUN_DIR"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        raise config_mod.ConfigError(f"{self.prog}: {message}")
+
+
+def _listing() -> str:
+    lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR", "", "modalities:"]
+    for n in modalities.names():
+        lines.append(f"  {n:14s} {modalities.get(n).description}")
+    lines += ["", "objectives:"]
+    for n in objectives.names():
+        cls = objectives.get(n)
+        lines.append(f"  {n:14s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    lines += ["", "encoders:"]
+    for n in models.list_models():
+        lines.append(f"  {n:14s} {models.describe(n)}")
+    return "\n".join(lines)
+
+
+def _train_parser(modality: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m pretrain {modality}", description=f"Pretrain an encoder on {modality} data.")
+    p.add_argument("--data", help="folder of records (searched recursively) or a single record; default: embedded data")
+    p.add_argument("--objective", help="objective name (default: the recipe's)")
+    p.add_argument("--config", help="YAML file merged over the recipe")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option, e.g. --set optim.lr=3e-4 --set model.name=vit1d_s")
+    p.add_argument("--out", help="run folder (default runs/<modality>/<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--devices", help="number of devices (processes) per node, or 'auto'")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "gpu", "mps"])
+    p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-eval", action="store_true", help="skip probes and report.md after training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _flags(args: argparse.Namespace) -> dict:
+    train: dict = {}
+    if args.max_steps is not None:
+        train["max_steps"] = args.max_steps
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    if args.devices is not None:
+        train["devices"] = "auto" if args.devices == "auto" else _int_option("--devices", args.devices)
+    if args.num_nodes is not None:
+        train["num_nodes"] = args.num_nodes
+    if args.accelerator is not None:
+        train["accelerator"] = "cuda" if args.accelerator == "gpu" else args.accelerator
+    if args.precision is not None:
+        train["precision"] = args.precision
+    if args.seed is not None:
+        train["seed"] = args.seed
+    if args.no_eval:
+        train["evaluate"] = False
+    return {"train": train} if train else {}
+
+
+def _int_option(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise config_mod.ConfigError(f"{name}: expected an integer or 'auto', got {value!r}") from None
+
+
+def run_pretrain(modality_name: str, argv: list[str]) -> int:
+    from pretrain.loop import train
+
+    args = _train_parser(modality_name).parse_args(argv)
+    if modality_name not in modalities.names():
+        raise config_mod.ConfigError(f"unknown modality {modality_name!r}; known: {', '.join(modalities.names())}")
+    modality = modalities.get(modality_name)
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise config_mod.ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
+        tree = config_mod.load_yaml(cfg_path)
+        if tree.get("modality") != modality_name:
+            raise config_mod.ConfigError(f"--resume {run_dir}: that run is {tree.get('modality')!r}, not {modality_name!r}")
+        tree = config_mod.apply_overrides(tree, args.overrides)
+        cfg = config_mod.build_config(config_mod.merge(tree, _flags(args)))
+        resume = True
+    else:
+        extra = _flags(args)
+        if args.data:
+            extra = config_mod.merge(extra, {"data": {"path": args.data}})
+        overrides = list(args.overrides)
+        if args.objective:
+            overrides.insert(0, f"objective.name={args.objective}")
+        cfg = config_mod.resolve(modality.recipe, args.config, overrides, extra, demo=not args.data)
+        cfg.modality = modality_name
+        run_dir = Path(args.out or os.environ.get(RUN_DIR_ENV) or Path("runs") / modality_name / time.strftime("%Y%m%d-%H%M%S"))
+        resume = False
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # processes started by the DDP launcher write into the same folder
+    result = train(cfg, run_dir, resume=resume, progress=not args.quiet)
+    if result.rank != 0:
+        return 0
+    print(f"run folder: {run_dir}\nencoder:    {result.encoder_dir}  (models.load_pretrained)")
+    if cfg.train.evaluate:
+        from pretrain.evaluate import evaluate_run
+
+        report = evaluate_run(run_dir)
+        print(f"report:     {report}")
+    return 0
+
+
+def run_evaluate(argv: list[str]) -> int:
+    from pretrain.evaluate import evaluate_run
+
+    p = _Parser(prog="python -m pretrain evaluate", description="RankMe, probes and report.md for a run.")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="data for the RankMe batch (default: the run's)")
+    args = p.parse_args(argv)
+    print(f"report: {evaluate_run(Path(args.run_dir), data=args.data)}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pretrain.loop import TrainingDiverged
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _one_line_warning
+    try:
+        if not argv or argv[0] in ("-h", "--help", "list"):
+            print(_listing())
+            return 0
+        if argv[0] == "evaluate":
+            return run_evaluate(argv[1:])
+        if argv[0].startswith("-"):
+            raise config_mod.ConfigError(f"{argv[0]}: expected a modality first; known: {', '.join(modalities.names())}")
+        return run_pretrain(argv[0], argv[1:])
+    except (config_mod.ConfigError, modalities.DataError, TrainingDiverged, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        return 130

@@ -1,0 +1,442 @@
+"""The one training loop, on Lightning Fabric.
+
+Fabric supplies devices, precision (bf16-mixed on CPU and GPU), DDP/FSDP across processes and nodes, and
+checkpoint I/O; this file adds what pretraining needs on top:
+
+- AdamW with linear warm-up then cosine learning rate, cosine weight-decay ramp, gradient clipping and
+  accumulation, the objective's ``on_step_end`` hook (EMA teachers, schedules);
+- a deterministic sample stream: the sample at stream position ``p`` is ``perm_epoch[p % n]`` with its own seed
+  ``seed(p)``, and each process takes its slice of every global batch. A run with 2 processes sees exactly the
+  batches of a 1-process run, and a resumed run continues the stream where it stopped;
+- torch's generator reseeded from ``(seed, step, rank)`` each step, so no RNG state has to be checkpointed;
+- metrics to ``metrics.csv`` and TensorBoard, RankMe and embedding std on a fixed held-out batch, a collapse
+  warning, a progress bar;
+- a NaN/Inf guard that stops with one clear line and never writes a checkpoint from a bad state;
+- atomic checkpoints (temp file, fsync, rename) and exact resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import models
+import modalities
+from pretrain import config as config_mod
+from pretrain import objectives
+from pretrain.config import ConfigError, RunConfig
+from pretrain.evaluate import embedding_std, rankme
+
+CKPT_NAME = "last.ckpt"
+
+
+def cache_dir() -> Path:
+    """Where embedded default corpora are built: ``$MODALITIES_CACHE`` or ``~/.cache/modalities``."""
+    return Path(os.environ.get("MODALITIES_CACHE", Path.home() / ".cache" / "modalities"))
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients became NaN/Inf; the last good checkpoint is left untouched."""
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+
+def lr_at(step: int, total: int, lr: float, min_lr: float, warmup: int) -> float:
+    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def wd_at(step: int, total: int, start: float, end: float) -> float:
+    """Cosine ramp of the weight decay from ``start`` to ``end`` (ECG-JEPA: 0.01 -> 0.1)."""
+    t = min(1.0, step / max(1, total))
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ------------------------------------------------------------------------------------------ sample stream
+
+def sample_seed(seed: int, position: int) -> int:
+    """A 62-bit seed for the sample at stream ``position`` (independent streams via SeedSequence)."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+class SeededBatches:
+    """Infinite stream of this process's share of each global batch, as ``(index, seed)`` keys.
+
+    Global micro-batch ``m`` covers stream positions ``[m * B, (m + 1) * B)``; process ``r`` of ``W`` takes the
+    ``r``-th contiguous slice of ``B / W`` positions. Epoch ``e`` uses the permutation ``rng(seed, e)``.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, start_micro_step: int = 0):
+        if global_batch % world:
+            raise ConfigError(f"train.batch_size: {global_batch} is not divisible by the {world} processes")
+        self.n, self.b, self.seed, self.rank, self.world = n, global_batch, seed, rank, world
+        self.start = start_micro_step
+        self._perm_epoch, self._perm = -1, np.arange(0)
+
+    def _index(self, position: int) -> int:
+        epoch = position // self.n
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._perm_epoch = epoch
+        return int(self._perm[position % self.n])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per = self.b // self.world
+        m = self.start
+        while True:
+            first = m * self.b + self.rank * per
+            yield [(self._index(p), sample_seed(self.seed, p)) for p in range(first, first + per)]
+            m += 1
+
+    def __len__(self) -> int:  # DataLoader asks; the stream is endless
+        return sys.maxsize
+
+
+class KeyedDataset(Dataset):
+    """Adds the sample's seed to each item so objectives can draw per-sample randomness (masks) from it."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        item = dict(self.base[key])
+        item["seed"] = key[1]
+        return item
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+class MetricsCSV:
+    """``metrics.csv`` with one row per logged step. On resume, rows after the checkpoint's step are dropped
+    (they will be computed again) so the file reads like one uninterrupted run."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or [])
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
+            self._rewrite(rows)
+        elif path.exists():
+            path.unlink()
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields or ["step"])
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            self._rewrite([])
+        new = [k for k in row if k not in self.fields]
+        if new:  # a column appears later (e.g. the first RankMe): rewrite with the wider header
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fields += new
+            self._rewrite(rows)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields).writerow({k: _fmt(v) for k, v in row.items()})
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / "metrics.csv"
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
+# -------------------------------------------------------------------------------------------- checkpoints
+
+def _fault(kind: str, step: int) -> bool:
+    """Fault injection for tests of the failure paths: ``MODALITIES_FAULT=kill_after_step:7`` ends the process
+    abruptly (as SIGKILL would) after step 7; ``crash_in_checkpoint:7`` dies halfway through writing the
+    checkpoint of step 7."""
+    spec = os.environ.get("MODALITIES_FAULT", "")
+    return spec == f"{kind}:{step}"
+
+
+def save_checkpoint(fabric: Any, path: Path, state: dict[str, Any], step: int) -> None:
+    """Write ``state`` to ``path`` atomically: a temp file next to it, fsync, then rename over the old one."""
+    tmp = path.with_name(path.name + ".tmp")
+    fabric.save(tmp, state)
+    if fabric.global_rank == 0:
+        if _fault("crash_in_checkpoint", step):
+            with open(tmp, "r+b") as f:  # a half-written file, then the process dies before the rename
+                f.truncate(max(1, os.path.getsize(tmp) // 2))
+            os._exit(137)
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    fabric.barrier()
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    encoder_dir: Path
+    rank: int = 0
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices and convolution kernels; never biases, norms, registers, mask tokens or positions."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or any(t in name for t in ("registers", "mask_token", "pos_embed", "cls_token")):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "decay": True},
+            {"params": no_decay, "weight_decay": 0.0, "decay": False}]
+
+
+def _make_fabric(cfg: RunConfig, run_dir: Path) -> Any:
+    from lightning_fabric import Fabric
+    from lightning_fabric.loggers import TensorBoardLogger
+
+    t = cfg.train
+    accelerator = t.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    strategy = t.strategy
+    n_proc = (t.devices if isinstance(t.devices, int) else 1) * t.num_nodes
+    if strategy == "auto" and n_proc > 1:
+        strategy = "ddp"  # DDP on CPU uses gloo, on CUDA nccl
+    logger = TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version="")
+    return Fabric(accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
+                  precision=t.precision, loggers=[logger])
+
+
+def _set_threads(cfg: RunConfig, fabric: Any) -> None:
+    if fabric.device.type != "cpu":
+        return
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", fabric.world_size // max(1, cfg.train.num_nodes))))
+    torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // local))
+
+
+def prepare_data(cfg: RunConfig, modality: modalities.Modality) -> dict[str, Any]:
+    """The data options with ``path`` resolved: the user's ``--data`` or the embedded default."""
+    data_cfg = dict(cfg.data)
+    if data_cfg.get("path"):
+        p = Path(data_cfg["path"]).expanduser()
+        if not p.exists():
+            raise modalities.DataError(f"{p}: --data path does not exist")
+        data_cfg["path"] = str(p.resolve())
+    else:
+        data_cfg["path"] = str(modality.default_data(cache_dir() / modality.name))
+    return data_cfg
+
+
+def _fixed_batch(ds: Dataset, n: int, collate: Any) -> dict[str, Any] | None:
+    n = min(n, len(ds))
+    if n < 2:
+        return None
+    idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
+    return collate([ds[int(i)] for i in idx])
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> RunResult:
+    """Pretrain ``cfg.model`` with ``cfg.objective`` on ``cfg.modality``; everything lands in ``run_dir``."""
+    run_dir = Path(run_dir)
+    modality = modalities.get(cfg.modality)
+    objective_cls = objectives.get(cfg.objective["name"])
+    objectives.check_compatible(objective_cls, modality)
+
+    fabric = _make_fabric(cfg, run_dir)
+    fabric.launch()
+    _set_threads(cfg, fabric)
+    rank0 = fabric.global_rank == 0
+    t, o = cfg.train, cfg.optim
+    if rank0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+    fabric.barrier()
+
+    with fabric.rank_zero_first():
+        data_cfg = prepare_data(cfg, modality)
+        train_ds = modality.build_dataset(data_cfg, "train", objective_cls.views)
+        val_ds = modality.build_dataset(data_cfg, "val", 0)
+    if len(train_ds) == 0:
+        raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
+    if rank0 and not resume:
+        config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_cfg}), run_dir / "config.yaml")
+
+    torch.manual_seed(t.seed)  # identical initial weights on every process
+    try:
+        encoder = models.create(**cfg.model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    objective = objectives.create(encoder, cfg.objective)
+    optimizer = torch.optim.AdamW(param_groups(objective, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    raw = objective
+    objective, optimizer = fabric.setup(objective, optimizer)
+
+    ckpt_path = run_dir / "checkpoints" / CKPT_NAME
+    start_step = 0
+    if resume:
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
+        state = {"objective": objective, "optimizer": optimizer, "step": 0}
+        try:
+            fabric.load(ckpt_path, state)
+        except Exception as e:  # a corrupt file: say which one
+            raise ConfigError(f"{ckpt_path}: cannot load checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+        start_step = int(state["step"])
+    metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=start_step if resume else None) if rank0 else None
+
+    collate = modality.collate
+    workers = min(t.num_workers, max(0, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))))
+    loader = DataLoader(KeyedDataset(train_ds), collate_fn=collate, num_workers=workers,
+                        batch_sampler=SeededBatches(len(train_ds), t.batch_size, t.seed, fabric.global_rank,
+                                                    fabric.world_size, start_step * o.accumulate),
+                        persistent_workers=False)
+    loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
+    batches = iter(loader)
+    monitor = _fixed_batch(val_ds if len(val_ds) >= 2 else train_ds, t.rankme_samples, collate)
+    if monitor is not None:
+        monitor = fabric.to_device(monitor)
+
+    bar = None
+    if rank0 and progress:
+        from tqdm import tqdm
+        bar = tqdm(total=t.max_steps, initial=start_step, desc=f"{cfg.modality}/{objective_cls.name}",
+                   mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
+    best_rank = 0.0
+    loss_value = float("nan")
+    tic, seen = time.perf_counter(), 0
+    for step in range(start_step, t.max_steps):
+        torch.manual_seed(int(sample_seed(t.seed + 7919 * (fabric.global_rank + 1), step)))
+        lr = lr_at(step, t.max_steps, o.lr, o.min_lr, o.warmup_steps)
+        wd = wd_at(step, t.max_steps, o.weight_decay, o.weight_decay_end)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+            g["weight_decay"] = wd if g.get("decay") else 0.0
+        scalars: dict[str, float] = {}
+        loss_sum = torch.zeros((), device=fabric.device)
+        for micro in range(o.accumulate):
+            batch = next(batches)
+            batch["step_seed"] = sample_seed(t.seed, step * o.accumulate + micro)
+            with fabric.no_backward_sync(objective, enabled=micro < o.accumulate - 1):
+                out = objective(batch)
+                fabric.backward(out["loss"] / o.accumulate)
+            loss_sum += out["loss"].detach().float() / o.accumulate
+            for k, v in out.items():
+                if k != "loss":
+                    scalars[k] = scalars.get(k, 0.0) + float(v) / o.accumulate
+            seen += len(batch["seed"]) * fabric.world_size
+        loss_mean = fabric.all_reduce(loss_sum, reduce_op="mean")
+        grad_norm = _grad_norm(raw)
+        if not torch.isfinite(loss_mean) or not math.isfinite(grad_norm):
+            what = "loss" if not torch.isfinite(loss_mean) else "gradient norm"
+            last = f"last good checkpoint: {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written"
+            raise TrainingDiverged(f"step {step + 1}: {what} is {float(loss_mean) if what == 'loss' else grad_norm}; "
+                                   f"stopped without saving ({last}); lower optim.lr or use optim.clip_grad")
+        if o.clip_grad > 0:
+            fabric.clip_gradients(objective, optimizer, max_norm=o.clip_grad, error_if_nonfinite=False)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        raw.on_step_end(step + 1, t.max_steps)
+        loss_value = float(loss_mean)
+        done = step + 1
+
+        row = None
+        if rank0 and (done % t.log_every == 0 or done == t.max_steps or done == start_step + 1):
+            dt = time.perf_counter() - tic
+            row = {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
+                   "samples_per_s": seen / dt if dt > 0 else 0.0, **scalars}
+            tic, seen = time.perf_counter(), 0
+        if monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps):
+            rm, std = monitor_embeddings(raw, monitor, fabric)
+            best_rank = max(best_rank, rm)
+            collapsed = rm < max(1.5, 0.25 * best_rank)
+            if rank0:
+                row = row or {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
+                              "samples_per_s": "", **scalars}
+                row.update(rankme=rm, embed_std=std, collapse=int(collapsed))
+                if bar is not None:
+                    bar.set_postfix_str(f"loss {loss_value:.4f} rankme {rm:.1f}" + (" COLLAPSE?" if collapsed else ""))
+                if collapsed:
+                    fabric.print(f"warning: step {done}: possible collapse (RankMe {rm:.2f}, best {best_rank:.2f}, "
+                                 f"embedding std {std:.4f})")
+        if row is not None and metrics is not None:
+            metrics.log(row)
+            fabric.log_dict({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=done)
+        if bar is not None:
+            bar.update(1)
+            if row is not None and "rankme" not in row:
+                bar.set_postfix_str(f"loss {loss_value:.4f}")
+        if done % t.ckpt_every == 0 or done == t.max_steps:
+            _check_finite_params(raw, done)
+            save_checkpoint(fabric, ckpt_path, {"objective": objective, "optimizer": optimizer, "step": done}, done)
+        if _fault("kill_after_step", done):
+            os._exit(137)
+    if bar is not None:
+        bar.close()
+
+    encoder_dir = run_dir / "encoder"
+    if rank0:
+        models.save_pretrained(raw.export_encoder(), encoder_dir,
+                               extra={"modality": cfg.modality, "objective": objective_cls.name, "data": data_cfg})
+    fabric.barrier()
+    return RunResult(run_dir, t.max_steps, loss_value, encoder_dir, fabric.global_rank)
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+
+
+def _check_finite_params(module: torch.nn.Module, step: int) -> None:
+    for name, p in module.named_parameters():
+        if not torch.isfinite(p).all():
+            raise TrainingDiverged(f"step {step}: parameter {name} is not finite; checkpoint not written")
+
+
+@torch.no_grad()
+def monitor_embeddings(objective: Any, batch: dict[str, Any], fabric: Any) -> tuple[float, float]:
+    was_training = objective.training
+    objective.eval()
+    with fabric.autocast():
+        z = objective.embed(batch).float()
+    objective.train(was_training)
+    return rankme(z), embedding_std(z)

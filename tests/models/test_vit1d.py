@@ -1,0 +1,86 @@
+"""Encoders: every registered model runs forward/backward; ViT1D matches the paper's sizes and token layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import models
+from models.transformer import sincos_positions
+from models.vit1d import ViT1D, ViT1DPredictor
+
+PAPER_PARAMS = {"vit1d_xs": 3.6e6, "vit1d_s": 14.3e6, "vit1d_b": 85.2e6}
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_model_forward_backward(name):
+    torch.manual_seed(0)
+    enc = models.create(name, depth=1) if name.startswith("vit1d") else models.create(name)
+    x = torch.randn(2, enc.in_channels, 500)
+    z = enc(x)
+    assert z.shape == (2, 500 // enc.patch_size, enc.embed_dim)
+    z.sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+    assert enc.embed(x).shape == (2, enc.embed_dim)
+    json.dumps(enc.config)
+
+
+@pytest.mark.parametrize("name,expected", PAPER_PARAMS.items())
+def test_paper_sizes(name, expected):
+    n = sum(p.numel() for p in models.create(name).parameters())
+    assert abs(n - expected) / expected < 0.01, n
+
+
+def test_tokens_cover_50ms_of_all_leads():
+    enc = ViT1D(dim=32, depth=1, num_heads=4)
+    assert enc.patch_embed.kernel_size == (25,) and enc.patch_embed.stride == (25,)
+    x = torch.zeros(1, 12, 5000)
+    x[0, 5, 25 * 7 + 3] = 1.0  # one sample in token 7 of lead aVF
+    t = enc.tokens(x) - enc.tokens(torch.zeros_like(x))
+    changed = (t.abs().sum(-1) > 0).nonzero()[:, 1].tolist()
+    assert changed == [7]
+
+
+def test_keep_selects_tokens_and_registers_are_dropped():
+    torch.manual_seed(0)
+    enc = ViT1D(dim=32, depth=0, num_heads=4, num_registers=2).eval()
+    x = torch.randn(2, 12, 1000)
+    keep = torch.tensor([[0, 5, 9], [1, 2, 39]])
+    # depth 0: output = LayerNorm(tokens) so selection is exactly a gather of the full output
+    full = enc(x)
+    assert torch.allclose(enc(x, keep), torch.stack([full[0, keep[0]], full[1, keep[1]]]), atol=1e-6)
+
+
+def test_bad_input_shapes_are_named():
+    enc = ViT1D(dim=32, depth=1, num_heads=4)
+    with pytest.raises(ValueError, match="multiple of the patch size 25"):
+        enc(torch.randn(1, 12, 1001))
+    with pytest.raises(ValueError, match=r"expected input \[B, 12, T\]"):
+        enc(torch.randn(1, 8, 1000))
+
+
+def test_sincos_positions_formula():
+    p = sincos_positions(7, 6)
+    for pos in range(7):
+        for i in range(3):
+            w = 1.0 / 10000 ** (2 * i / 6)
+            assert p[pos, 2 * i].item() == pytest.approx(torch.sin(torch.tensor(pos * w, dtype=torch.float64)).item(), abs=1e-6)
+            assert p[pos, 2 * i + 1].item() == pytest.approx(torch.cos(torch.tensor(pos * w, dtype=torch.float64)).item(), abs=1e-6)
+
+
+def test_predictor_outputs_one_vector_per_target():
+    pred = ViT1DPredictor(embed_dim=32, dim=16, depth=1, num_heads=2)
+    ctx = torch.randn(2, 5, 32)
+    out = pred(ctx, torch.arange(5).expand(2, 5), torch.arange(5, 40).expand(2, 35), 40)
+    assert out.shape == (2, 35, 32)
+    # targets differ only by position: outputs must differ across positions
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(ValueError, match="unknown encoder 'vit9'"):
+        models.create("vit9")
+    with pytest.raises(ValueError, match="bad options for 'vit1d_xs'"):
+        models.create("vit1d_xs", widht=3)

@@ -1,0 +1,54 @@
+"""Config resolution: recipe -> user YAML -> --set overrides, with one-line errors naming the option."""
+
+from __future__ import annotations
+
+import pytest
+
+import modalities
+from pretrain import config as C
+
+
+def recipe():
+    return modalities.get("ecg").recipe
+
+
+def test_recipe_and_demo_and_overrides(tmp_path):
+    cfg = C.resolve(recipe())
+    assert cfg.model["name"] == "vit1d_xs" and cfg.objective["name"] == "jepa"
+    assert cfg.optim.lr == 1e-3 and cfg.optim.warmup_steps == 10000 and cfg.train.max_steps == 100000
+    demo = C.resolve(recipe(), demo=True)
+    assert demo.train.max_steps == 150 and demo.optim.warmup_steps == 20
+    user = tmp_path / "my.yaml"
+    user.write_text("optim:\n  lr: 2.0e-4\ntrain:\n  batch_size: 8\n")
+    cfg = C.resolve(recipe(), user, ["optim.lr=3e-4", "model.name=vit1d_s", "data.window_s=5"])
+    assert cfg.optim.lr == 3e-4 and cfg.train.batch_size == 8
+    assert cfg.model == {"name": "vit1d_s"} and cfg.data["window_s"] == 5
+    # the written file reads back to the same config
+    C.save(cfg, tmp_path / "config.yaml")
+    assert C.load_run_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("item,msg", [
+    ("optim.lrr=1", "optim.lrr: unknown option"),
+    ("optim.lr=-1", "optim.lr: must be > 0"),
+    ("optim.lr=fast", "optim.lr: expected a number"),
+    ("train.batch_size=1.5", "train.batch_size: expected an integer"),
+    ("train.precision=fp8", "train.precision: unknown precision"),
+    ("trian.max_steps=3", "unknown section 'trian'"),
+    ("optim.lr", "expected KEY=VALUE"),
+    ("lr=3", "KEY must be SECTION.NAME"),
+    ("optim.betas=[0.9, 1.2]", "optim.betas"),
+])
+def test_bad_overrides_are_one_line(item, msg):
+    with pytest.raises(C.ConfigError, match=msg) as e:
+        C.resolve(recipe(), None, [item])
+    assert "\n" not in str(e.value)
+
+
+def test_bad_yaml_file_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed\n")
+    with pytest.raises(C.ConfigError, match="bad.yaml: not valid YAML"):
+        C.resolve(recipe(), bad)
+    with pytest.raises(C.ConfigError, match="nope.yaml: config file not found"):
+        C.resolve(recipe(), tmp_path / "nope.yaml")
