@@ -1,0 +1,519 @@
+"""WFDB records: header parsing, a cached index of a corpus, and lazy window reads.
+
+A WFDB record is a ``<name>.hea`` header plus one or more signal files (``.dat``, ``.mat``, ...)
+that interleave the samples of its channels frame by frame. A *frame* holds one sample of each
+ordinary channel and ``samples_per_frame`` samples of a multi-frequency channel, so a channel's
+own rate is ``fs * samples_per_frame``. Multi-segment records chain single-segment records (with
+``~`` for gaps) under a master header; they are indexed as one record.
+
+Nothing here loads a whole record: :func:`index_records` only parses headers and ``stat``s
+signal files, and :func:`read_wfdb_window` asks ``wfdb.rdrecord`` for ``[start, stop)`` frames,
+which seeks to that byte range.
+
+>>> info = read_header("mitdb/100")                                   # doctest: +SKIP
+>>> mlii, = read_wfdb_window(info, 0, 3600, channels=["MLII"])         # doctest: +SKIP
+>>> x = read_window_resampled(info, 10.0, 10.0, ["MLII", "V5"], 500.0)  # float32[2, 5000]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import wfdb
+
+from modalities.base import DataError
+from modalities.signals.filters import rational_ratio, resample
+
+__all__ = [
+    "RecordInfo",
+    "index_records",
+    "read_header",
+    "read_wfdb_window",
+    "read_window_resampled",
+]
+
+_RECORD_SUFFIXES = (".hea", ".dat", ".mat")
+_INDEX_FILE = ".modalities_index.json"
+_INDEX_VERSION = 1
+
+# Storage bits per sample of each WFDB signal format (the signal-file spec, "signal(5)").
+# Compressed FLAC formats (508/516/524) have no fixed size and are only checked for existence.
+_BITS_PER_SAMPLE = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
+    "212": 12, "310": Fraction(32, 3), "311": Fraction(32, 3),
+}
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """What the header of one WFDB record says; enough to plan window reads without opening data.
+
+    Args:
+        path: absolute record path without extension, as ``wfdb`` expects it.
+        name: record name from the header (``"100"``).
+        fs: frame (base) frequency in Hz.
+        n_frames: record length in frames.
+        channels: channel (signal) names in file order.
+        units: physical unit of each channel.
+        samples_per_frame: samples of each channel per frame (1 for ordinary channels).
+        n_segments: 1 for single-segment records, else the number of segments (layout included).
+        comments: header comment lines without the leading ``#``.
+    """
+
+    path: str
+    name: str
+    fs: float
+    n_frames: int
+    channels: tuple[str, ...]
+    units: tuple[str, ...]
+    samples_per_frame: tuple[int, ...]
+    n_segments: int
+    comments: tuple[str, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_frames / self.fs
+
+    def channel_fs(self, channel: str) -> float:
+        """Sampling rate of ``channel`` in Hz: ``fs * samples_per_frame``."""
+        return self.fs * self.samples_per_frame[self._channel_index(channel)]
+
+    def _channel_index(self, channel: str) -> int:
+        try:
+            return self.channels.index(channel)
+        except ValueError:
+            raise DataError(
+                f"{self.path}: no channel {channel!r}; the record has {', '.join(self.channels)}"
+            ) from None
+
+
+# ----------------------------------------------------------------------------------------- headers
+
+
+def _record_path(path: str | Path) -> Path:
+    p = Path(path).expanduser().absolute()
+    if p.suffix.lower() in _RECORD_SUFFIXES:
+        p = p.with_suffix("")
+    return p
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _rdheader(record: Path) -> Any:
+    hea = record.with_suffix(".hea")
+    if not hea.is_file():
+        raise DataError(f"{hea}: WFDB header not found")
+    try:
+        return wfdb.rdheader(str(record))
+    except Exception as exc:  # wfdb raises bare ValueError/IndexError/... on malformed headers
+        raise DataError(f"{hea}: cannot parse WFDB header ({_one_line(exc)})") from None
+
+
+def _signal_file_sizes(record: Path, header: Any, n_frames: int | None) -> tuple[int, list[Path]]:
+    """Check that every signal file exists and holds exactly what the header declares (stat only).
+
+    Returns the record length in frames (inferred from the file size when the header omits it)
+    and the signal files.
+    """
+    hea = record.with_suffix(".hea")
+    files: dict[str, list[int]] = {}
+    for ch, file_name in enumerate(header.file_name or []):
+        if file_name and file_name != "~":
+            files.setdefault(file_name, []).append(ch)
+    for file_name, chans in files.items():
+        data = record.parent / file_name
+        try:
+            size = data.stat().st_size
+        except FileNotFoundError:
+            raise DataError(f"{data}: signal file missing (referenced by {hea})") from None
+        fmts = {header.fmt[ch] for ch in chans}
+        if not fmts <= set(_BITS_PER_SAMPLE):
+            continue  # compressed or unknown format: wfdb validates while reading
+        offset = int((header.byte_offset or [None] * header.n_sig)[chans[0]] or 0)
+        spf = header.samps_per_frame or [1] * header.n_sig
+        frame_bits = sum(_BITS_PER_SAMPLE[header.fmt[ch]] * int(spf[ch] or 1) for ch in chans)
+        if n_frames is None:
+            n_frames = int((size - offset) * 8 // frame_bits)
+        need = offset + math.ceil(n_frames * frame_bits / 8)
+        # A file may end in a few padding bytes (odd sample counts in 212/310), never a whole frame more.
+        slack = max(math.ceil(frame_bits / 8), 4)
+        fmt = "/".join(sorted(fmts))
+        if size < need:
+            raise DataError(
+                f"{data}: truncated, holds {size} bytes but {hea} declares {n_frames} frames "
+                f"of format {fmt} ({need} bytes)"
+            )
+        if size >= need + slack:
+            raise DataError(
+                f"{data}: holds {size} bytes but {hea} declares {n_frames} frames of format {fmt} "
+                f"({need} bytes); the header's length or format disagrees with the file"
+            )
+    return int(n_frames or 0), [record.parent / f for f in files]
+
+
+def _single_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Path]]:
+    n_frames, files = _signal_file_sizes(record, header, header.sig_len)
+    n = int(header.n_sig or 0)
+    spf = header.samps_per_frame or [1] * n
+    units = header.units or ["mV"] * n
+    info = RecordInfo(
+        path=str(record),
+        name=str(header.record_name),
+        fs=float(header.fs),
+        n_frames=n_frames,
+        channels=tuple(str(c) for c in (header.sig_name or [])),
+        units=tuple(str(u or "mV") for u in units),
+        samples_per_frame=tuple(int(s or 1) for s in spf),
+        n_segments=1,
+        comments=tuple(header.comments or ()),
+    )
+    return info, files
+
+
+def _multi_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Path]]:
+    hea = record.with_suffix(".hea")
+    seg_names = list(header.seg_name)
+    seg_lens = [int(n) for n in header.seg_len]
+    if header.sig_len is not None and int(header.sig_len) != sum(seg_lens):
+        raise DataError(
+            f"{hea}: declares {header.sig_len} frames but its segments add up to {sum(seg_lens)}"
+        )
+    reference = None
+    files: list[Path] = []
+    for i, (seg, seg_len) in enumerate(zip(seg_names, seg_lens)):
+        if seg == "~":
+            continue
+        seg_path = record.parent / seg
+        seg_header = _rdheader(seg_path)
+        files.append(seg_path.with_suffix(".hea"))
+        if i == 0 and header.layout == "variable":
+            reference = seg_header  # the layout header: names and rates of every channel
+            continue
+        seg_info, seg_files = _single_segment_info(seg_path, seg_header)
+        files += seg_files
+        if seg_info.n_frames != seg_len:
+            raise DataError(
+                f"{seg_path.with_suffix('.hea')}: segment has {seg_info.n_frames} frames but "
+                f"{hea} lists {seg_len}"
+            )
+        if reference is None:
+            reference = seg_header
+    if reference is None:
+        raise DataError(f"{hea}: multi-segment record has no non-empty segment")
+    n = int(reference.n_sig or 0)
+    spf = reference.samps_per_frame or [1] * n
+    units = reference.units or ["mV"] * n
+    info = RecordInfo(
+        path=str(record),
+        name=str(header.record_name),
+        fs=float(header.fs),
+        n_frames=sum(seg_lens),
+        channels=tuple(str(c) for c in (reference.sig_name or [])),
+        units=tuple(str(u or "mV") for u in units),
+        samples_per_frame=tuple(int(s or 1) for s in spf),
+        n_segments=len(seg_names),
+        comments=tuple(header.comments or ()),
+    )
+    return info, files
+
+
+def read_header(path: str | Path) -> RecordInfo:
+    """Parse the header of one record and check its signal files by size (no sample is read).
+
+    Args:
+        path: record path with or without extension (``.hea``, ``.dat`` or ``.mat``).
+
+    Raises:
+        DataError: the header is missing or malformed, a signal file is missing, or a signal file's
+            size disagrees with the length and format the header declares.
+    """
+    return _inspect(_record_path(path))[0]
+
+
+def _inspect(record: Path) -> tuple[RecordInfo, list[Path]]:
+    """:func:`read_header` plus every other file the record's reads depend on."""
+    header = _rdheader(record)
+    if isinstance(header, wfdb.MultiRecord):
+        return _multi_segment_info(record, header)
+    return _single_segment_info(record, header)
+
+
+# ------------------------------------------------------------------------------------------- index
+
+
+def _segment_headers(hea: Path) -> list[Path]:
+    """Headers a multi-segment master header refers to (layout included); [] for other headers."""
+    try:
+        with open(hea, encoding="latin-1") as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    first = line.split()[0]
+                    break
+            else:
+                return []
+    except OSError:
+        return []
+    if "/" not in first:
+        return []
+    header = _rdheader(hea.with_suffix(""))
+    return [hea.parent / f"{seg}.hea" for seg in header.seg_name if seg != "~"]
+
+
+def _find_headers(root: Path) -> list[Path]:
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in filenames if f.endswith(".hea")]
+    return sorted(found)
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _writable(folder: Path) -> bool:
+    # A folder without write bits is meant to be read-only (shared data sets), even for root,
+    # whom os.access always answers yes.
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(folder, os.W_OK)
+
+
+def _cache_file(root: Path, cache_dir: str | Path | None) -> Path:
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:16]
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser() / f"signals_index_{digest}.json"
+    if _writable(root):
+        return root / _INDEX_FILE
+    return Path.home() / ".cache" / "modalities" / f"signals_index_{digest}.json"
+
+
+def _load_cache(cache: Path, root: Path, headers: list[Path]) -> list[RecordInfo] | None:
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("version") != _INDEX_VERSION or data.get("root") != str(root):
+        return None
+    files: dict[str, list[int]] = data.get("files", {})
+    if sorted(files.get("headers", {})) != sorted(str(h.relative_to(root)) for h in headers):
+        return None
+    for group in ("headers", "data"):
+        for rel, stamp in files.get(group, {}).items():
+            if _stat(root / rel) != stamp:
+                return None
+    out = []
+    for rec in data.get("records", []):
+        rec = dict(rec)
+        rec["path"] = str(root / rec["path"])
+        for key in ("channels", "units", "samples_per_frame", "comments"):
+            rec[key] = tuple(rec[key])
+        out.append(RecordInfo(**rec))
+    return out
+
+
+def _write_cache(
+    cache: Path, root: Path, headers: list[Path], records: list[RecordInfo], data_files: list[Path]
+) -> None:
+    payload = {
+        "version": _INDEX_VERSION,
+        "root": str(root),
+        "files": {
+            "headers": {str(h.relative_to(root)): _stat(h) for h in headers},
+            "data": {str(f.relative_to(root)): _stat(f) for f in data_files},
+        },
+        "records": [
+            {**asdict(info), "path": str(Path(info.path).relative_to(root))} for info in records
+        ],
+    }
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the index from other users
+        os.replace(tmp, cache)  # atomic: concurrent workers never see half a file
+    except OSError:
+        pass  # the cache only saves time; an unwritable location is not an error
+
+
+def index_records(root: str | Path, cache_dir: str | Path | None = None) -> list[RecordInfo]:
+    """Index every WFDB record under a folder (recursively), or one record; sorted by path.
+
+    Segment and layout headers of multi-segment records are part of their master record, not
+    records of their own. Hidden folders are skipped. The index is cached as JSON in ``cache_dir``
+    (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
+    ``~/.cache/modalities/``) and rebuilt when any header or signal file changes (mtime or size)
+    or a header appears or disappears.
+
+    Raises:
+        DataError: ``root`` does not exist or holds no ``*.hea``, or any record fails
+            :func:`read_header` (missing, truncated or inconsistent signal file).
+    """
+    root_path = Path(root).expanduser().absolute()
+    if not root_path.is_dir():
+        record = _record_path(root_path)
+        if record.with_suffix(".hea").is_file():
+            return [read_header(record)]
+        raise DataError(f"{root_path}: no such folder or WFDB record")
+
+    headers = _find_headers(root_path)
+    if not headers:
+        raise DataError(f"{root_path}: no WFDB records (*.hea) found")
+    cache = _cache_file(root_path, cache_dir)
+    cached = _load_cache(cache, root_path, headers)
+    if cached is not None:
+        return cached
+
+    parts: set[Path] = set()
+    for hea in headers:
+        parts.update(_segment_headers(hea))
+    records: list[RecordInfo] = []
+    data_files: set[Path] = set()
+    for hea in headers:
+        if hea not in parts:
+            info, files = _inspect(hea.with_suffix(""))
+            records.append(info)
+            data_files.update(f for f in files if f.suffix != ".hea")
+    records.sort(key=lambda info: info.path)
+    _write_cache(cache, root_path, headers, records, sorted(data_files))
+    return records
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+def read_wfdb_window(
+    info: RecordInfo, start: int, stop: int, channels: Sequence[str] | None = None
+) -> list[np.ndarray]:
+    """Read frames ``[start, stop)`` of some channels, in physical units, without the rest.
+
+    Returns one float64 array per requested channel (default: all, in record order), each at the
+    channel's own rate: length ``(stop - start) * samples_per_frame``. WFDB missing samples and
+    gaps between segments are NaN.
+
+    Raises:
+        DataError: unknown channel, a window outside ``[0, n_frames]`` or empty, or unreadable data.
+    """
+    names = list(info.channels) if channels is None else list(channels)
+    idx = [info._channel_index(c) for c in names]
+    start, stop = int(start), int(stop)
+    if not 0 <= start < stop <= info.n_frames:
+        raise DataError(
+            f"{info.path}: window [{start}, {stop}) frames is outside the record's "
+            f"[0, {info.n_frames}) or empty"
+        )
+    if not idx:
+        return []
+    unique = sorted(set(idx))
+    try:
+        rec = wfdb.rdrecord(
+            info.path, sampfrom=start, sampto=stop, channels=unique, smooth_frames=False
+        )
+    except Exception as exc:  # wfdb's own errors carry no file name
+        raise DataError(
+            f"{info.path}: cannot read frames [{start}, {stop}) ({_one_line(exc)})"
+        ) from None
+    signals = rec.e_p_signal
+    by_index = {ch: np.asarray(signals[k], dtype=np.float64) for k, ch in enumerate(unique)}
+    out = []
+    for name, ch in zip(names, idx):
+        x = by_index[ch]
+        want = (stop - start) * info.samples_per_frame[ch]
+        if x.shape != (want,):
+            raise DataError(
+                f"{info.path}: channel {name!r} returned {x.shape[0]} samples for frames "
+                f"[{start}, {stop}), expected {want}"
+            )
+        out.append(x)
+    return out
+
+
+def read_window_resampled(
+    info: RecordInfo, start_s: float, duration_s: float, channels: Sequence[str], fs_out: float
+) -> np.ndarray:
+    """Read ``duration_s`` seconds from ``start_s`` and resample every channel to ``fs_out``.
+
+    A margin of a few input samples is read on each side (inside the record) so that the
+    polyphase filter of :func:`~modalities.signals.filters.resample` has no edge transient in the
+    window. Output sample ``n`` is at time ``start_s + n / fs_out`` (to within one output sample).
+
+    Returns:
+        float32[len(channels), round(duration_s * fs_out)]; NaNs (WFDB missing samples) become 0.
+
+    Raises:
+        DataError: the window is not inside the record, or a channel is unknown.
+    """
+    n_out = int(round(duration_s * fs_out))
+    half_frame = 0.5 / info.fs
+    if duration_s <= 0 or n_out < 1 or start_s < -half_frame or (
+        start_s + duration_s > info.duration_s + half_frame
+    ):
+        raise DataError(
+            f"{info.path}: window {start_s:g} s + {duration_s:g} s is outside the record's "
+            f"{info.duration_s:g} s or empty"
+        )
+    idx = [info._channel_index(c) for c in channels]
+    out = np.zeros((len(idx), n_out), dtype=np.float32)
+    if not idx:
+        return out
+
+    # The read spans [f0 - margin, f1 + margin) frames. The margin covers resample_poly's filter
+    # (10 * max(up, down) upsampled samples either side) and is a whole number of resampling
+    # periods, so that the output grid of every channel falls exactly on the window's first frame.
+    margin, period = 0, 1
+    for ch in set(idx):
+        spf = info.samples_per_frame[ch]
+        up, down = rational_ratio(info.fs * spf, fs_out)
+        if (up, down) != (1, 1):
+            margin = max(margin, math.ceil((math.ceil(10 * max(up, down) / up) + 2) / spf))
+        period = math.lcm(period, down // math.gcd(down, spf * up))
+    margin = -(-margin // period) * period
+    f0 = int(math.floor(start_s * info.fs + 1e-9))
+    f1 = int(math.ceil((start_s + duration_s) * info.fs - 1e-9))
+    first, last = f0 - margin, f1 + margin
+    raw = read_wfdb_window(info, max(first, 0), min(last, info.n_frames), channels)
+
+    for row, (x, ch) in enumerate(zip(raw, idx)):
+        spf = info.samples_per_frame[ch]
+        fs_ch = info.fs * spf
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        # Near the record's ends, extend with the edge value instead of resample_poly's zeros.
+        pad = (spf * max(0, -first), spf * max(0, last - info.n_frames))
+        if pad != (0, 0):
+            x = np.pad(x, pad, mode="edge")
+        y = resample(x, fs_ch, fs_out)
+        up, down = rational_ratio(fs_ch, fs_out)
+        k0 = int(round((start_s * info.fs - first) * spf * up / down))
+        y = y[k0 : k0 + n_out]
+        if y.shape[0] < n_out:  # rounding at the very end of a record
+            y = np.pad(y, (0, n_out - y.shape[0]), mode="edge" if y.size else "constant")
+        out[row] = y
+    return out

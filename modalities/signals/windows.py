@@ -1,0 +1,205 @@
+"""Fixed-length windows over many WFDB records, read lazily, in a canonical channel layout.
+
+Every record is split in time: its first ``1 - val_fraction`` is the train part and the rest the
+val part, so train and val windows of a record never overlap. A split's epoch has one item per
+non-overlapping window of its parts; item ``i`` belongs to the part that holds the ``i``-th fixed
+window, so parts are drawn in proportion to their length. With ``random_crop`` and a seed the
+window is then placed uniformly at random inside that part.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from modalities.base import DataError
+from modalities.signals.filters import bandpass, normalize
+from modalities.signals.records import RecordInfo, read_window_resampled
+
+__all__ = ["SignalWindows"]
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class SignalWindows(Dataset):
+    """Windows of ``window_s`` seconds resampled to ``fs`` Hz in the channel order ``channels``.
+
+    Args:
+        records: indexed records (:func:`~modalities.signals.records.index_records`).
+        channels: canonical output channels, e.g. the 12 ECG leads.
+        fs: output sampling rate in Hz.
+        window_s: window length in seconds; ``T = round(window_s * fs)``.
+        split: ``"train"`` (first ``1 - val_fraction`` of every record) or ``"val"`` (the rest).
+        val_fraction: fraction of every record, at its end, held out for ``"val"``.
+        channel_aliases: maps a record's channel name to a canonical name, or ``None`` to ignore it;
+            each canonical channel is filled from the first record channel mapping to it. Default:
+            a record channel is used where its name equals a canonical name.
+        band: ``(low, high)`` Hz for :func:`~modalities.signals.filters.bandpass`; ``None`` skips it.
+        clip: clip of :func:`~modalities.signals.filters.normalize` (per-channel z-score).
+        random_crop: place a seeded item's window uniformly at random within its part.
+        transform: ``transform(x, rng) -> x`` applied to the preprocessed window (``signal``).
+        views: number of augmented views per item (0: none).
+        view_transform: ``view_transform(x, rng) -> x``, applied independently for each view.
+
+    Items are fetched with ``ds[i]`` (the ``i``-th fixed window: deterministic) or
+    ``ds[i, seed]`` (every random choice drawn from ``np.random.default_rng(seed)``) and are
+    ``{"signal": float32[C, T], "fs", "subject", "record", "start_s"}`` plus
+    ``"views": float32[views, C, T]`` when ``views > 0``. Canonical channels a record lacks are
+    zero. The dataset holds record metadata only, never samples or open files, so it pickles
+    cheaply to DataLoader workers.
+
+    Preprocessing of a window: read and resample to ``fs`` (missing samples -> 0), ``bandpass``,
+    ``normalize``, then ``transform``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[RecordInfo],
+        *,
+        channels: Sequence[str],
+        fs: float,
+        window_s: float,
+        split: str = "train",
+        val_fraction: float = 0.1,
+        channel_aliases: Callable[[str], str | None] | None = None,
+        band: tuple[float | None, float | None] | None = (0.5, 100.0),
+        clip: float | None = 5.0,
+        random_crop: bool = True,
+        transform: Transform | None = None,
+        views: int = 0,
+        view_transform: Transform | None = None,
+    ) -> None:
+        records = list(records)
+        where = _common_path(records)
+        if split not in ("train", "val"):
+            raise DataError(f"{where}: split must be 'train' or 'val', got {split!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise DataError(f"{where}: val_fraction must be in [0, 1), got {val_fraction}")
+        if split == "val" and val_fraction == 0.0:
+            raise DataError(f"{where}: split 'val' needs val_fraction > 0")
+        if not (fs > 0 and window_s > 0):
+            raise DataError(f"{where}: fs and window_s must be positive, got {fs} and {window_s}")
+        if views < 0 or (views > 0 and view_transform is None):
+            raise DataError(f"{where}: views={views} needs views >= 0 and a view_transform")
+        if not records:
+            raise DataError(f"{where}: no records given")
+
+        self.channels = tuple(channels)
+        self.fs = float(fs)
+        self.window_s = float(window_s)
+        self.n_samples = int(round(window_s * fs))
+        self.split = split
+        self.val_fraction = float(val_fraction)
+        self.band = tuple(band) if band is not None else None
+        self.clip = clip
+        self.random_crop = random_crop
+        self.transform = transform
+        self.views = int(views)
+        self.view_transform = view_transform
+
+        alias = channel_aliases if channel_aliases is not None else _identity
+        unusable: list[str] = []
+        # Per part: record, (record channel, canonical row) pairs, first and last usable frame.
+        self._parts: list[tuple[RecordInfo, tuple[tuple[str, int], ...], int, int]] = []
+        counts: list[int] = []
+        for info in records:
+            sources: dict[int, str] = {}
+            for name in info.channels:
+                target = alias(name)
+                if target in self.channels:
+                    sources.setdefault(self.channels.index(target), name)
+            if not sources:
+                unusable.append(info.path)
+                continue
+            n_train = int(math.floor((1.0 - self.val_fraction) * info.n_frames))
+            first, stop = (0, n_train) if split == "train" else (n_train, info.n_frames)
+            n_windows = int((stop - first) / info.fs // self.window_s)
+            if n_windows < 1:
+                continue  # shorter than one window
+            mapping = tuple(sorted(((name, row) for row, name in sources.items()), key=lambda t: t[1]))
+            self._parts.append((info, mapping, first, stop))
+            counts.append(n_windows)
+        if len(unusable) == len(records):
+            raise DataError(
+                f"{where}: no record has a channel that maps to {list(self.channels)}"
+            )
+        if unusable:
+            warnings.warn(
+                f"{len(unusable)} record(s) have no channel mapping to {list(self.channels)} and "
+                f"are skipped: {', '.join(unusable)}",
+                stacklevel=2,
+            )
+        if not self._parts:
+            raise DataError(
+                f"{where}: no {split} part of any record is at least one {self.window_s:g} s window long"
+            )
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, key: int | tuple[int, int | None]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        index = int(index)
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"window {index} out of range for {n} windows")
+        part = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        info, mapping, first, stop = self._parts[part]
+        rng = np.random.default_rng(seed if seed is not None else index)
+
+        window_frames = int(math.ceil(self.window_s * info.fs))
+        if self.random_crop and seed is not None:
+            last_start = max(first, stop - window_frames)
+            start_s = int(rng.integers(first, last_start + 1)) / info.fs
+        else:
+            start_s = first / info.fs + (index - int(self._offsets[part])) * self.window_s
+
+        x = np.zeros((len(self.channels), self.n_samples), dtype=np.float32)
+        names = [name for name, _ in mapping]
+        rows = [row for _, row in mapping]
+        x[rows] = read_window_resampled(info, start_s, self.window_s, names, self.fs)
+        if self.band is not None:
+            x[rows] = bandpass(x[rows], self.fs, self.band[0], self.band[1])
+        x = normalize(x, clip=self.clip).astype(np.float32, copy=False)
+        if self.transform is not None:
+            x = np.asarray(self.transform(x, rng), dtype=np.float32)
+
+        item: dict[str, Any] = {
+            "signal": torch.from_numpy(np.ascontiguousarray(x)),
+            "fs": self.fs,
+            "subject": info.name,
+            "record": info.path,
+            "start_s": float(start_s),
+        }
+        if self.views > 0:
+            views = [np.asarray(self.view_transform(x.copy(), rng), dtype=np.float32) for _ in range(self.views)]
+            item["views"] = torch.from_numpy(np.stack(views))
+        return item
+
+    def __repr__(self) -> str:
+        return (
+            f"SignalWindows({len(self._parts)} {self.split} parts, {len(self)} windows of "
+            f"{self.window_s:g} s at {self.fs:g} Hz, channels={list(self.channels)})"
+        )
+
+
+def _identity(name: str) -> str:
+    return name
+
+
+def _common_path(records: Sequence[RecordInfo]) -> str:
+    if not records:
+        return "SignalWindows"
+    try:
+        return os.path.commonpath([r.path for r in records]) if len(records) > 1 else records[0].path
+    except ValueError:
+        return records[0].path
