@@ -8,6 +8,7 @@ the length of the time axis).
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -40,7 +41,24 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, axis: int = -1) -> np.n
     up, down = rational_ratio(fs_in, fs_out)
     if up == down:
         return x
-    return signal.resample_poly(x, up, down, axis=axis)
+    return signal.resample_poly(x, up, down, axis=axis, window=_antialias_fir(up, down))
+
+
+@lru_cache(maxsize=64)
+def _antialias_fir(up: int, down: int) -> np.ndarray:
+    # resample_poly's own default design (Kaiser, beta 5, 10 zero crossings per side), made once
+    # per rate pair instead of once per call: windows are short, so the design would dominate.
+    max_rate = max(up, down)
+    h = signal.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    h.setflags(write=False)
+    return h
+
+
+@lru_cache(maxsize=64)
+def _butter_sos(order: int, cutoff: float | tuple[float, float], btype: str, fs: float) -> np.ndarray:
+    sos = signal.butter(order, cutoff, btype=btype, fs=fs, output="sos")
+    sos.setflags(write=False)
+    return sos
 
 
 def _sosfiltfilt(sos: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
@@ -77,12 +95,12 @@ def bandpass(
     if low is None and high is None:
         return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
     if low is None:
-        sos = signal.butter(order, high, btype="lowpass", fs=fs, output="sos")
+        sos = _butter_sos(order, float(high), "lowpass", float(fs))
     elif high is None:
-        sos = signal.butter(order, low, btype="highpass", fs=fs, output="sos")
+        sos = _butter_sos(order, float(low), "highpass", float(fs))
     else:
-        sos = signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    y = _sosfiltfilt(sos, x, axis)
+        sos = _butter_sos(order, (float(low), float(high)), "bandpass", float(fs))
+    y = _sosfiltfilt(sos.copy(), x, axis)  # scipy's Cython kernel wants a writable array
     return y.astype(x.dtype, copy=False) if np.issubdtype(x.dtype, np.floating) else y
 
 

@@ -310,7 +310,8 @@ def _cache_file(root: Path, cache_dir: str | Path | None) -> Path:
         return Path(cache_dir).expanduser() / f"signals_index_{digest}.json"
     if _writable(root):
         return root / _INDEX_FILE
-    return Path.home() / ".cache" / "modalities" / f"signals_index_{digest}.json"
+    user_cache = os.environ.get("MODALITIES_CACHE") or Path.home() / ".cache" / "modalities"
+    return Path(user_cache) / f"signals_index_{digest}.json"
 
 
 def _load_cache(cache: Path, root: Path, headers: list[Path]) -> list[RecordInfo] | None:
@@ -370,7 +371,8 @@ def index_records(root: str | Path, cache_dir: str | Path | None = None) -> list
     Segment and layout headers of multi-segment records are part of their master record, not
     records of their own. Hidden folders are skipped. The index is cached as JSON in ``cache_dir``
     (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
-    ``~/.cache/modalities/``) and rebuilt when any header or signal file changes (mtime or size)
+    ``$MODALITIES_CACHE`` or ``~/.cache/modalities/``; a folder without write permission bits
+    counts as read-only even for root) and rebuilt when any header or signal file changes (mtime or size)
     or a header appears or disappears.
 
     Raises:
@@ -501,19 +503,22 @@ def read_window_resampled(
     first, last = f0 - margin, f1 + margin
     raw = read_wfdb_window(info, max(first, 0), min(last, info.n_frames), channels)
 
-    for row, (x, ch) in enumerate(zip(raw, idx)):
-        spf = info.samples_per_frame[ch]
+    # Channels at the same rate are resampled together: one polyphase pass per rate.
+    rows_by_spf: dict[int, list[int]] = {}
+    for row, ch in enumerate(idx):
+        rows_by_spf.setdefault(info.samples_per_frame[ch], []).append(row)
+    for spf, rows in rows_by_spf.items():
         fs_ch = info.fs * spf
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.nan_to_num(np.stack([raw[r] for r in rows]), nan=0.0, posinf=0.0, neginf=0.0)
         # Near the record's ends, extend with the edge value instead of resample_poly's zeros.
         pad = (spf * max(0, -first), spf * max(0, last - info.n_frames))
         if pad != (0, 0):
-            x = np.pad(x, pad, mode="edge")
+            x = np.pad(x, ((0, 0), pad), mode="edge")
         y = resample(x, fs_ch, fs_out)
         up, down = rational_ratio(fs_ch, fs_out)
         k0 = int(round((start_s * info.fs - first) * spf * up / down))
-        y = y[k0 : k0 + n_out]
-        if y.shape[0] < n_out:  # rounding at the very end of a record
-            y = np.pad(y, (0, n_out - y.shape[0]), mode="edge" if y.size else "constant")
-        out[row] = y
+        y = y[:, k0 : k0 + n_out]
+        if y.shape[1] < n_out:  # rounding at the very end of a record
+            y = np.pad(y, ((0, 0), (0, n_out - y.shape[1])), mode="edge" if y.shape[1] else "constant")
+        out[rows] = y
     return out

@@ -166,10 +166,11 @@ class SignalWindows(Dataset):
         x = np.zeros((len(self.channels), self.n_samples), dtype=np.float32)
         names = [name for name, _ in mapping]
         rows = [row for _, row in mapping]
-        x[rows] = read_window_resampled(info, start_s, self.window_s, names, self.fs)
+        # Filtering and z-scoring are per channel: the all-zero rows of missing channels are skipped.
+        present = read_window_resampled(info, start_s, self.window_s, names, self.fs)
         if self.band is not None:
-            x[rows] = bandpass(x[rows], self.fs, self.band[0], self.band[1])
-        x = normalize(x, clip=self.clip).astype(np.float32, copy=False)
+            present = bandpass(present, self.fs, self.band[0], self.band[1])
+        x[rows] = normalize(present, clip=self.clip)
         if self.transform is not None:
             x = np.asarray(self.transform(x, rng), dtype=np.float32)
 

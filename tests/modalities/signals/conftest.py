@@ -1,8 +1,10 @@
-"""Fixtures for the biosignal reader tests: the shared real data and records built with wfdb."""
+"""Fixtures for the biosignal reader tests: copies of shared records and records built with wfdb.
+
+``signals_dir`` (the shared data, failing in CI when missing) comes from the suite's conftest.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -10,32 +12,7 @@ import numpy as np
 import pytest
 import wfdb
 
-REPO = Path(__file__).resolve().parents[3]
-SIGNALS = REPO / ".." / "shared" / "data" / "signals"
-
-# Every WFDB record in the shared data (relative path without extension).
-EXPECTED_RECORDS = (
-    "challenge2015/a103l",
-    "macecgdb/test01_00s",
-    "mimicdb/03700181",
-    "mitdb/100",
-    "ptbdb/s0010_re",
-)
-
-
-def require_signals() -> Path:
-    """The shared signal folder; a failure in CI (coverage must not vanish), a skip elsewhere."""
-    if not SIGNALS.is_dir():
-        message = f"shared data missing: {SIGNALS.resolve()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return SIGNALS.resolve()
-
-
-@pytest.fixture
-def signals_dir() -> Path:
-    return require_signals()
+SIGNALS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "signals"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -48,11 +25,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def copy_record(tmp_path: Path):
+def copy_record(tmp_path: Path, signals_dir: Path):
     """``copy_record("mitdb/100")`` copies a shared record's files into a fresh folder under tmp_path."""
 
     def copy(rel: str, dest: Path | None = None) -> Path:
-        src = require_signals() / rel
+        src = signals_dir / rel
         dest = dest or tmp_path / rel.replace("/", "_")
         dest.mkdir(parents=True, exist_ok=True)
         for f in src.parent.glob(src.name + ".*"):

@@ -345,13 +345,17 @@ def test_index_cache_defaults(copy_record, tmp_path: Path, monkeypatch) -> None:
     ro = copy_record("mitdb/100").parent
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("MODALITIES_CACHE", raising=False)
     ro.chmod(0o555)
     try:
         index_records(ro)
         assert not (ro / ".modalities_index.json").exists()
+        assert len(list((home / ".cache" / "modalities").glob("*.json"))) == 1
+        monkeypatch.setenv("MODALITIES_CACHE", str(tmp_path / "project_cache"))
+        index_records(ro)
+        assert len(list((tmp_path / "project_cache").glob("*.json"))) == 1
     finally:
         ro.chmod(0o755)
-    assert len(list((home / ".cache" / "modalities").glob("*.json"))) == 1
 
 
 def test_index_cache_invalidated_when_a_header_changes(copy_record, monkeypatch) -> None:
