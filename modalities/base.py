@@ -13,6 +13,15 @@ from typing import Any, Callable, Mapping
 from torch.utils.data import Dataset, default_collate
 
 
+def collate_samples(samples: list[dict]) -> dict:
+    """Stack samples into a batch (tensors stacked, strings kept as lists); per-sample ``views`` float[V, ...]
+    become the batch's ``views`` float[V, B, ...], the layout every view-based objective reads."""
+    batch = default_collate(samples)
+    if "views" in batch:
+        batch["views"] = batch["views"].transpose(0, 1).contiguous()
+    return batch
+
+
 class DataError(ValueError):
     """Bad input data. The message is one line that names the file (or option) and what is wrong."""
 
@@ -37,7 +46,7 @@ class Modality:
             label-free-vs-labelled report.
         sample_kind: the sample dictionary convention: ``"signal"``, ``"image"``, ``"points"`` or ``"graph"``.
         view_augmentations: whether :attr:`build_dataset` can produce augmented views (``views > 0``).
-        collate: batches samples; the default stacks tensors and keeps lists of strings.
+        collate: batches samples; the default is :func:`collate_samples`.
     """
 
     name: str
@@ -48,7 +57,7 @@ class Modality:
     probe_targets: Callable[[Mapping[str, Any], Path | None], dict[str, "ProbeSet"]]
     sample_kind: str
     view_augmentations: bool = False
-    collate: Callable[[list[dict]], dict] = field(default=default_collate)
+    collate: Callable[[list[dict]], dict] = field(default=collate_samples)
 
 
 @dataclass

@@ -293,7 +293,11 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     with fabric.rank_zero_first():
         data_cfg = prepare_data(cfg, modality)
         train_ds = modality.build_dataset(data_cfg, "train", objective_cls.views)
-        val_ds = modality.build_dataset(data_cfg, "val", 0)
+        try:
+            val_ds = modality.build_dataset(data_cfg, "val", 0)
+        except modalities.DataError as e:  # e.g. records too short to hold out a window: monitor on train windows
+            fabric.print(f"warning: no held-out split ({e}); RankMe uses fixed training windows")
+            val_ds = modality.build_dataset(data_cfg, "train", 0)
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
     if rank0 and not resume:
@@ -330,7 +334,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
                         persistent_workers=False)
     loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
     batches = iter(loader)
-    monitor = _fixed_batch(val_ds if len(val_ds) >= 2 else train_ds, t.rankme_samples, collate)
+    monitor = _fixed_batch(val_ds, t.rankme_samples, collate)
     if monitor is not None:
         monitor = fabric.to_device(monitor)
 

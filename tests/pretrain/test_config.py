@@ -52,3 +52,11 @@ def test_bad_yaml_file_is_named(tmp_path):
         C.resolve(recipe(), bad)
     with pytest.raises(C.ConfigError, match="nope.yaml: config file not found"):
         C.resolve(recipe(), tmp_path / "nope.yaml")
+
+
+def test_exponent_numbers_are_numbers(tmp_path):
+    user = tmp_path / "u.yaml"
+    user.write_text("optim:\n  lr: 5e-4\n  min_lr: 1E-7\nobjective:\n  name: jepa\n  ema: [0.998, 9995e-4]\n")
+    cfg = C.resolve(recipe(), user, ["optim.weight_decay=5e-2"])
+    assert cfg.optim.lr == 5e-4 and cfg.optim.min_lr == 1e-7 and cfg.optim.weight_decay == 0.05
+    assert cfg.objective["ema"] == [0.998, 0.9995]
