@@ -1,0 +1,439 @@
+"""Labelled probe sets from real ECG records, for the label-free-vs-labelled report.
+
+Inputs are built exactly like pretraining windows of
+:class:`~modalities.signals.windows.SignalWindows`: the record's channels are mapped to canonical
+leads with :func:`~modalities.ecg.leads.lead_alias`, read and resampled to ``fs`` with
+:func:`~modalities.signals.records.read_window_resampled`, band-passed on the filled leads
+(:func:`~modalities.signals.filters.bandpass`), z-scored per lead and clipped
+(:func:`~modalities.signals.filters.normalize`); leads a record lacks stay zero.
+
+- :func:`beat_class_probe`: normal (N) vs atrial premature (A) beats of MIT-BIH record 100.
+- :func:`record_identity_probe`: which record a window comes from, from one lead per record, so
+  the probe measures morphology rather than which lead slots are filled.
+- :func:`probe_targets`: both, on the bundled records in ``<repo>/../shared/data/signals``.
+
+Both use a fixed split by time inside each record (train first, test last) with no window
+crossing the split, so train and test windows never share a sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from modalities.base import DataError, ProbeSet
+from modalities.ecg.leads import LEADS_12, lead_alias
+from modalities.signals.filters import bandpass, normalize
+from modalities.signals.records import RecordInfo, index_records, read_header, read_window_resampled
+
+__all__ = [
+    "BeatSelection",
+    "IdentityWindow",
+    "beat_class_probe",
+    "identity_windows",
+    "preprocess_window",
+    "probe_targets",
+    "record_identity_probe",
+    "select_beats",
+]
+
+Band = tuple[float | None, float | None] | None
+
+DEFAULT_BAND: Band = (0.5, 100.0)
+DEFAULT_CLIP: float | None = 5.0
+
+# MIT-BIH beat annotation codes (rhythm, signal-quality and comment codes such as "+", "~", "|"
+# are not beats).
+BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+MIN_CLASS_COUNT = 10
+
+# Lead used by the identity probe when a record has several: lead II first, then the leads whose
+# axis is closest to it (inferior limb leads, left chest leads), right-sided leads last.
+IDENTITY_LEAD_PREFERENCE = ("II", "aVF", "I", "III", "V5", "V6", "V4", "V3", "V2", "V1", "aVL", "aVR")
+IDENTITY_SLOT = "II"
+
+
+def _default_signals_root() -> Path:
+    # <repo>/modalities/ecg/probes.py -> <repo>/../shared/data/signals
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "signals"
+
+
+def preprocess_window(
+    info: RecordInfo,
+    start_s: float,
+    window_s: float,
+    mapping: Sequence[tuple[str, int]],
+    fs: float,
+    n_leads: int = len(LEADS_12),
+    band: Band = DEFAULT_BAND,
+    clip: float | None = DEFAULT_CLIP,
+) -> np.ndarray:
+    """One model input, float32[n_leads, round(window_s * fs)], as SignalWindows builds it.
+
+    ``mapping`` pairs a record channel with the output row it fills; other rows are zero.
+    """
+    x = np.zeros((n_leads, int(round(window_s * fs))), dtype=np.float32)
+    if not mapping:
+        return x
+    names = [name for name, _ in mapping]
+    rows = [row for _, row in mapping]
+    x[rows] = read_window_resampled(info, start_s, window_s, names, fs)
+    if band is not None:
+        x[rows] = bandpass(x[rows], fs, band[0], band[1])
+    return normalize(x, clip=clip).astype(np.float32, copy=False)
+
+
+def _lead_mapping(info: RecordInfo, leads: Sequence[str]) -> list[tuple[str, int]]:
+    """Record channel -> output row, the first channel of each canonical lead (as SignalWindows)."""
+    rows: dict[int, str] = {}
+    for name in info.channels:
+        lead = lead_alias(name)
+        if lead in leads:
+            rows.setdefault(list(leads).index(lead), name)
+    return sorted(((name, row) for row, name in rows.items()), key=lambda t: t[1])
+
+
+# ---------------------------------------------------------------------------------------- beats
+
+
+@dataclass(frozen=True)
+class BeatSelection:
+    """Beats chosen for the beat-class probe, as annotation sample indices of the record."""
+
+    record: RecordInfo
+    class_names: tuple[str, ...]
+    train_samples: np.ndarray  # int64, sorted
+    train_labels: np.ndarray  # int64 indices into class_names
+    test_samples: np.ndarray
+    test_labels: np.ndarray
+    dropped: dict[str, int]  # beat classes left out (fewer than MIN_CLASS_COUNT beats) -> count
+    split_s: float  # train windows end at or before this time, test windows start at or after it
+
+
+def select_beats(
+    record: str | Path,
+    window_s: float = 2.56,
+    train_fraction: float = 0.7,
+    max_normal_train: int = 300,
+    max_normal_test: int = 150,
+    seed: int = 0,
+) -> BeatSelection:
+    """Choose the annotated beats of a record for :func:`beat_class_probe`.
+
+    A beat's window is ``window_s`` seconds centred on its annotation. Rules:
+
+    - only beat annotations (:data:`BEAT_SYMBOLS`) count; classes with fewer than
+      :data:`MIN_CLASS_COUNT` beats in the record are dropped (record 100: one V beat);
+    - train beats have their whole window in the first ``train_fraction`` of the record, test
+      beats in the rest; beats whose window crosses that time or a record end are left out;
+    - a window of the majority class ``N`` is kept only when every beat annotation inside it is
+      ``N`` (an N beat next to an A beat would otherwise carry the A beat into its window);
+    - ``N`` is subsampled at random (``seed``) to at most ``max_normal_train`` / ``max_normal_test``
+      beats so the probe is fast and not won by predicting the majority class; other classes are
+      kept whole.
+
+    Raises:
+        DataError: the record or its ``.atr`` annotations cannot be read, or fewer than two beat
+            classes remain.
+    """
+    import wfdb
+
+    info = read_header(record)
+    try:
+        ann = wfdb.rdann(info.path, "atr")
+    except Exception as exc:  # wfdb's errors carry no file name
+        raise DataError(f"{info.path}.atr: cannot read beat annotations ({exc})") from None
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    symbols = np.asarray(ann.symbol, dtype=object)
+    is_beat = np.array([s in BEAT_SYMBOLS for s in symbols], dtype=bool)
+    samples, symbols = samples[is_beat], symbols[is_beat]
+    ann_fs = float(ann.fs or info.fs)
+
+    counts = Counter(symbols.tolist())
+    kept = [s for s, n in counts.most_common() if n >= MIN_CLASS_COUNT]
+    dropped = {s: n for s, n in counts.items() if n < MIN_CLASS_COUNT}
+    if len(kept) < 2 or "N" not in kept:
+        raise DataError(
+            f"{info.path}.atr: need normal (N) and at least one other beat class with "
+            f">= {MIN_CLASS_COUNT} beats, found {dict(counts)}"
+        )
+    class_names = tuple(["N"] + [s for s in kept if s != "N"])
+
+    t = samples / ann_fs
+    half = window_s / 2
+    start, stop = t - half, t + half
+    split_s = train_fraction * info.duration_s
+    in_train = (start >= 0) & (stop <= split_s)
+    in_test = (start >= split_s) & (stop <= info.duration_s)
+
+    # Beats (of any class) inside each window: pure-N windows have none but N.
+    order = np.argsort(t)
+    t_sorted, sym_sorted = t[order], symbols[order]
+    lo = np.searchsorted(t_sorted, start, side="left")
+    hi = np.searchsorted(t_sorted, stop, side="right")
+    pure_n = np.array(
+        [all(s == "N" for s in sym_sorted[a:b]) for a, b in zip(lo, hi)], dtype=bool
+    )
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for part, cap in ((in_train, max_normal_train), (in_test, max_normal_test)):
+        chosen: list[int] = []
+        for label, name in enumerate(class_names):
+            idx = np.flatnonzero(part & (symbols == name) & (pure_n if name == "N" else True))
+            if name == "N" and len(idx) > cap:
+                idx = np.sort(rng.choice(idx, size=cap, replace=False))
+            chosen += idx.tolist()
+        chosen_arr = np.array(sorted(chosen, key=lambda i: samples[i]), dtype=np.int64)
+        labels = np.array([class_names.index(symbols[i]) for i in chosen_arr], dtype=np.int64)
+        out.append((samples[chosen_arr], labels))
+    (train_samples, train_labels), (test_samples, test_labels) = out
+    return BeatSelection(
+        record=info,
+        class_names=class_names,
+        train_samples=train_samples,
+        train_labels=train_labels,
+        test_samples=test_samples,
+        test_labels=test_labels,
+        dropped=dropped,
+        split_s=split_s,
+    )
+
+
+def beat_class_probe(
+    record_dir: str | Path,
+    fs: float = 500,
+    window_s: float = 2.56,
+    seed: int = 0,
+    *,
+    record: str = "100",
+    leads: Sequence[str] = LEADS_12,
+    band: Band = DEFAULT_BAND,
+    clip: float | None = DEFAULT_CLIP,
+) -> ProbeSet:
+    """Beat classes of an annotated MIT-BIH record (default ``100``) as a probe set.
+
+    ``record_dir`` holds ``<record>.hea``, its signal file and ``<record>.atr``. Each item is the
+    ``window_s`` window centred on one annotated beat, with the record's leads in their canonical
+    slots (record 100: MLII -> II, V5 -> V5). Classes, split and subsampling follow
+    :func:`select_beats`; for record 100 this gives N vs A (its single V beat is dropped), about
+    300 + 22 train and 150 + 10 test windows.
+
+    Returns:
+        ProbeSet with float32 x of shape [N, len(leads), round(window_s * fs)] and int64 labels
+        indexing ``class_names`` (``("N", "A")`` for record 100).
+    """
+    sel = select_beats(Path(record_dir) / record, window_s=window_s, seed=seed)
+    info = sel.record
+    mapping = _lead_mapping(info, leads)
+    if not mapping:
+        raise DataError(f"{info.path}: no channel maps to the leads {list(leads)}")
+
+    def build(samples: np.ndarray) -> np.ndarray:
+        x = np.zeros((len(samples), len(leads), int(round(window_s * fs))), dtype=np.float32)
+        for i, s in enumerate(samples):
+            start_s = s / info.fs - window_s / 2
+            x[i] = preprocess_window(info, start_s, window_s, mapping, fs, len(leads), band, clip)
+        return x
+
+    counts = {name: int((sel.train_labels == k).sum()) for k, name in enumerate(sel.class_names)}
+    dropped = ", ".join(f"{s} ({n})" for s, n in sorted(sel.dropped.items())) or "none"
+    return ProbeSet(
+        x_train=build(sel.train_samples),
+        y_train=sel.train_labels,
+        x_test=build(sel.test_samples),
+        y_test=sel.test_labels,
+        task="classification",
+        class_names=sel.class_names,
+        description=(
+            f"MIT-BIH record {info.name}: beat class of the {window_s:g} s window centred on each "
+            f"annotated beat ({', '.join(sel.class_names)}); first {sel.split_s:.0f} s train, rest "
+            f"test; N subsampled (train counts {counts}); dropped classes: {dropped}"
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class IdentityWindow:
+    """One window of the record-identity probe."""
+
+    record: RecordInfo
+    channel: str  # the record channel placed in the IDENTITY_SLOT
+    start_s: float
+    label: int
+    split: str  # "train" or "test"
+
+
+def _identity_channel(info: RecordInfo) -> str | None:
+    by_lead: dict[str, str] = {}
+    for name in info.channels:
+        lead = lead_alias(name)
+        if lead is not None:
+            by_lead.setdefault(lead, name)
+    for lead in IDENTITY_LEAD_PREFERENCE:
+        if lead in by_lead:
+            return by_lead[lead]
+    return None
+
+
+def _spaced_starts(first: float, last_start: float, stride_s: float, cap: int) -> list[float]:
+    """Window starts every ``stride_s`` from ``first`` up to ``last_start``; at most ``cap``,
+    evenly spread over the part when there are more."""
+    if last_start < first - 1e-9 or cap < 1:
+        return []
+    n = int(math.floor((last_start - first) / stride_s + 1e-9)) + 1
+    starts = first + stride_s * np.arange(n)
+    if n > cap:
+        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
+    return [float(s) for s in starts]
+
+
+def identity_windows(
+    signals_root: str | Path,
+    window_s: float = 10.0,
+    stride_s: float = 5.0,
+    max_per_record: int = 40,
+    train_fraction: float = 2 / 3,
+    min_windows: int = 3,
+) -> tuple[list[IdentityWindow], tuple[str, ...], dict[str, str]]:
+    """Windows of :func:`record_identity_probe`: ``(windows, class_names, skipped)``.
+
+    Every WFDB record under ``signals_root`` that has an ECG lead (see
+    :data:`IDENTITY_LEAD_PREFERENCE`) and lasts at least ``min_windows * window_s`` seconds is one
+    class. Its first ``train_fraction`` is the train part and the rest the test part; each part
+    gets windows every ``stride_s`` seconds that lie wholly inside it (so no window crosses the
+    split), at most ``ceil(train_fraction * max_per_record)`` train and the rest of
+    ``max_per_record`` test windows, spread evenly over the part. ``skipped`` maps each record
+    left out to the reason.
+    """
+    root = Path(signals_root)
+    records = index_records(root)
+    windows: list[IdentityWindow] = []
+    class_names: list[str] = []
+    skipped: dict[str, str] = {}
+    cap_train = int(math.ceil(train_fraction * max_per_record))
+    cap_test = max_per_record - cap_train
+    for info in records:
+        rel = str(Path(info.path).relative_to(root.absolute())) if root.is_dir() else info.name
+        channel = _identity_channel(info)
+        if info.duration_s < min_windows * window_s:
+            skipped[rel] = f"{info.duration_s:g} s is shorter than {min_windows} windows"
+            continue
+        if channel is None:
+            skipped[rel] = "no ECG lead"
+            continue
+        split_s = train_fraction * info.duration_s
+        train = _spaced_starts(0.0, split_s - window_s, stride_s, cap_train)
+        test = _spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)
+        if not train or not test:
+            skipped[rel] = "no whole window on one side of the split"
+            continue
+        label = len(class_names)
+        class_names.append(rel)
+        windows += [IdentityWindow(info, channel, s, label, "train") for s in train]
+        windows += [IdentityWindow(info, channel, s, label, "test") for s in test]
+    return windows, tuple(class_names), skipped
+
+
+def record_identity_probe(
+    signals_root: str | Path,
+    fs: float = 500,
+    window_s: float = 10.0,
+    stride_s: float = 5.0,
+    max_per_record: int = 40,
+    *,
+    leads: Sequence[str] = LEADS_12,
+    band: Band = DEFAULT_BAND,
+    clip: float | None = DEFAULT_CLIP,
+) -> ProbeSet:
+    """Which record a window comes from, with one lead per record in the same slot.
+
+    Each record contributes a single lead, the most lead-II-like it has (mitdb/100: MLII,
+    challenge2015/a103l: II, ptbdb/s0010_re: ii, mimicdb/03700181: MCL1, its only ECG lead), always
+    placed in slot ``II`` with every other slot zero: a probe that could read which slots are
+    filled would otherwise tell records apart without looking at the heart. Caveat: MCL1 is a
+    V1-like lead, so that record also differs from the others by lead type, not only by subject.
+    Records shorter than three windows (macecgdb's 8 s) are skipped. Windows and split follow
+    :func:`identity_windows`.
+
+    Returns:
+        ProbeSet with float32 x [N, len(leads), round(window_s * fs)] and int64 record indices;
+        ``class_names`` are the records' paths relative to ``signals_root``.
+    """
+    if IDENTITY_SLOT not in leads:
+        raise DataError(f"record_identity_probe: leads {list(leads)} have no {IDENTITY_SLOT!r} slot")
+    row = list(leads).index(IDENTITY_SLOT)
+    windows, class_names, skipped = identity_windows(signals_root, window_s, stride_s, max_per_record)
+    if len(class_names) < 2:
+        raise DataError(f"{signals_root}: fewer than two ECG records long enough for the identity probe")
+
+    def build(split: str) -> tuple[np.ndarray, np.ndarray]:
+        items = [w for w in windows if w.split == split]
+        x = np.zeros((len(items), len(leads), int(round(window_s * fs))), dtype=np.float32)
+        for i, w in enumerate(items):
+            x[i] = preprocess_window(
+                w.record, w.start_s, window_s, [(w.channel, row)], fs, len(leads), band, clip
+            )
+        return x, np.array([w.label for w in items], dtype=np.int64)
+
+    x_train, y_train = build("train")
+    x_test, y_test = build("test")
+    used = ", ".join(
+        f"{name} ({next(w.channel for w in windows if w.label == k)})"
+        for k, name in enumerate(class_names)
+    )
+    skip = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none"
+    return ProbeSet(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        task="classification",
+        class_names=class_names,
+        description=(
+            f"record identity from one lead per record in slot {IDENTITY_SLOT}: {used}; "
+            f"{window_s:g} s windows, first 2/3 of each record train, last 1/3 test; skipped: {skip}"
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------- registry
+
+
+def probe_targets(
+    data_cfg: Mapping[str, Any], data_path: Path | None, signals_root: Path | None = None
+) -> dict[str, ProbeSet]:
+    """The ECG probes on the bundled real records: ``{"beat_class": ..., "record_identity": ...}``.
+
+    ``data_cfg`` gives ``fs``, ``window_s`` (identity windows) and, when present, ``leads``,
+    ``band`` and ``clip``, so probe inputs match the pretraining inputs. ``data_path`` is not used:
+    the labels come from the annotated records under ``signals_root`` (default
+    ``<repo>/../shared/data/signals``). Returns ``{}`` when that folder is missing; a probe whose
+    records are missing is left out.
+    """
+    root = Path(signals_root) if signals_root is not None else _default_signals_root()
+    if not root.is_dir():
+        return {}
+    fs = float(data_cfg.get("fs", 500))
+    window_s = float(data_cfg.get("window_s", 10.0))
+    leads = tuple(data_cfg.get("leads") or LEADS_12)
+    band = data_cfg["band"] if "band" in data_cfg else DEFAULT_BAND
+    band = tuple(band) if band is not None else None
+    clip = data_cfg["clip"] if "clip" in data_cfg else DEFAULT_CLIP
+    probes: dict[str, ProbeSet] = {}
+    if (root / "mitdb" / "100.hea").is_file() and (root / "mitdb" / "100.atr").is_file():
+        probes["beat_class"] = beat_class_probe(root / "mitdb", fs=fs, leads=leads, band=band, clip=clip)
+    if IDENTITY_SLOT in leads and any(root.rglob("*.hea")):
+        if len(identity_windows(root, window_s)[1]) >= 2:
+            probes["record_identity"] = record_identity_probe(
+                root, fs=fs, window_s=window_s, leads=leads, band=band, clip=clip
+            )
+    return probes
