@@ -117,7 +117,7 @@ class BeatSelection:
 
 def select_beats(
     record: str | Path,
-    window_s: float = 2.56,
+    window_s: float = 2.5,
     train_fraction: float = 0.7,
     max_normal_train: int = 300,
     max_normal_test: int = 150,
@@ -208,7 +208,7 @@ def select_beats(
 def beat_class_probe(
     record_dir: str | Path,
     fs: float = 500,
-    window_s: float = 2.56,
+    window_s: float = 2.5,
     seed: int = 0,
     *,
     record: str = "100",

@@ -24,7 +24,7 @@ from modalities.signals.records import read_header
 from modalities.signals.windows import SignalWindows
 
 FS = 500
-BEAT_WINDOW_S = 2.56
+BEAT_WINDOW_S = 2.5  # 1250 samples at 500 Hz: a whole number of 25-sample ViT patches
 II = LEADS_12.index("II")
 
 
