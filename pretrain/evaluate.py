@@ -40,6 +40,11 @@ def embedding_std(z: torch.Tensor) -> float:
     return float(zn.std(dim=0).mean())
 
 
+def collapsed(rank: float, best_rank: float, floor: float = 1.5, drop: float = 0.25) -> bool:
+    """The collapse warning: RankMe near 1 (below ``floor``) or fallen below ``drop`` x its best value so far."""
+    return rank < max(floor, drop * best_rank)
+
+
 @torch.no_grad()
 def embed_array(embed: Callable[[torch.Tensor], torch.Tensor], x: Any, batch_size: int = 64) -> np.ndarray:
     """Embed an array of inputs float[N, ...] in batches with ``embed`` -> float64[N, D]."""

@@ -35,7 +35,7 @@ import modalities
 from pretrain import config as config_mod
 from pretrain import objectives
 from pretrain.config import ConfigError, RunConfig
-from pretrain.evaluate import embedding_std, rankme
+from pretrain.evaluate import collapsed as is_collapsed, embedding_std, rankme
 
 CKPT_NAME = "last.ckpt"
 
@@ -390,7 +390,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         if monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps):
             rm, std = monitor_embeddings(raw, monitor, fabric)
             best_rank = max(best_rank, rm)
-            collapsed = rm < max(1.5, 0.25 * best_rank)
+            collapsed = is_collapsed(rm, best_rank)
             if rank0:
                 row = row or {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
                               "samples_per_s": "", **scalars}
