@@ -60,10 +60,13 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def init_weights(module: nn.Module) -> None:
-    """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms (ViT / I-JEPA convention)."""
+def init_weights(module: nn.Module, depth: int = 0) -> None:
+    """Truncated-normal (std 0.02) linear and convolution weights, zero biases, unit LayerNorms (ViT / I-JEPA /
+    ECG-JEPA). With ``depth``, the projections that write into the residual stream (``attn.proj`` and the
+    MLP's output layer of each :class:`Block`) get std ``0.02 / sqrt(2 * depth)`` (GPT-2, ECG-JEPA), so the
+    residual stream's variance at initialisation does not grow with depth."""
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, (nn.Linear, nn.Conv1d)):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -72,6 +75,11 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.ones_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    if depth > 0:
+        for m in module.modules():
+            if isinstance(m, Block):
+                for layer in (m.attn.proj, m.mlp[-1]):
+                    nn.init.trunc_normal_(layer.weight, std=0.02 / math.sqrt(2 * depth))
 
 
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ class ViT1D(nn.Module):
             Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, bias=bias, norm_eps=norm_eps) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
-        init_weights(self)
+        init_weights(self, depth)
         if self.registers is not None:
             nn.init.trunc_normal_(self.registers, std=0.02)
 
@@ -102,7 +102,7 @@ class ViT1DPredictor(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.proj_out = nn.Linear(dim, embed_dim, bias=bias)
-        init_weights(self)
+        init_weights(self, depth)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, ctx: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, n_tokens: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> Si
         window_s=float(data_cfg.get("window_s", 10.0)), split=split,
         val_fraction=float(data_cfg.get("val_fraction", 0.1)), channel_aliases=lead_alias,
         band=tuple(band) if band else None, clip=data_cfg.get("clip", 5.0), random_crop=(split == "train"),
-        views=views, view_transform=view_transform,
+        views=views, view_transform=view_transform, view_source=str(data_cfg.get("view_source", "window")),
     )
 
 

@@ -46,6 +46,9 @@ class SignalWindows(Dataset):
         transform: ``transform(x, rng) -> x`` applied to the preprocessed window (``signal``).
         views: number of augmented views per item (0: none).
         view_transform: ``view_transform(x, rng) -> x``, applied independently for each view.
+        view_source: ``"window"``: every view augments the item's own window; ``"record"``: every view is
+            its own random segment of the same record's split part, then augmented (positive pairs from
+            data: two segments of one participant, as in the wearable foundation models, Abbaspourazad 2024).
 
     Items are fetched with ``ds[i]`` (the ``i``-th fixed window: deterministic) or
     ``ds[i, seed]`` (every random choice drawn from ``np.random.default_rng(seed)``) and are
@@ -74,6 +77,7 @@ class SignalWindows(Dataset):
         transform: Transform | None = None,
         views: int = 0,
         view_transform: Transform | None = None,
+        view_source: str = "window",
     ) -> None:
         records = list(records)
         where = _common_path(records)
@@ -102,6 +106,9 @@ class SignalWindows(Dataset):
         self.transform = transform
         self.views = int(views)
         self.view_transform = view_transform
+        if view_source not in ("window", "record"):
+            raise DataError(f"{where}: view_source must be 'window' or 'record', got {view_source!r}")
+        self.view_source = view_source
 
         alias = channel_aliases if channel_aliases is not None else _identity
         unusable: list[str] = []
@@ -163,6 +170,29 @@ class SignalWindows(Dataset):
         else:
             start_s = first / info.fs + (index - int(self._offsets[part])) * self.window_s
 
+        x = self._window(info, mapping, start_s, rng)
+
+        item: dict[str, Any] = {
+            "signal": torch.from_numpy(np.ascontiguousarray(x)),
+            "fs": self.fs,
+            "subject": info.name,
+            "record": info.path,
+            "start_s": float(start_s),
+        }
+        if self.views > 0:
+            if self.view_source == "record":  # positives: other segments of the same record (subject)
+                last_start = max(first, stop - window_frames)
+                sources = [self._window(info, mapping, int(rng.integers(first, last_start + 1)) / info.fs, rng)
+                           for _ in range(self.views)]
+            else:
+                sources = [x] * self.views
+            views = [np.asarray(self.view_transform(v.copy(), rng), dtype=np.float32) for v in sources]
+            item["views"] = torch.from_numpy(np.stack(views))
+        return item
+
+    def _window(self, info: RecordInfo, mapping: tuple[tuple[str, int], ...], start_s: float,
+                rng: np.random.Generator) -> np.ndarray:
+        """Read, band-pass, z-score (per present channel) and transform one window -> float32[C, T]."""
         x = np.zeros((len(self.channels), self.n_samples), dtype=np.float32)
         names = [name for name, _ in mapping]
         rows = [row for _, row in mapping]
@@ -173,18 +203,7 @@ class SignalWindows(Dataset):
         x[rows] = normalize(present, clip=self.clip)
         if self.transform is not None:
             x = np.asarray(self.transform(x, rng), dtype=np.float32)
-
-        item: dict[str, Any] = {
-            "signal": torch.from_numpy(np.ascontiguousarray(x)),
-            "fs": self.fs,
-            "subject": info.name,
-            "record": info.path,
-            "start_s": float(start_s),
-        }
-        if self.views > 0:
-            views = [np.asarray(self.view_transform(x.copy(), rng), dtype=np.float32) for _ in range(self.views)]
-            item["views"] = torch.from_numpy(np.stack(views))
-        return item
+        return x
 
     def __repr__(self) -> str:
         return (

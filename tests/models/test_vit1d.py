@@ -84,3 +84,14 @@ def test_unknown_model_is_named():
         models.create("vit9")
     with pytest.raises(ValueError, match="bad options for 'vit1d_xs'"):
         models.create("vit1d_xs", widht=3)
+
+
+def test_initialisation_follows_ecg_jepa():
+    torch.manual_seed(0)
+    enc = ViT1D(dim=192, depth=8, num_heads=4)
+    # truncated normal with std 0.02 (cut at +-2 absolute, so the std stays 0.02); residual projections
+    # 0.02 / sqrt(2 * depth) = 0.005
+    assert enc.patch_embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert enc.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert enc.blocks[3].attn.proj.weight.std().item() == pytest.approx(0.005, rel=0.05)
+    assert enc.blocks[3].mlp[-1].weight.std().item() == pytest.approx(0.005, rel=0.05)

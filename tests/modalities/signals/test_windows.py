@@ -222,3 +222,27 @@ def test_bad_arguments(records) -> None:
         assert str(exc.value).startswith(mitdb.path)
     with pytest.raises(DataError):
         SignalWindows([], channels=LEADS, fs=500.0, window_s=2.0)
+
+
+def identity_view(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return x
+
+
+def test_record_views_are_other_segments_of_the_same_record(records) -> None:
+    mitdb = [r for r in records if r.name == "100"]
+    ds = SignalWindows(mitdb, channels=LEADS, fs=500.0, window_s=2.0, channel_aliases=ecg_alias, views=2,
+                       view_transform=identity_view, view_source="record")
+    same = windows(records, views=2, view_transform=identity_view)
+    item = ds[(5, 123)]
+    v0, v1 = item["views"]
+    # each view is a real window of record 100 (it equals a fresh read at some start), different from the others
+    assert not torch.equal(v0, v1) and not torch.equal(v0, item["signal"])
+    assert item["subject"] == "100"
+    # with view_source="window" (default) the un-augmented views equal the item's own window
+    s = same[(5, 123)]
+    assert torch.equal(s["views"][0], s["signal"]) and torch.equal(s["views"][1], s["signal"])
+    # deterministic from the seed
+    assert torch.equal(ds[(5, 123)]["views"], item["views"])
+    with pytest.raises(DataError, match="view_source must be"):
+        SignalWindows(mitdb, channels=LEADS, fs=500.0, window_s=2.0, channel_aliases=ecg_alias, views=2,
+                      view_transform=identity_view, view_source="subject")
