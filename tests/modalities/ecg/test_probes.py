@@ -209,9 +209,12 @@ def test_identity_probe_input_is_the_record_window(identity_probe: ProbeSet, sig
 
 
 def test_probe_targets_on_shared_data(signals_dir: Path) -> None:
-    probes = probe_targets({"fs": 250, "window_s": 4.0}, None, signals_root=signals_dir)
+    probes = probe_targets({"fs": 250, "window_s": 10.0, "probe_window_s": 4.0}, None, signals_root=signals_dir)
     assert set(probes) == {"beat_class", "record_identity"}
     assert probes["record_identity"].x_train.shape[1:] == (12, 1000)
+    default = probe_targets({"fs": 500, "window_s": 10.0}, None, signals_root=signals_dir)["record_identity"]
+    assert default.x_train.shape[1:] == (12, 1250)  # 2.5 s: whole 25-sample patches
+    assert np.bincount(default.y_test).min() >= 9  # every record has enough test windows to be measured
     assert probes["beat_class"].x_train.shape[1:] == (12, int(round(BEAT_WINDOW_S * 250)))
 
 
