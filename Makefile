@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,7 +5,7 @@ encoder (ViT-XS), steps, batch and precision, then ``evaluate``: RankMe of the h
 (record identity on one lead, MIT-BIH beat class N vs A), k-NN and logistic balanced accuracy, for the pretrained
 encoder and for a randomly initialised one of the same architecture.
 
-    python benchmarks/bench_ecg_objectives.py [--steps 300] [--objectives jepa,barlow_twins,vicreg,infonce]
+    python benchmarks/objectives_ecg.py [--steps 300] [--objectives jepa,barlow_twins,vicreg,infonce]
 
 Prints one table and writes benchmarks/results/ecg_objectives.json.
 """
