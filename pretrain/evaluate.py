@@ -187,7 +187,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
         metrics = read_metrics(run_dir)
     figs = _plot_curves(metrics, fig_dir)
     if modality.sample_kind == "signal":
-        ds = modality.build_dataset(data_cfg, "val", 0)
+        try:
+            ds = modality.build_dataset(data_cfg, "val", 0)
+        except modalities.DataError:  # records too short for a held-out window
+            ds = modality.build_dataset(data_cfg, "train", 0)
         if len(ds):
             item = ds[0]
             figs.append(_plot_signal(item["signal"].numpy(), list(data_cfg.get("leads") or data_cfg.get("channels") or []),
