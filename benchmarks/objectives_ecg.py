@@ -26,10 +26,12 @@ from pretrain.loop import read_metrics, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_one(name: str, steps: int, batch: int, precision: str, lr: float, out: Path, data: Path) -> dict:
+def run_one(name: str, steps: int, batch: int, precision: str, lr: float, out: Path, data: Path,
+            sets: list[str]) -> dict:
     recipe = modalities.get("ecg").recipe
     overrides = [f"objective.name={name}", f"optim.lr={lr}", f"optim.warmup_steps={max(1, steps // 10)}",
                  "train.rankme_every=50", f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0"]
+    overrides += [s for s in sets if s.startswith(f"{name}:")] and [s.split(":", 1)[1] for s in sets if s.startswith(f"{name}:")]
     extra = {"data": {"path": str(data)}, "train": {"max_steps": steps, "batch_size": batch, "precision": precision}}
     cfg = C.resolve(recipe, None, overrides, extra)
     t = time.perf_counter()
@@ -51,6 +53,8 @@ def main() -> None:
     ap.add_argument("--precision", default="bf16-mixed")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--objectives", default="jepa,barlow_twins,vicreg,infonce")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="OBJECTIVE:KEY=VALUE",
+                    help="an override for one objective's run, e.g. jepa:objective.ema=[0.99,0.999]")
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "signals"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ecg_objectives.json"))
     args = ap.parse_args()
@@ -58,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.objectives.split(","):
             rows.append(run_one(name, args.steps, args.batch, args.precision, args.lr, Path(tmp) / name,
-                                Path(args.data).resolve()))
+                                Path(args.data).resolve(), args.sets))
     print(f"{'objective':13s} {'steps':>5s} {'sec':>6s} {'RankMe':>14s} | {'probe':16s} {'kNN pre/rand':>13s} "
           f"{'logreg pre/rand':>16s} {'RankMe pre/rand':>16s}")
     for r in rows:
