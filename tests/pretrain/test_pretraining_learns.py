@@ -1,0 +1,31 @@
+"""A short real pretraining on the shared ECG records beats a random encoder of the same architecture on the
+record-identity probe (frozen features, fixed split), and raises RankMe: the library's end-to-end promise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import modalities
+from pretrain import config as C
+from pretrain.evaluate import evaluate_run
+from pretrain.loop import train
+
+
+@pytest.mark.slow
+def test_vicreg_beats_random_on_record_identity(tmp_path, signals_dir, run_cache):
+    cfg = C.resolve(modalities.get("ecg").recipe, None,
+                    ["objective.name=vicreg", "optim.lr=5e-4", "optim.warmup_steps=15", "train.rankme_every=50",
+                     "train.ckpt_every=1000", "train.num_workers=0", "train.log_every=10"],
+                    {"data": {"path": str(signals_dir)},
+                     "train": {"max_steps": 150, "batch_size": 16, "precision": "bf16-mixed"}})
+    train(cfg, tmp_path / "run", progress=False)
+    evaluate_run(tmp_path / "run")
+    rows = {(r["probe"], r["encoder"]): r for r in json.loads((tmp_path / "run" / "probes.json").read_text())}
+    pre, rnd = rows[("record_identity", "pretrained")], rows[("record_identity", "random init")]
+    print({k: (round(pre[k], 3), round(rnd[k], 3)) for k in ("knn_bacc", "linear_bacc", "rankme")})
+    # measured: kNN 0.785 vs 0.613, RankMe 3.66 vs 1.44; the logistic probe's margin (0.788 vs 0.762) is thin and
+    # flips with a shorter warm-up (0.683 at 10 steps), so it is reported, not asserted
+    assert pre["knn_bacc"] > rnd["knn_bacc"] + 0.1, (pre, rnd)
+    assert pre["rankme"] > 2 * rnd["rankme"], (pre, rnd)
