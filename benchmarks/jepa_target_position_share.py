@@ -1,0 +1,67 @@
+"""How much of the JEPA targets a predictor could get from token positions alone.
+
+JEPA regresses LayerNorm-ed teacher features of masked tokens, and the predictor is told each target's position.
+If the targets are mostly a function of position (shared by every sample), the loss can fall without the encoder
+reading the signal. For each encoder this prints:
+
+- the share of the target energy explained by the per-position mean over samples:
+  ``sum_n ||mean_b t[b, n]||^2 * B / sum ||t||^2`` (1.0 = targets are position only);
+- the L1 loss of the position-only predictor ``t[b, n] ~ mean_b t[b, n]`` (compare with the training loss).
+
+    python benchmarks/jepa_target_position_share.py [--encoder RUN_DIR/encoder ...] [--windows 64]
+
+Uses real 10 s windows of the shared ECG records; writes benchmarks/results/jepa_target_position_share.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import models
+from modalities.ecg import build_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def position_share(encoder: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    with torch.no_grad():
+        t = F.layer_norm(encoder(x), (encoder.embed_dim,)).double()
+    pos_mean = t.mean(0, keepdim=True)
+    share = float((pos_mean ** 2).sum() * t.shape[0] / (t ** 2).sum())
+    return share, float((t - pos_mean).abs().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--encoder", action="append", default=[], help="a saved encoder folder (repeatable)")
+    ap.add_argument("--model", default="vit1d_xs", help="architecture of the random-init reference")
+    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "signals"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "jepa_target_position_share.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    ds = build_dataset({"path": str(Path(args.data).resolve()), "fs": 500, "window_s": 10.0}, "train", 0)
+    x = torch.stack([ds[(i, 7000 + i)]["signal"] for i in range(args.windows)])
+    torch.manual_seed(0)
+    encoders = {f"{args.model} random init": models.create(args.model).eval()}
+    for e in args.encoder:
+        encoders[e] = models.load_pretrained(e)
+    rows = []
+    print(f"{'encoder':60s} {'position share':>14s} {'position-only L1':>17s}")
+    for name, enc in encoders.items():
+        share, l1 = position_share(enc, x)
+        rows.append({"encoder": name, "position_share": share, "position_only_l1": l1})
+        print(f"{name:60s} {share:14.3f} {l1:17.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "jepa_target_position_share", "windows": args.windows, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
