@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.barlow_twins import BarlowTwins, BarlowTwinsLoss, MixedBarlowTwinsLoss
+from finite_differences import numeric_grad
 
 EPS = 1e-5
 
@@ -52,19 +52,6 @@ def mixed_ref(z1, z2, zm, perm, alpha, lam: float, scale: float) -> float:
     t_2 = alpha * cross_ref(s1, s2) + (1 - alpha) * cross_ref(s2p, s2)
     mix = ((c_m1 - t_1) ** 2).sum() + ((c_m2 - t_2) ** 2).sum()
     return barlow_ref(z1, z2, lam) + scale * lam * mix
-
-
-def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        up = f()
-        x[idx] = old - h
-        down = f()
-        x[idx] = old
-        g[idx] = (up - down) / (2 * h)
-    return g
 
 
 def test_barlow_twins_matches_reference_value_and_gradient() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.infonce import InfoNCE, InfoNCELoss, KoLeoLoss
+from finite_differences import numeric_grad
 
 
 def infonce_ref(q: np.ndarray, k: np.ndarray, t: float, subjects: list[str] | None) -> float:
@@ -38,19 +38,6 @@ def koleo_ref(x: np.ndarray, eps: float = 1e-8) -> float:
         nearest = min(math.sqrt(sum((a - b) ** 2 for a, b in zip(xn[i], xn[j]))) for j in range(n) if j != i)
         total += -math.log(nearest + eps)
     return total / n
-
-
-def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        up = f()
-        x[idx] = old - h
-        down = f()
-        x[idx] = old
-        g[idx] = (up - down) / (2 * h)
-    return g
 
 
 SUBJECTS = ["p1", "p2", "p1", "p3", "p2", "p4"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.vicreg import VICReg, VICRegLoss
+from finite_differences import numeric_grad
 
 
 def vicreg_ref(z_a: np.ndarray, z_b: np.ndarray, inv: float, var: float, cov: float, eps: float) -> float:
@@ -31,19 +31,6 @@ def vicreg_ref(z_a: np.ndarray, z_b: np.ndarray, inv: float, var: float, cov: fl
     va, ca = var_cov(z_a)
     vb, cb = var_cov(z_b)
     return inv * invariance + var * (va + vb) / 2 + cov * (ca + cb)
-
-
-def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        up = f()
-        x[idx] = old - h
-        down = f()
-        x[idx] = old
-        g[idx] = (up - down) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("scale", [0.3, 2.0])  # std below 1 (hinge active) and above 1 (hinge off)
