@@ -165,21 +165,26 @@ def _signal_file_sizes(record: Path, header: Any, n_frames: int | None) -> tuple
 
 def _single_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Path]]:
     n_frames, files = _signal_file_sizes(record, header, header.sig_len)
-    n = int(header.n_sig or 0)
-    spf = header.samps_per_frame or [1] * n
-    units = header.units or ["mV"] * n
-    info = RecordInfo(
+    return _record_info(record, header, header, n_frames, 1), files
+
+
+def _record_info(record: Path, header: Any, channels: Any, n_frames: int, n_segments: int) -> RecordInfo:
+    """A :class:`RecordInfo` from the record's header (name, rate, comments) and the header that describes
+    its channels (the record itself, or a multi-segment record's layout / first segment)."""
+    n = int(channels.n_sig or 0)
+    spf = channels.samps_per_frame or [1] * n
+    units = channels.units or ["mV"] * n
+    return RecordInfo(
         path=str(record),
         name=str(header.record_name),
         fs=float(header.fs),
         n_frames=n_frames,
-        channels=tuple(str(c) for c in (header.sig_name or [])),
+        channels=tuple(str(c) for c in (channels.sig_name or [])),
         units=tuple(str(u or "mV") for u in units),
         samples_per_frame=tuple(int(s or 1) for s in spf),
-        n_segments=1,
+        n_segments=n_segments,
         comments=tuple(header.comments or ()),
     )
-    return info, files
 
 
 def _multi_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Path]]:
@@ -212,21 +217,7 @@ def _multi_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Pat
             reference = seg_header
     if reference is None:
         raise DataError(f"{hea}: multi-segment record has no non-empty segment")
-    n = int(reference.n_sig or 0)
-    spf = reference.samps_per_frame or [1] * n
-    units = reference.units or ["mV"] * n
-    info = RecordInfo(
-        path=str(record),
-        name=str(header.record_name),
-        fs=float(header.fs),
-        n_frames=sum(seg_lens),
-        channels=tuple(str(c) for c in (reference.sig_name or [])),
-        units=tuple(str(u or "mV") for u in units),
-        samples_per_frame=tuple(int(s or 1) for s in spf),
-        n_segments=len(seg_names),
-        comments=tuple(header.comments or ()),
-    )
-    return info, files
+    return _record_info(record, header, reference, sum(seg_lens), len(seg_names)), files
 
 
 def read_header(path: str | Path) -> RecordInfo:

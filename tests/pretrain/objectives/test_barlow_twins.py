@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.barlow_twins import BarlowTwins, BarlowTwinsLoss, MixedBarlowTwinsLoss
 from finite_differences import numeric_grad
+from tiny_encoder import TinyEncoder
 
 EPS = 1e-5
 
@@ -105,19 +105,6 @@ def test_collapsed_embeddings_give_diagonal_term_d() -> None:
     terms = BarlowTwinsLoss().terms(z, z)
     assert terms["on_diagonal"].item() == pytest.approx(d)
     assert terms["off_diagonal"].item() == pytest.approx(0.0)
-
-
-class TinyEncoder(nn.Module):
-    embed_dim = 6
-
-    def __init__(self, constant: bool = False) -> None:
-        super().__init__()
-        self.lin = nn.Linear(2 * 12, self.embed_dim)
-        self.constant = constant
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.lin(x.flatten(1))
-        return h * 0 + self.lin.bias if self.constant else h
 
 
 @pytest.mark.parametrize("mixed", [False, True])

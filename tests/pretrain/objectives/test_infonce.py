@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.infonce import InfoNCE, InfoNCELoss, KoLeoLoss
 from finite_differences import numeric_grad
+from tiny_encoder import TinyEncoder
 
 
 def infonce_ref(q: np.ndarray, k: np.ndarray, t: float, subjects: list[str] | None) -> float:
@@ -89,17 +89,6 @@ def test_koleo_prefers_spread_points() -> None:
     spread = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     clumped = torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02], [0.0, 1.0]])
     assert KoLeoLoss()(spread).item() < KoLeoLoss()(clumped).item()
-
-
-class TinyEncoder(nn.Module):
-    embed_dim = 6
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(2 * 12, self.embed_dim)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 BATCH = {"views": torch.randn(2, 8, 2, 12), "subject": ["a", "b", "a", "c", "d", "e", "f", "g"]}

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.vicreg import VICReg, VICRegLoss
 from finite_differences import numeric_grad
+from tiny_encoder import TinyEncoder
 
 
 def vicreg_ref(z_a: np.ndarray, z_b: np.ndarray, inv: float, var: float, cov: float, eps: float) -> float:
@@ -65,17 +65,6 @@ def test_collapsed_embeddings_make_variance_term_maximal() -> None:
     assert terms["covariance"].item() == 0.0
     spread = VICRegLoss(eps=1e-4).terms(torch.randn(16, 8), torch.randn(16, 8))
     assert spread["variance"].item() < terms["variance"].item()
-
-
-class TinyEncoder(nn.Module):
-    embed_dim = 6
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(2 * 12, self.embed_dim)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 def test_objective_forward_backward() -> None:
