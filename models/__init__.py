@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from models.efficientnet1d import EfficientNet1D
 from models.vit1d import ViT1D
 
 CONFIG_FILE = "config.json"
@@ -40,6 +41,8 @@ _REGISTRY: dict[str, ModelSpec] = {
     "vit1d_xs": ModelSpec(ViT1D, dict(dim=192, depth=8, num_heads=4), "ECG-JEPA ViT-XS, 3.6M parameters"),
     "vit1d_s": ModelSpec(ViT1D, dict(dim=384, depth=8, num_heads=6), "ECG-JEPA ViT-S, 14.3M parameters"),
     "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),
+    "efficientnet1d": ModelSpec(EfficientNet1D, dict(in_channels=4, embed_dim=256),
+                                "1-D EfficientNet, 16 MBConv+SE blocks -> 256-d (wearable PPG/ECG), 3.2M parameters"),
 }
 
 

@@ -1,0 +1,83 @@
+"""The 1-D EfficientNet: shapes, size, the portable format and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+from models.efficientnet1d import DEFAULT_STAGES, EfficientNet1D, MBConv1D
+
+
+def _count(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_registered_and_configured():
+    enc = models.create("efficientnet1d", in_channels=1)
+    assert "efficientnet1d" in models.list_models()
+    assert enc.config == {"name": "efficientnet1d", "in_channels": 1, "embed_dim": 256}
+    assert enc.embed_dim == 256 and enc.in_channels == 1
+
+
+def test_sixteen_mbconv_blocks_with_se_and_swish():
+    enc = EfficientNet1D()
+    blocks = [m for m in enc.modules() if isinstance(m, MBConv1D)]
+    assert len(blocks) == 16 == sum(s[2] for s in DEFAULT_STAGES)
+    assert any(isinstance(m, torch.nn.SiLU) for m in enc.modules())
+    assert sum(type(m).__name__ == "SqueezeExcite1D" for m in enc.modules()) == 16
+
+
+def test_parameter_count_about_3_2_million(capsys):
+    n4, n1 = _count(models.create("efficientnet1d")), _count(models.create("efficientnet1d", in_channels=1))
+    with capsys.disabled():
+        print(f"\nefficientnet1d parameters: {n4:,} (4 channels), {n1:,} (1 channel)")
+    assert n4 == 3_219_148 and n1 == 3_218_860  # the counts stated in the module docstring
+    assert 3.1e6 < n4 < 3.3e6
+
+
+@pytest.mark.parametrize("t", [640, 1000, 3840])
+def test_shapes(t):
+    enc = models.create("efficientnet1d", in_channels=4).eval()
+    x = torch.randn(3, 4, t)
+    z = enc.embed(x)
+    assert z.shape == (3, 256) and torch.equal(z, enc(x))
+    assert enc.features(x).shape == (3, 384, -(-t // 32))
+
+
+def test_wrong_input_is_named():
+    enc = models.create("efficientnet1d", in_channels=1)
+    with pytest.raises(ValueError, match=r"expected input \[B, 1, T\]"):
+        enc(torch.randn(2, 4, 640))
+    with pytest.raises(ValueError, match="model.head_channels"):
+        models.create("efficientnet1d", head_channels=0)
+
+
+def test_save_load_round_trip_bit_exact(tmp_path):
+    torch.manual_seed(0)
+    enc = models.create("efficientnet1d", in_channels=1)
+    enc.train()
+    enc(torch.randn(8, 1, 640))  # move the BatchNorm running statistics away from their initial values
+    enc.eval()
+    d = models.save_pretrained(enc, tmp_path / "encoder", extra={"fs": 64})
+    loaded = models.load_pretrained(d)
+    a, b = enc.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    x = torch.randn(2, 1, 640)
+    assert torch.equal(enc.embed(x), loaded.embed(x))
+    assert loaded.config == enc.config and loaded.pretrained_extra == {"fs": 64}
+
+
+def test_gradient_reaches_every_parameter():
+    torch.manual_seed(0)
+    enc = models.create("efficientnet1d", in_channels=2)
+    enc.embed(torch.randn(4, 2, 640)).pow(2).sum().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing, missing
+
+
+def test_residual_only_when_shapes_match():
+    assert MBConv1D(16, 16, 6, 3, 1).residual
+    assert not MBConv1D(16, 24, 6, 3, 1).residual and not MBConv1D(16, 16, 6, 3, 2).residual
