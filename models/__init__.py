@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from models.eegformer import EEGFormer
 from models.efficientnet1d import EfficientNet1D
 from models.vit1d import ViT1D
 
@@ -43,6 +44,10 @@ _REGISTRY: dict[str, ModelSpec] = {
     "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),
     "efficientnet1d": ModelSpec(EfficientNet1D, dict(in_channels=4, embed_dim=256),
                                 "1-D EfficientNet, 16 MBConv+SE blocks -> 256-d (wearable PPG/ECG), 3.2M parameters"),
+    "eegformer_xs": ModelSpec(EEGFormer, dict(dim=64, depth=2, num_heads=4, codebook_size=128),
+                              "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.1M parameters"),
+    "eegformer_s": ModelSpec(EEGFormer, dict(dim=128, depth=4, num_heads=4, codebook_size=256),
+                             "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.8M parameters"),
 }
 
 
