@@ -2,6 +2,8 @@
 
 - :func:`rankme`: effective rank of an embedding matrix (Garrido et al. 2023), a label-free quality monitor.
 - :func:`knn_accuracy` / :func:`linear_probe`: a fixed-split k-NN (cosine) and a logistic-regression probe.
+- :func:`knn_regression` / :func:`ridge_probe`: the same for continuous targets (heart rate): k-NN mean and ridge
+  regression, scored by R^2 and mean absolute error.
 - :func:`evaluate_run`: embeds each probe set with the run's pretrained encoder and with a randomly initialised
   encoder of the same architecture, and writes ``report.md`` with figures.
 """
@@ -80,6 +82,46 @@ def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y
     return balanced_accuracy(y_test, clf.predict(b))
 
 
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination ``1 - sum (y - p)^2 / sum (y - mean y)^2`` (0 for predicting the test mean,
+    negative when worse; a constant ``y_true`` gives 1.0 for an exact prediction, else -inf)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    ss_res = float(((y_true - y_pred) ** 2).sum())
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    if ss_tot == 0.0:
+        return 1.0 if ss_res == 0.0 else float("-inf")
+    return 1.0 - ss_res / ss_tot
+
+
+def _regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    return {"r2": r2_score(y_true, y_pred), "mae": float(np.abs(y_true - y_pred).mean())}
+
+
+def knn_regression(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+                   k: int = 5) -> dict[str, float]:
+    """``{"r2", "mae"}`` of predicting each test target as the mean target of its ``k`` nearest training
+    embeddings (cosine on standardised embeddings, as :func:`knn_accuracy`)."""
+    a, b = _standardise(z_train, z_test)
+    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
+    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
+    k = min(k, len(a))
+    nn_idx = np.argsort(-(b @ a.T), axis=1, kind="stable")[:, :k]
+    pred = np.asarray(y_train, dtype=np.float64)[nn_idx].mean(axis=1)
+    return _regression_scores(y_test, pred)
+
+
+def ridge_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+                alpha: float = 1.0) -> dict[str, float]:
+    """``{"r2", "mae"}`` of ridge regression ``min_w,b ||A w + b - y||^2 + alpha ||w||^2`` on standardised
+    frozen embeddings ``A`` (the intercept is not penalised)."""
+    from sklearn.linear_model import Ridge
+
+    a, b = _standardise(z_train, z_test)
+    reg = Ridge(alpha=alpha).fit(a, np.asarray(y_train, dtype=np.float64))
+    return _regression_scores(y_test, reg.predict(b))
+
+
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean over classes present in ``y_true`` of the per-class recall."""
     classes = np.unique(y_true)
@@ -98,7 +140,8 @@ def random_encoder_like(encoder_dir: str | Path, seed: int = 0) -> nn.Module:
 
 
 def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch_size: int = 64) -> list[dict[str, Any]]:
-    """kNN and logistic-probe balanced accuracy plus RankMe for each (encoder, probe) pair."""
+    """RankMe plus, for each (encoder, probe) pair, kNN and logistic-probe balanced accuracy (classification)
+    or kNN and ridge regression R^2 and MAE (``ProbeSet.task == "regression"``)."""
     rows = []
     for probe_name, ps in probes.items():
         for enc_name, enc in encoders.items():
@@ -106,13 +149,20 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
             z_tr = embed_array(enc.embed, ps.x_train, batch_size)
             z_te = embed_array(enc.embed, ps.x_test, batch_size)
             y_tr, y_te = np.asarray(ps.y_train), np.asarray(ps.y_test)
-            rows.append({
-                "probe": probe_name, "encoder": enc_name, "n_train": len(y_tr), "n_test": len(y_te),
-                "classes": int(len(np.unique(y_tr))),
-                "knn_bacc": knn_accuracy(z_tr, y_tr, z_te, y_te),
-                "linear_bacc": linear_probe(z_tr, y_tr, z_te, y_te),
-                "rankme": rankme(torch.from_numpy(np.concatenate([z_tr, z_te]))),
-            })
+            task = getattr(ps, "task", "classification")
+            row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y_tr),
+                                   "n_test": len(y_te)}
+            if task == "regression":
+                knn, ridge = knn_regression(z_tr, y_tr, z_te, y_te), ridge_probe(z_tr, y_tr, z_te, y_te)
+                row.update(target_std=float(np.std(np.asarray(y_te, dtype=np.float64))),
+                           knn_r2=knn["r2"], knn_mae=knn["mae"], ridge_r2=ridge["r2"], ridge_mae=ridge["mae"])
+            elif task == "classification":
+                row.update(classes=int(len(np.unique(y_tr))), knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te),
+                           linear_bacc=linear_probe(z_tr, y_tr, z_te, y_te))
+            else:
+                raise ValueError(f"probe {probe_name!r}: unknown task {task!r} (classification or regression)")
+            row["rankme"] = rankme(torch.from_numpy(np.concatenate([z_tr, z_te])))
+            rows.append(row)
     return rows
 
 
@@ -209,12 +259,24 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
         if rm:
             lines.append(f"- RankMe on the held-out batch: {rm[0]['rankme']:.2f} (step {int(rm[0]['step'])}) -> "
                          f"{rm[-1]['rankme']:.2f} (step {int(rm[-1]['step'])})")
-    lines += ["", "## Probes (frozen encoder, fixed split, balanced accuracy)", ""]
-    if rows:
+    classification = [r for r in rows if r.get("task", "classification") == "classification"]
+    regression = [r for r in rows if r.get("task") == "regression"]
+    if classification or not rows:
+        lines += ["", "## Probes (frozen encoder, fixed split, balanced accuracy)", ""]
+    if classification:
         lines += ["| probe | encoder | train / test | classes | kNN | logistic | RankMe |", "|---|---|---|---|---|---|---|"]
-        for r in rows:
+        for r in classification:
             lines.append(f"| {r['probe']} | {r['encoder']} | {r['n_train']} / {r['n_test']} | {r['classes']} | "
                          f"{r['knn_bacc']:.3f} | {r['linear_bacc']:.3f} | {r['rankme']:.1f} |")
+    if regression:
+        lines += ["", "## Regression probes (frozen encoder, fixed split; R^2 and mean absolute error)", "",
+                  "| probe | encoder | train / test | test target std | kNN R^2 | kNN MAE | ridge R^2 | ridge MAE | RankMe |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in regression:
+            lines.append(f"| {r['probe']} | {r['encoder']} | {r['n_train']} / {r['n_test']} | {r['target_std']:.2f} | "
+                         f"{r['knn_r2']:.3f} | {r['knn_mae']:.2f} | {r['ridge_r2']:.3f} | {r['ridge_mae']:.2f} | "
+                         f"{r['rankme']:.1f} |")
+    if rows:
         for name, ps in probes.items():
             if ps.description:
                 lines.append(f"\n- **{name}**: {ps.description}")

@@ -1,0 +1,66 @@
+"""Regression probes (R^2, MAE; kNN mean and ridge) against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modalities.base import ProbeSet
+from pretrain.evaluate import knn_regression, probe_encoders, r2_score, ridge_probe
+
+
+def test_r2_hand_cases():
+    y = np.array([1.0, 2.0, 3.0])
+    assert r2_score(y, y) == 1.0
+    assert r2_score(y, np.full(3, 2.0)) == 0.0  # the test mean
+    assert r2_score(y, y[::-1]) == pytest.approx(1 - 8 / 2)  # residuals 4 + 0 + 4, total 1 + 0 + 1
+    assert r2_score(np.ones(3), np.ones(3)) == 1.0 and r2_score(np.ones(3), np.zeros(3)) == float("-inf")
+
+
+def test_knn_regression_hand_case():
+    # Train points on the four axis directions (standardising only rescales them), targets 10..40.
+    z_train = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    y_train = np.array([10.0, 20.0, 30.0, 40.0])
+    z_test = np.array([[2.0, 0.1], [-0.1, -3.0]])
+    y_test = np.array([12.0, 36.0])
+    # k = 2: the first test point's neighbours are +x then +y (mean 15), the second's -y then -x (mean 35).
+    out = knn_regression(z_train, y_train, z_test, y_test, k=2)
+    assert out["mae"] == pytest.approx((3 + 1) / 2)
+    assert out["r2"] == pytest.approx(1 - (9 + 1) / (144 + 144))
+    out1 = knn_regression(z_train, y_train, z_test, y_test, k=1)  # predictions 10 and 40
+    assert out1["mae"] == pytest.approx((2 + 4) / 2)
+
+
+def test_ridge_hand_case():
+    # Standardised train inputs -1, +1 and targets 0, 4: w = sum a (y - 2) / (sum a^2 + alpha) = 4 / 3, b = 2.
+    z_train, y_train = np.array([[-1.0], [1.0]]), np.array([0.0, 4.0])
+    z_test, y_test = np.array([[3.0], [0.0]]), np.array([5.0, 2.0])  # predictions 2 + 3 * 4/3 = 6 and 2
+    out = ridge_probe(z_train, y_train, z_test, y_test, alpha=1.0)
+    assert out["mae"] == pytest.approx(0.5)
+    assert out["r2"] == pytest.approx(1 - 1 / 4.5)
+
+
+class _Linear(nn.Module):
+    embed_dim = 3
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :3]
+
+
+def test_probe_encoders_regression_rows():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 1, 3)).astype(np.float32)
+    y = x[:, 0] @ np.array([2.0, -1.0, 0.5]) + 60.0  # exactly linear in the embedding
+    ps = ProbeSet(x[:80], y[:80], x[80:], y[80:], task="regression")
+    cls = ProbeSet(x[:80], (y[:80] > 60).astype(np.int64), x[80:], (y[80:] > 60).astype(np.int64))
+    rows = probe_encoders({"linear": _Linear()}, {"hr": ps, "high": cls})
+    reg = next(r for r in rows if r["probe"] == "hr")
+    assert reg["task"] == "regression" and (reg["n_train"], reg["n_test"]) == (80, 40)
+    assert reg["ridge_r2"] > 0.99 and reg["ridge_mae"] < 0.2
+    assert 0.5 < reg["knn_r2"] < 1.0 and reg["target_std"] == pytest.approx(np.std(y[80:]))
+    clf = next(r for r in rows if r["probe"] == "high")
+    assert clf["task"] == "classification" and clf["classes"] == 2 and "knn_bacc" in clf
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        probe_encoders({"linear": _Linear()}, {"bad": ProbeSet(x, y, x, y, task="ranking")})
