@@ -57,8 +57,10 @@ class VectorQuantizer(nn.Module):
 
         N_j <- d N_j + (1 - d) n_j,   m_j <- d m_j + (1 - d) sum_{i: k_i = j} z_i,   e_j = normalize(m_j),
 
-    and restarts a *dead* code (EMA count ``N_j`` below ``dead_threshold``) at a random token of the batch, so
-    the codebook cannot collapse onto a few entries. Everything the codebook holds is a buffer.
+    and restarts a *dead* code (EMA count ``N_j`` below ``dead_threshold``) at a random token of the batch with
+    ``N_j = 1``, so the codebook cannot collapse onto a few entries. Counts start at 0: the first training step
+    restarts every code at a token of the data (a random-sample k-means initialisation). Everything the codebook
+    holds is a buffer.
 
     Args:
         dim: width of the incoming tokens.
@@ -68,8 +70,8 @@ class VectorQuantizer(nn.Module):
         dead_threshold: EMA count below which a code is restarted.
     """
 
-    def __init__(self, dim: int, codebook_size: int = 256, code_dim: int = 32, decay: float = 0.99,
-                 dead_threshold: float = 0.1) -> None:
+    def __init__(self, dim: int, codebook_size: int = 256, code_dim: int = 32, decay: float = 0.95,
+                 dead_threshold: float = 0.5) -> None:
         super().__init__()
         if codebook_size < 2 or code_dim < 1:
             raise ValueError(f"codebook_size must be >= 2 and code_dim >= 1, got {codebook_size} and {code_dim}")
@@ -80,7 +82,7 @@ class VectorQuantizer(nn.Module):
         self.proj = nn.Linear(dim, code_dim)
         codes = F.normalize(torch.randn(codebook_size, code_dim), dim=-1)
         self.register_buffer("codebook", codes)
-        self.register_buffer("ema_count", torch.ones(codebook_size))
+        self.register_buffer("ema_count", torch.zeros(codebook_size))
         self.register_buffer("ema_sum", codes.clone())
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -149,7 +151,7 @@ class EEGFormer(nn.Module):
 
     def __init__(self, in_channels: int | None = None, patch_size: int = 32, dim: int = 128, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, codebook_size: int = 256, code_dim: int = 32,
-                 codebook_decay: float = 0.99, dead_threshold: float = 0.1, norm_eps: float = 1e-6) -> None:
+                 codebook_decay: float = 0.95, dead_threshold: float = 0.5, norm_eps: float = 1e-6) -> None:
         super().__init__()
         if patch_size < 4:
             raise ValueError(f"patch_size must be >= 4 samples, got {patch_size}")

@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str] = {
     "vicreg": "pretrain.objectives.vicreg:VICReg",
     "infonce": "pretrain.objectives.infonce:InfoNCE",
     "equivariance": "pretrain.objectives.equivariance:Equivariance",
+    "vq_reconstruction": "pretrain.objectives.vq_reconstruction:VQReconstruction",
 }
 
 
