@@ -13,6 +13,7 @@ from modalities.base import DataError, Modality, ProbeSet
 # name -> module that defines ``MODALITY``
 _REGISTRY: dict[str, str] = {
     "ecg": "modalities.ecg",
+    "eeg": "modalities.eeg",
 }
 
 

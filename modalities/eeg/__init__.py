@@ -1,0 +1,52 @@
+"""EEG: any montage, the EEGFormer-style recipe, a simulated motor-imagery default corpus and probes on real runs.
+
+Recordings are EDF / EDF+ / BDF / FIF / EEGLAB files read lazily through MNE (:mod:`modalities.eeg.recordings`):
+EEG channels are picked, average re-referenced, notched at 50/60 Hz, band-passed, resampled to the recipe's rate
+and z-scored per channel. A sample carries ``n_channels`` of the recording's channels
+(:class:`~modalities.eeg.windows.EEGWindows`), which a channel-independent encoder (``eegformer_*``) encodes one
+by one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalities.base import DataError, Modality
+from modalities.eeg.probes import probe_targets
+from modalities.eeg.recordings import index_eeg
+from modalities.eeg.simulate import simulate_corpus
+from modalities.eeg.windows import EEGWindows
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> EEGWindows:
+    path = data_cfg.get("path")
+    if not path:
+        raise DataError("data.path: no EEG data given")
+    if views:
+        raise DataError("objective: EEG samples have no augmented views; use vq_reconstruction or jepa")
+    band = data_cfg.get("band")
+    return EEGWindows(
+        index_eeg(path), fs=float(data_cfg.get("fs", 128)), window_s=float(data_cfg.get("window_s", 4.0)),
+        n_channels=int(data_cfg.get("n_channels", 4)), split=split,
+        val_fraction=float(data_cfg.get("val_fraction", 0.1)), band=tuple(band) if band else None,
+        notch_hz=tuple(data_cfg.get("notch_hz") or ()), reref_min_channels=int(data_cfg.get("reref_min_channels", 8)),
+        clip=data_cfg.get("clip", 10.0), random_crop=(split == "train"),
+    )
+
+
+def default_data(cache_dir: Path) -> Path:
+    """The embedded default: seeded simulated motor-imagery EEG runs as EDF+ (see data_cards/eeg_simulator.md)."""
+    return simulate_corpus(Path(cache_dir) / "eegsim")
+
+
+MODALITY = Modality(
+    name="eeg",
+    description="EEG (EDF/BDF/FIF/EEGLAB, any montage); EEGFormer-style VQ spectral reconstruction",
+    recipe=Path(__file__).with_name("recipe.yaml"),
+    build_dataset=build_dataset,
+    default_data=default_data,
+    probe_targets=probe_targets,
+    sample_kind="signal",
+    view_augmentations=False,
+)
