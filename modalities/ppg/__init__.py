@@ -1,0 +1,90 @@
+"""PPG: the wearable foundation-model recipe (Abbaspourazad et al., ICLR 2024), the HeartPy embedded default and
+probes on real recordings.
+
+Records are WFDB (a ``PLETH`` channel, e.g. PhysioNet/CinC Challenge 2015) or CSV (HeartPy's layouts), read lazily
+window by window through the shared readers; a record's PPG channel (:func:`~modalities.ppg.probes.ppg_channel`)
+fills the single canonical channel ``PPG``, resampled to the recipe's rate, band-passed, z-scored and clipped.
+Positive pairs are two random segments of the same record (``view_source: record``), each augmented with the
+paper's cascade (:class:`~modalities.signals.augment.BiosignalAugment`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalities.base import DataError, Modality
+from modalities.ppg.csv_records import HEADERLESS_FS, HEARTPY_FILES, csv_to_wfdb, heartpy_data_dir, ppg_records
+from modalities.ppg.probes import ppg_channel, probe_targets
+from modalities.signals.windows import SignalWindows
+
+PPG_CHANNELS = ("PPG",)
+
+
+@dataclass(frozen=True)
+class PPGChannelAlias:
+    """Maps the PPG channel names of the indexed records to the canonical ``PPG`` (picklable for workers)."""
+
+    names: frozenset[str]
+
+    def __call__(self, name: str) -> str | None:
+        return "PPG" if name in self.names else None
+
+
+def _augment(data_cfg: Mapping[str, Any]):
+    from modalities.signals.augment import BiosignalAugment
+
+    options = dict(data_cfg.get("augment") or {})
+    try:
+        return BiosignalAugment(**options)
+    except TypeError as exc:
+        raise DataError(f"data.augment: {exc}") from None
+    except ValueError as exc:  # BiosignalAugment names the option already
+        raise DataError(f"data.{exc}") from None
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SignalWindows:
+    path = data_cfg.get("path")
+    if not path:
+        raise DataError("data.path: no PPG data given")
+    channels = tuple(data_cfg.get("channels") or PPG_CHANNELS)
+    if channels != PPG_CHANNELS:
+        raise DataError(f"data.channels: the PPG layout has the single channel PPG, got {list(channels)}")
+    csv_fs = data_cfg.get("csv_fs")
+    records = ppg_records(path, csv_fs=float(csv_fs) if csv_fs else None)
+    names = frozenset(c for c in (ppg_channel(r) for r in records) if c is not None)
+    if not names:
+        raise DataError(f"{path}: no record has a PPG channel (PLETH / PPG / BVP, or a one-column CSV file)")
+    band = data_cfg.get("band")
+    return SignalWindows(
+        records, channels=channels, fs=float(data_cfg.get("fs", 64)), window_s=float(data_cfg.get("window_s", 60.0)),
+        split=split, val_fraction=float(data_cfg.get("val_fraction", 0.1)), channel_aliases=PPGChannelAlias(names),
+        band=tuple(band) if band else None, clip=data_cfg.get("clip", 5.0), random_crop=(split == "train"),
+        views=views, view_transform=_augment(data_cfg) if views else None,
+        view_source=str(data_cfg.get("view_source", "record")),
+    )
+
+
+def default_data(cache_dir: Path) -> Path:
+    """The embedded default: the three PPG recordings shipped inside the installed ``heartpy`` package
+    (``heartpy/data/data{,2,3}.csv``, see data_cards/heartpy_ppg.md), converted once into one-channel WFDB
+    records (channel ``PLETH``) under ``cache_dir/heartpy``; ``data.csv`` states no rate and is 100 Hz."""
+    source = heartpy_data_dir()
+    out = Path(cache_dir) / "heartpy"
+    for name in HEARTPY_FILES:
+        if not (out / f"{Path(name).stem}.hea").is_file():
+            csv_to_wfdb(source / name, out, HEADERLESS_FS if name == "data.csv" else None)
+    return out
+
+
+MODALITY = Modality(
+    name="ppg",
+    description="PPG (WFDB PLETH / CSV); wearable InfoNCE (momentum teacher, KoLeo) on a 1-D EfficientNet",
+    recipe=Path(__file__).with_name("recipe.yaml"),
+    build_dataset=build_dataset,
+    default_data=default_data,
+    probe_targets=probe_targets,
+    sample_kind="signal",
+    view_augmentations=True,
+)

@@ -1,0 +1,309 @@
+"""Labelled probe sets from real PPG recordings, for the label-free-vs-labelled report.
+
+Sources (``<repo>/../shared/data/signals``): the three HeartPy example recordings (``ppg_heartpy/*.csv``, 25 s,
+128 s and 682 s) and the ``PLETH`` channel of PhysioNet/CinC Challenge 2015 record ``a103l`` (330 s at 250 Hz).
+Inputs are built exactly like pretraining windows of :class:`~modalities.signals.windows.SignalWindows` in the
+PPG layout: the record's PPG channel (:func:`ppg_channel`) read and resampled to ``fs``
+(:func:`~modalities.signals.records.read_window_resampled`), band-passed, z-scored and clipped
+(:func:`~modalities.signals.filters.bandpass`, :func:`~modalities.signals.filters.normalize`).
+
+- :func:`heart_rate_probe` (regression): the label of a window is the heart rate that a classical peak detector
+  finds *in that same window* (:func:`heart_rate_bpm`: NeuroKit2's Elgendi et al. 2013 systolic-peak detector).
+- :func:`record_identity_probe` (classification): which recording a window comes from.
+- :func:`probe_targets`: both.
+
+Every record is split in time, first ``train_fraction`` (2/3) train and the rest test, and no window crosses the
+split. Caveat, stated in the report: heart rate differs more between recordings (a103l ~128 bpm) than inside
+them, so part of the heart-rate R^2 can be earned by recognising the recording.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from modalities.base import DataError, ProbeSet
+from modalities.signals.filters import bandpass, normalize
+from modalities.signals.records import RecordInfo, read_window_resampled
+
+__all__ = [
+    "HR_RANGE_BPM",
+    "ProbeWindow",
+    "heart_rate_bpm",
+    "heart_rate_probe",
+    "ppg_channel",
+    "preprocess_window",
+    "probe_records",
+    "probe_targets",
+    "probe_windows",
+    "record_identity_probe",
+]
+
+Band = tuple[float | None, float | None] | None
+
+DEFAULT_FS = 64.0
+DEFAULT_BAND: Band = (0.5, 8.0)
+DEFAULT_CLIP: float | None = 5.0
+HR_RANGE_BPM = (30.0, 220.0)
+# Recordings under the shared signals folder that hold PPG (a folder, or a WFDB record path without suffix), with
+# the rate of their CSV files that state none (HeartPy's data.csv: 100 Hz, see data_cards/heartpy_ppg.md).
+PROBE_SOURCES: tuple[tuple[str, float | None], ...] = (("ppg_heartpy", 100.0), ("challenge2015/a103l", None))
+_PPG_NAMES = ("PLETH", "PPG", "BVP")
+
+
+def _default_signals_root() -> Path:
+    # <repo>/modalities/ppg/probes.py -> <repo>/../shared/data/signals
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "signals"
+
+
+def ppg_channel(info: RecordInfo) -> str | None:
+    """The record's PPG channel: the first channel typed ``"ppg"`` by the reader, else the first whose name
+    contains PLETH / PPG / BVP, else the only channel of a one-channel CSV file (HeartPy names its PPG column
+    ``hr``); ``None`` when the record has none."""
+    types = tuple(getattr(info, "channel_types", ()) or ())
+    for name, kind in zip(info.channels, types):
+        if kind == "ppg":
+            return name
+    for name in info.channels:
+        if any(key in name.upper() for key in _PPG_NAMES):
+            return name
+    if getattr(info, "format", "wfdb") == "csv" and len(info.channels) == 1:
+        return info.channels[0]
+    return None
+
+
+def preprocess_window(info: RecordInfo, channel: str, start_s: float, window_s: float, fs: float = DEFAULT_FS,
+                      band: Band = DEFAULT_BAND, clip: float | None = DEFAULT_CLIP) -> np.ndarray:
+    """One model input float32[1, round(window_s * fs)], as SignalWindows builds it for the PPG layout."""
+    x = read_window_resampled(info, start_s, window_s, [channel], fs)
+    if band is not None:
+        x = bandpass(x, fs, band[0], band[1])
+    return normalize(x, clip=clip).astype(np.float32, copy=False)
+
+
+def heart_rate_bpm(x: np.ndarray, fs: float, min_beats: int = 4) -> float | None:
+    """Heart rate (beats per minute) of one PPG window, or ``None`` when the window is not usable.
+
+    NeuroKit2's ``ppg_clean`` (Elgendi: 0.5-8 Hz Butterworth) and ``ppg_peaks`` (Elgendi et al. 2013, two moving
+    averages of the squared signal) find the systolic peaks; with ``ibi`` the peak-to-peak intervals and ``m``
+    their median, intervals outside ``[0.7 m, 1.3 m]`` (a missed or an extra peak) are dropped and
+
+        HR = 60 / mean(kept ibi)
+
+    The window is rejected (``None``) when fewer than ``min_beats`` intervals are kept, more than 30 % are
+    dropped, or HR falls outside :data:`HR_RANGE_BPM`.
+    """
+    import neurokit2 as nk
+
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if not np.any(x) or not np.all(np.isfinite(x)):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cleaned = nk.ppg_clean(x, sampling_rate=fs)
+            _, info = nk.ppg_peaks(cleaned, sampling_rate=fs, method="elgendi")
+        except Exception:  # neurokit2 raises on windows without any peak-like structure
+            return None
+    peaks = np.asarray(info["PPG_Peaks"], dtype=np.float64)
+    if len(peaks) < 3:
+        return None
+    ibi = np.diff(peaks) / fs
+    m = np.median(ibi)
+    kept = ibi[(ibi >= 0.7 * m) & (ibi <= 1.3 * m)]
+    if len(kept) < min_beats or len(kept) < 0.7 * len(ibi):
+        return None
+    hr = 60.0 / float(kept.mean())
+    return hr if HR_RANGE_BPM[0] <= hr <= HR_RANGE_BPM[1] else None
+
+
+@dataclass(frozen=True)
+class ProbeWindow:
+    """One probe window: record, its PPG channel, start time, class index of the record and split."""
+
+    record: RecordInfo
+    channel: str
+    start_s: float
+    label: int
+    split: str
+
+
+def _spaced_starts(first: float, last_start: float, stride_s: float, cap: int) -> list[float]:
+    """Starts every ``stride_s`` from ``first`` to ``last_start``; at most ``cap`` of them, evenly spread."""
+    if last_start < first - 1e-9 or cap < 1:
+        return []
+    n = int(math.floor((last_start - first) / stride_s + 1e-9)) + 1
+    starts = first + stride_s * np.arange(n)
+    if n > cap:
+        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
+    return [float(s) for s in starts]
+
+
+def probe_records(signals_root: str | Path, sources: Sequence[tuple[str, float | None]] = PROBE_SOURCES,
+                  ) -> tuple[list[RecordInfo], dict[str, str]]:
+    """The records of ``sources`` (``(path relative to signals_root, rate of CSV files without one)``) that have
+    a PPG channel, and the skipped ones with the reason. A missing source is skipped, not an error (the probes
+    are optional)."""
+    from modalities.ppg.csv_records import ppg_records
+
+    root = Path(signals_root)
+    records: list[RecordInfo] = []
+    skipped: dict[str, str] = {}
+    for source, csv_fs in sources:
+        path = root / source
+        if not path.exists() and not path.with_suffix(".hea").is_file():
+            skipped[source] = "missing"
+            continue
+        for info in ppg_records(path, csv_fs=csv_fs):
+            if ppg_channel(info) is None:
+                skipped[info.name] = "no PPG channel"
+            else:
+                records.append(info)
+    return records, skipped
+
+
+def _record_label(info: RecordInfo, root: Path) -> str:
+    """A readable record name: its path relative to the signals folder (converted CSVs: their file name)."""
+    try:
+        return str(Path(info.path).relative_to(root.absolute()))
+    except ValueError:
+        return info.name
+
+
+def probe_windows(records: Sequence[RecordInfo], window_s: float, stride_s: float, max_per_record: int = 120,
+                  train_fraction: float = 2 / 3) -> list[ProbeWindow]:
+    """Windows every ``stride_s`` inside each record's train part (first ``train_fraction``) and test part (the
+    rest), none crossing the split; at most ``ceil(train_fraction * max_per_record)`` train and the rest test
+    windows per record, spread evenly. ``label`` is the record's index in ``records``."""
+    cap_train = int(math.ceil(train_fraction * max_per_record))
+    cap_test = max_per_record - cap_train
+    out: list[ProbeWindow] = []
+    for label, info in enumerate(records):
+        channel = ppg_channel(info)
+        if channel is None:
+            continue
+        split_s = train_fraction * info.duration_s
+        out += [ProbeWindow(info, channel, s, label, "train")
+                for s in _spaced_starts(0.0, split_s - window_s, stride_s, cap_train)]
+        out += [ProbeWindow(info, channel, s, label, "test")
+                for s in _spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)]
+    return out
+
+
+def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, window_s: float = 8.0,
+                     stride_s: float = 2.0, max_per_record: int = 120, *, band: Band = DEFAULT_BAND,
+                     clip: float | None = DEFAULT_CLIP) -> ProbeSet:
+    """Heart rate (bpm) of each window, from :func:`heart_rate_bpm` on that window, as a regression probe.
+
+    Windows follow :func:`probe_windows`; windows whose heart rate cannot be measured are left out (their count
+    is in the description).
+
+    Returns:
+        ProbeSet(task="regression") with float32 x [N, 1, round(window_s * fs)] and float64 y in bpm.
+
+    Raises:
+        DataError: fewer than 5 usable train or test windows.
+    """
+    windows = probe_windows(records, window_s, stride_s, max_per_record)
+    parts: dict[str, tuple[list[np.ndarray], list[float]]] = {"train": ([], []), "test": ([], [])}
+    rejected = 0
+    for w in windows:
+        x = preprocess_window(w.record, w.channel, w.start_s, window_s, fs, band, clip)
+        hr = heart_rate_bpm(x[0], fs)
+        if hr is None:
+            rejected += 1
+            continue
+        parts[w.split][0].append(x)
+        parts[w.split][1].append(hr)
+    n_train, n_test = len(parts["train"][1]), len(parts["test"][1])
+    if min(n_train, n_test) < 5:
+        raise DataError(f"heart_rate probe: only {n_train} train / {n_test} test windows with a measurable heart "
+                        f"rate in {', '.join(r.name for r in records)}")
+    (x_tr, y_tr), (x_te, y_te) = ((np.stack(parts[s][0]), np.asarray(parts[s][1])) for s in ("train", "test"))
+    per_record = {}
+    for w in windows:
+        per_record.setdefault(w.record.name, 0)
+    return ProbeSet(
+        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, task="regression",
+        description=(
+            f"heart rate (bpm) of each {window_s:g} s PPG window from NeuroKit2 Elgendi peaks on the same window "
+            f"(train {y_tr.min():.0f}-{y_tr.max():.0f} bpm, test {y_te.min():.0f}-{y_te.max():.0f} bpm); records "
+            f"{', '.join(per_record)}; first 2/3 of each record train, last 1/3 test; {rejected} windows without "
+            f"a measurable rate left out; between-record differences dominate the variance"
+        ),
+    )
+
+
+def record_identity_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, window_s: float = 8.0,
+                          stride_s: float = 2.0, max_per_record: int = 120, *, band: Band = DEFAULT_BAND,
+                          clip: float | None = DEFAULT_CLIP, names: Sequence[str] | None = None) -> ProbeSet:
+    """Which recording (participant) a PPG window comes from; records without a whole window on both sides of the
+    split are left out.
+
+    Returns:
+        ProbeSet(task="classification") with float32 x [N, 1, round(window_s * fs)] and int64 record indices;
+        ``class_names`` are the records' names (``names`` when given, one per record).
+    """
+    windows = probe_windows(records, window_s, stride_s, max_per_record)
+    sides = {}
+    for w in windows:
+        sides.setdefault(w.label, set()).add(w.split)
+    kept = sorted(k for k, s in sides.items() if s == {"train", "test"})
+    if len(kept) < 2:
+        raise DataError(f"record_identity probe: fewer than two PPG records with a {window_s:g} s window on both "
+                        f"sides of the train/test split")
+    remap = {old: new for new, old in enumerate(kept)}
+    all_names = list(names) if names is not None else [r.name for r in records]
+
+    def build(split: str) -> tuple[np.ndarray, np.ndarray]:
+        items = [w for w in windows if w.split == split and w.label in remap]
+        x = np.stack([preprocess_window(w.record, w.channel, w.start_s, window_s, fs, band, clip) for w in items])
+        return x, np.array([remap[w.label] for w in items], dtype=np.int64)
+
+    (x_tr, y_tr), (x_te, y_te) = build("train"), build("test")
+    left_out = [all_names[k] for k in range(len(records)) if k not in remap]
+    return ProbeSet(
+        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, task="classification",
+        class_names=tuple(all_names[k] for k in kept),
+        description=(
+            f"which recording a {window_s:g} s PPG window comes from ({', '.join(all_names[k] for k in kept)}); "
+            f"first 2/3 of each record train, last 1/3 test; left out (too short): {', '.join(left_out) or 'none'}"
+        ),
+    )
+
+
+def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
+                  signals_root: Path | None = None) -> dict[str, ProbeSet]:
+    """The PPG probes on the bundled real recordings: ``{"heart_rate": ..., "record_identity": ...}``.
+
+    ``data_cfg`` gives ``fs``, ``band``, ``clip`` (so probe inputs match the pretraining inputs) and optionally ``probe_window_s`` (default 8 s: the shortest recording lasts
+    25 s) and ``probe_stride_s`` (default 2 s). ``data_path`` is not used: labels come from the recordings in
+    :data:`PROBE_SOURCES` under ``signals_root`` (default ``<repo>/../shared/data/signals``). Returns ``{}`` when
+    that folder is missing; a probe that cannot be built from what is there is left out.
+    """
+    root = Path(signals_root) if signals_root is not None else _default_signals_root()
+    if not root.is_dir():
+        return {}
+    fs = float(data_cfg.get("fs", DEFAULT_FS))
+    window_s = float(data_cfg.get("probe_window_s", 8.0))
+    stride_s = float(data_cfg.get("probe_stride_s", 2.0))
+    band = data_cfg["band"] if "band" in data_cfg else DEFAULT_BAND
+    band = tuple(band) if band is not None else None
+    clip = data_cfg["clip"] if "clip" in data_cfg else DEFAULT_CLIP
+    records, _ = probe_records(root)
+    if not records:
+        return {}
+    names = [_record_label(r, root) for r in records]
+    probes: dict[str, ProbeSet] = {}
+    for key, build in (("heart_rate", heart_rate_probe), ("record_identity", record_identity_probe)):
+        kwargs = {"names": names} if key == "record_identity" else {}
+        try:
+            probes[key] = build(records, fs=fs, window_s=window_s, stride_s=stride_s, band=band, clip=clip, **kwargs)
+        except DataError as exc:
+            warnings.warn(f"PPG probe {key} left out: {exc}", stacklevel=2)
+    return probes
