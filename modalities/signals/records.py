@@ -1,4 +1,9 @@
-"""WFDB records: header parsing, a cached index of a corpus, and lazy window reads.
+"""Signal records: WFDB header parsing, a cached index of a corpus in any format, and lazy window reads.
+
+:func:`index_records` finds every recording under a folder: WFDB records (``.hea``, parsed here) and
+EDF/EDF+/BDF, FIF, EEGLAB ``.set`` and CSV files (inspected by :mod:`modalities.signals.readers`);
+:func:`read_window_resampled` reads a window of any of them (dispatch on :attr:`RecordInfo.format`).
+The rest of this docstring is about WFDB.
 
 A WFDB record is a ``<name>.hea`` header plus one or more signal files (``.dat``, ``.mat``, ...)
 that interleave the samples of its channels frame by frame. A *frame* holds one sample of each
@@ -22,6 +27,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,7 +49,7 @@ __all__ = [
 
 _RECORD_SUFFIXES = (".hea", ".dat", ".mat")
 _INDEX_FILE = ".modalities_index.json"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2  # 2: every format, RecordInfo.format and .channel_types, skipped files
 
 # Storage bits per sample of each WFDB signal format (the signal-file spec, "signal(5)").
 # Compressed FLAC formats (508/516/524) have no fixed size and are only checked for existence.
@@ -66,7 +72,13 @@ class RecordInfo:
         units: physical unit of each channel.
         samples_per_frame: samples of each channel per frame (1 for ordinary channels).
         n_segments: 1 for single-segment records, else the number of segments (layout included).
-        comments: header comment lines without the leading ``#``.
+        comments: header comment lines without the leading ``#`` (other formats: what the reader
+            inferred, e.g. the evidence for a CSV rate).
+        format: ``"wfdb"``, ``"edf"``, ``"bdf"``, ``"fif"``, ``"set"`` or ``"csv"``; ``path`` keeps its
+            suffix for every format but WFDB.
+        channel_types: per channel one of ``"ecg"``, ``"ppg"``, ``"eeg"``, ``"eog"``, ``"emg"``,
+            ``"resp"``, ``"stim"``, ``"misc"``: from the file where it says (FIF), else inferred from
+            names (:func:`~modalities.signals.channels.infer_channel_type`).
     """
 
     path: str
@@ -78,6 +90,8 @@ class RecordInfo:
     samples_per_frame: tuple[int, ...]
     n_segments: int
     comments: tuple[str, ...]
+    format: str = "wfdb"
+    channel_types: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -171,19 +185,24 @@ def _single_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Pa
 def _record_info(record: Path, header: Any, channels: Any, n_frames: int, n_segments: int) -> RecordInfo:
     """A :class:`RecordInfo` from the record's header (name, rate, comments) and the header that describes
     its channels (the record itself, or a multi-segment record's layout / first segment)."""
+    from modalities.signals.channels import infer_channel_type
+
     n = int(channels.n_sig or 0)
     spf = channels.samps_per_frame or [1] * n
     units = channels.units or ["mV"] * n
+    names = [str(c) for c in (channels.sig_name or [])]
     return RecordInfo(
         path=str(record),
         name=str(header.record_name),
         fs=float(header.fs),
         n_frames=n_frames,
-        channels=tuple(str(c) for c in (channels.sig_name or [])),
+        channels=tuple(names),
         units=tuple(str(u or "mV") for u in units),
         samples_per_frame=tuple(int(s or 1) for s in spf),
         n_segments=n_segments,
         comments=tuple(header.comments or ()),
+        format="wfdb",
+        channel_types=tuple(infer_channel_type(c, str(u or "")) for c, u in zip(names, units)),
     )
 
 
@@ -264,6 +283,9 @@ def _segment_headers(hea: Path) -> list[Path]:
 
 
 def _find_headers(root: Path) -> list[Path]:
+    """Every file under ``root`` whose suffix is a supported format (``.hea``, ``.edf``, ``.csv``, ...)."""
+    from modalities.signals.readers import format_of
+
     found: list[Path] = []
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -273,7 +295,7 @@ def _find_headers(root: Path) -> list[Path]:
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames if f.endswith(".hea")]
+        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and format_of(f) is not None]
     return sorted(found)
 
 
@@ -305,12 +327,14 @@ def _cache_file(root: Path, cache_dir: str | Path | None) -> Path:
     return Path(user_cache) / f"signals_index_{digest}.json"
 
 
-def _load_cache(cache: Path, root: Path, headers: list[Path]) -> list[RecordInfo] | None:
+def _load_cache(
+    cache: Path, root: Path, headers: list[Path], fs: float | None
+) -> tuple[list[RecordInfo], dict[str, str]] | None:
     try:
         data = json.loads(cache.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("version") != _INDEX_VERSION or data.get("root") != str(root):
+    if data.get("version") != _INDEX_VERSION or data.get("root") != str(root) or data.get("fs") != fs:
         return None
     files: dict[str, list[int]] = data.get("files", {})
     if sorted(files.get("headers", {})) != sorted(str(h.relative_to(root)) for h in headers):
@@ -323,18 +347,20 @@ def _load_cache(cache: Path, root: Path, headers: list[Path]) -> list[RecordInfo
     for rec in data.get("records", []):
         rec = dict(rec)
         rec["path"] = str(root / rec["path"])
-        for key in ("channels", "units", "samples_per_frame", "comments"):
+        for key in ("channels", "units", "samples_per_frame", "comments", "channel_types"):
             rec[key] = tuple(rec[key])
         out.append(RecordInfo(**rec))
-    return out
+    return out, dict(data.get("skipped", {}))
 
 
 def _write_cache(
-    cache: Path, root: Path, headers: list[Path], records: list[RecordInfo], data_files: list[Path]
+    cache: Path, root: Path, headers: list[Path], records: list[RecordInfo], data_files: list[Path],
+    fs: float | None, skipped: dict[str, str],
 ) -> None:
     payload = {
         "version": _INDEX_VERSION,
         "root": str(root),
+        "fs": fs,
         "files": {
             "headers": {str(h.relative_to(root)): _stat(h) for h in headers},
             "data": {str(f.relative_to(root)): _stat(f) for f in data_files},
@@ -342,6 +368,7 @@ def _write_cache(
         "records": [
             {**asdict(info), "path": str(Path(info.path).relative_to(root))} for info in records
         ],
+        "skipped": skipped,
     }
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -356,47 +383,101 @@ def _write_cache(
         pass  # the cache only saves time; an unwritable location is not an error
 
 
-def index_records(root: str | Path, cache_dir: str | Path | None = None) -> list[RecordInfo]:
-    """Index every WFDB record under a folder (recursively), or one record; sorted by path.
+def _warn_skipped(root: Path, skipped: dict[str, str]) -> None:
+    if skipped:
+        listed = "; ".join(f"{rel}: {why}" for rel, why in sorted(skipped.items()))
+        warnings.warn(f"{root}: {len(skipped)} file(s) are not indexed as recordings: {listed}", stacklevel=3)
+
+
+def _inspect_any(path: Path, fs: float | None) -> tuple[RecordInfo | None, list[Path]]:
+    """A file of any format -> (its RecordInfo or None, the other files its reads depend on)."""
+    from modalities.signals.readers import inspect_file
+
+    if path.suffix.lower() == ".hea":
+        return _inspect(path.with_suffix(""))
+    info = inspect_file(path, fs)
+    extra = [path.with_suffix(".fdt")] if path.suffix.lower() == ".set" and path.with_suffix(".fdt").is_file() else []
+    return info, extra
+
+
+def index_records(
+    root: str | Path, cache_dir: str | Path | None = None, fs: float | None = None
+) -> list[RecordInfo]:
+    """Index every recording under a folder (recursively), or one file; sorted by path.
+
+    Formats: WFDB (``*.hea``), EDF/EDF+/BDF (``*.edf``, ``*.bdf``), FIF (``*.fif``), EEGLAB
+    (``*.set`` + ``.fdt``) and CSV (``*.csv``); see :mod:`modalities.signals.readers`. EDF+ files that
+    hold only annotations (hypnograms) are not recordings and are left out silently (read them with
+    :func:`~modalities.signals.annotations.read_annotations`). In a folder, CSV files that are not
+    recordings (text cells, or no time column, no rate column and no ``fs``) are left out with one
+    warning that lists them; every other unreadable file is an error.
 
     Segment and layout headers of multi-segment records are part of their master record, not
-    records of their own. Hidden folders are skipped. The index is cached as JSON in ``cache_dir``
+    records of their own. Hidden files and folders are skipped. The index is cached as JSON in ``cache_dir``
     (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
     ``$MODALITIES_CACHE`` or ``~/.cache/modalities/``; a folder without write permission bits
-    counts as read-only even for root) and rebuilt when any header or signal file changes (mtime or size)
-    or a header appears or disappears.
+    counts as read-only even for root) and rebuilt when any indexed or data file changes (mtime or size),
+    a file appears or disappears, or ``fs`` changes.
+
+    Args:
+        root: a folder, a WFDB record (any of its files or no suffix) or one file of another format.
+        cache_dir: where the JSON index goes (see above).
+        fs: sampling rate in Hz of CSV files that state none (one value column, no time column).
 
     Raises:
-        DataError: ``root`` does not exist or holds no ``*.hea``, or any record fails
-            :func:`read_header` (missing, truncated or inconsistent signal file).
+        DataError: ``root`` does not exist, is a file of an unknown type, holds only annotations, or
+            (a folder) holds no recording; any record fails :func:`read_header` (missing, truncated or
+            inconsistent signal file) or its format's reader (corrupt EDF, irregular CSV timestamps).
     """
+    from modalities.signals.readers import NotARecording, format_of, supported_suffixes
+
     root_path = Path(root).expanduser().absolute()
     if not root_path.is_dir():
         record = _record_path(root_path)
         if record.with_suffix(".hea").is_file():
             return [read_header(record)]
-        raise DataError(f"{root_path}: no such folder or WFDB record")
+        if not root_path.exists():
+            raise DataError(f"{root_path}: no such folder or file")
+        if format_of(root_path) is None:
+            raise DataError(f"{root_path}: unknown file type {''.join(root_path.suffixes) or '(no suffix)'!r}; "
+                            f"supported: {', '.join(supported_suffixes())}")
+        info, _ = _inspect_any(root_path, fs)
+        if info is None:
+            raise DataError(f"{root_path}: holds annotations only, no signal (read it with read_annotations)")
+        return [info]
 
     headers = _find_headers(root_path)
     if not headers:
-        raise DataError(f"{root_path}: no WFDB records (*.hea) found")
+        raise DataError(f"{root_path}: no recordings found ({', '.join(supported_suffixes())})")
     cache = _cache_file(root_path, cache_dir)
-    cached = _load_cache(cache, root_path, headers)
+    cached = _load_cache(cache, root_path, headers, fs)
     if cached is not None:
-        return cached
+        _warn_skipped(root_path, cached[1])
+        return cached[0]
 
     parts: set[Path] = set()
     for hea in headers:
-        parts.update(_segment_headers(hea))
+        if hea.suffix.lower() == ".hea":
+            parts.update(_segment_headers(hea))
     records: list[RecordInfo] = []
     data_files: set[Path] = set()
-    for hea in headers:
-        if hea not in parts:
-            info, files = _inspect(hea.with_suffix(""))
+    skipped: dict[str, str] = {}
+    for path in headers:
+        if path in parts:
+            continue
+        try:
+            info, files = _inspect_any(path, fs)
+        except NotARecording as exc:
+            skipped[str(path.relative_to(root_path))] = str(exc).split(": ", 1)[-1]
+            continue
+        if info is not None:
             records.append(info)
-            data_files.update(f for f in files if f.suffix != ".hea")
+        data_files.update(f for f in files if f.suffix != ".hea")
+    if not records:
+        raise DataError(f"{root_path}: no recordings found ({', '.join(supported_suffixes())})")
     records.sort(key=lambda info: info.path)
-    _write_cache(cache, root_path, headers, records, sorted(data_files))
+    _write_cache(cache, root_path, headers, records, sorted(data_files), fs, skipped)
+    _warn_skipped(root_path, skipped)
     return records
 
 
@@ -454,6 +535,12 @@ def read_window_resampled(
 ) -> np.ndarray:
     """Read ``duration_s`` seconds from ``start_s`` and resample every channel to ``fs_out``.
 
+    Works for every format (:func:`~modalities.signals.readers.read_frames` dispatches on
+    ``info.format``) and reads only the window plus the margin below: WFDB ``rdrecord(sampfrom,
+    sampto)``, EDF/BDF ``readSignal(start, n)``, FIF/EEGLAB ``get_data(start=, stop=)`` on a
+    ``preload=False`` raw; CSV is parsed once per process and sliced. Values are in the file's
+    physical units (``info.units``: mne-read formats are in SI units, e.g. V).
+
     A margin of a few input samples is read on each side (inside the record) so that the
     polyphase filter of :func:`~modalities.signals.filters.resample` has no edge transient in the
     window. Output sample ``n`` is at time ``start_s + n / fs_out`` (to within one output sample).
@@ -492,7 +579,9 @@ def read_window_resampled(
     f0 = int(math.floor(start_s * info.fs + 1e-9))
     f1 = int(math.ceil((start_s + duration_s) * info.fs - 1e-9))
     first, last = f0 - margin, f1 + margin
-    raw = read_wfdb_window(info, max(first, 0), min(last, info.n_frames), channels)
+    from modalities.signals.readers import read_frames
+
+    raw = read_frames(info, max(first, 0), min(last, info.n_frames), channels)
 
     # Channels at the same rate are resampled together: one polyphase pass per rate.
     rows_by_spf: dict[int, list[int]] = {}

@@ -1,0 +1,209 @@
+"""EDF / EDF+ / BDF and FIF reads, checked against pyedflib and mne reading the same files directly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import mne
+import numpy as np
+import pyedflib
+import pytest
+
+from modalities.base import DataError
+from modalities.signals.readers import close_readers, frame_layout, inspect_edf, inspect_file, read_frames
+from modalities.signals.records import index_records, read_window_resampled
+from tests.conftest import shared_data
+
+SIGNALS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "signals"
+EDF_FILES = sorted(str(p.relative_to(SIGNALS)) for p in SIGNALS.glob("**/*.edf")) if SIGNALS.is_dir() else []
+FIF_FILES = sorted(str(p.relative_to(SIGNALS)) for p in SIGNALS.glob("**/*.fif")) if SIGNALS.is_dir() else []
+
+
+def one_line(exc: pytest.ExceptionInfo, path: Path) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(str(path)), message
+    return message
+
+
+@pytest.mark.parametrize("rel", EDF_FILES or ["<shared data missing>"])
+def test_every_shared_edf_matches_pyedflib(rel: str) -> None:
+    path = shared_data("signals") / rel
+    info = inspect_file(path)
+    if info is not None:
+        n = info.n_frames * info.samples_per_frame[0]
+        start, stop = n // 3, n // 3 + int(2 * info.fs)
+        ours = read_frames(info, start, stop)
+    close_readers()  # edflib opens a file once per process: release ours before the reference opens it
+    ref = pyedflib.EdfReader(str(path))
+    try:
+        if ref.signals_in_file == 0:  # a hypnogram / scoring file: annotations only
+            assert info is None
+            return
+        assert info is not None and info.format == "edf"
+        assert info.channels == tuple(ref.getSignalLabels())
+        assert info.units == tuple(ref.getPhysicalDimension(i) for i in range(ref.signals_in_file))
+        for c, rate in enumerate(ref.getSampleFrequencies()):
+            assert info.channel_fs(info.channels[c]) == pytest.approx(rate)
+        assert info.duration_s == pytest.approx(ref.file_duration)
+        for c, x in enumerate(ours):
+            np.testing.assert_allclose(x, ref.readSignal(c)[start:stop], rtol=0, atol=1e-9)
+    finally:
+        ref.close()
+    # mne, reading in volts, agrees too.
+    raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    np.testing.assert_allclose(np.stack(ours) * 1e-6, raw.get_data(start=start, stop=stop), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("rel", FIF_FILES or ["<shared data missing>"])
+def test_every_shared_fif_matches_mne(rel: str) -> None:
+    path = shared_data("signals") / rel
+    info = inspect_file(path)
+    raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
+    assert info is not None and info.format == "fif"
+    assert (info.fs, info.n_frames, info.channels) == (raw.info["sfreq"], raw.n_times, tuple(raw.ch_names))
+    assert info.channel_types == tuple(raw.get_channel_types())  # eeg here: the file says so
+    assert info.units == ("V",) * len(raw.ch_names)
+    full = raw.get_data()
+    start = raw.n_times // 2
+    np.testing.assert_array_equal(np.stack(read_frames(info, start, start + 400)), full[:, start : start + 400])
+    out = read_window_resampled(info, start / info.fs, 2.0, list(info.channels), info.fs)
+    np.testing.assert_allclose(out, full[:, start : start + 400].astype(np.float32), rtol=0, atol=0)
+
+
+def test_index_of_shared_signals_has_every_format(tmp_path: Path) -> None:
+    signals = shared_data("signals")
+    with pytest.warns(UserWarning, match="data.csv"):
+        records = index_records(signals, cache_dir=tmp_path)
+    by_format: dict[str, list[str]] = {}
+    for r in records:
+        by_format.setdefault(r.format, []).append(str(Path(r.path).relative_to(signals)))
+    assert by_format["edf"] == ["eeg/test_edf_overlapping_annotations.edf"]  # hypnograms are not signals
+    assert by_format["fif"] == ["eeg/data_resting_EO_200Hz_raw.fif"]
+    assert by_format["csv"] == ["ppg_heartpy/data2.csv", "ppg_heartpy/data3.csv"]
+    assert all(len(r.channel_types) == len(r.channels) for r in records)
+    with pytest.warns(UserWarning):
+        assert index_records(signals, cache_dir=tmp_path) == records  # from the JSON cache
+
+
+def test_eegmmidb_window_is_read_lazily() -> None:
+    path = shared_data("signals/eeg/test_edf_overlapping_annotations.edf")
+    info = inspect_file(path)
+    assert info is not None and (info.fs, info.samples_per_frame) == (128.0, (1,) * 64)
+
+    def rchar() -> int:
+        return int(Path("/proc/self/io").read_text().split("rchar:")[1].split()[0])
+
+    read_frames(info, 0, 10)  # opens the per-process reader
+    before = rchar()
+    x = read_frames(info, 6400, 6528, ["Fc5.", "Cz.."])  # 1 s of 2 of 64 channels of 124 s
+    used = rchar() - before
+    assert used < path.stat().st_size / 50, used
+    close_readers()
+    ref = pyedflib.EdfReader(str(path))
+    try:
+        for name, got in zip(["Fc5.", "Cz.."], x):
+            np.testing.assert_array_equal(got, ref.readSignal(info.channels.index(name), 6400, 128))
+    finally:
+        ref.close()
+
+
+def _write_edf(path: Path, signals: list[np.ndarray], rates: list[int], labels: list[str],
+               filetype: int = pyedflib.FILETYPE_EDFPLUS, dimension: str = "uV") -> None:
+    writer = pyedflib.EdfWriter(str(path), len(signals), file_type=filetype)
+    try:
+        headers = []
+        for x, rate, label in zip(signals, rates, labels):
+            headers.append({"label": label, "dimension": dimension, "sample_frequency": rate,
+                            "physical_max": 1000.0, "physical_min": -1000.0,
+                            "digital_max": 8388607 if filetype in (pyedflib.FILETYPE_BDF, pyedflib.FILETYPE_BDFPLUS)
+                            else 32767,
+                            "digital_min": -8388608 if filetype in (pyedflib.FILETYPE_BDF, pyedflib.FILETYPE_BDFPLUS)
+                            else -32768})
+        writer.setSignalHeaders(headers)
+        writer.setStartdatetime(datetime(2020, 1, 1, 0, 0, 0))
+        writer.writeSamples(signals)
+        writer.writeAnnotation(1.5, 2.0, "arousal")
+    finally:
+        writer.close()
+
+
+def test_mixed_rate_bdf_written_by_pyedflib(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    eeg = np.round(rng.normal(0, 100, 256 * 20), 2)
+    resp = np.round(rng.normal(0, 100, 16 * 20), 2)
+    path = tmp_path / "mixed.bdf"
+    _write_edf(path, [eeg, resp], [256, 16], ["EEG C3-M2", "Resp thorax"], pyedflib.FILETYPE_BDFPLUS)
+    info = inspect_edf(path)
+    assert info is not None and info.format == "bdf"
+    assert (info.fs, info.samples_per_frame, info.n_frames) == (16.0, (16, 1), 320)
+    assert info.channel_types == ("eeg", "resp")
+    c3, th = read_frames(info, 32, 48)  # 1 s from 2 s
+    step = 2000.0 / (2**24 - 1)  # the BDF quantisation of a +-1000 range
+    np.testing.assert_allclose(c3, eeg[512:768], atol=step)
+    np.testing.assert_allclose(th, resp[32:48], atol=step)
+    close_readers()
+    ref = pyedflib.EdfReader(str(path))
+    try:
+        np.testing.assert_array_equal(c3, ref.readSignal(0)[512:768])
+    finally:
+        ref.close()
+    out = read_window_resampled(info, 2.0, 1.0, ["Resp thorax", "EEG C3-M2"], 256.0)
+    assert out.shape == (2, 256)
+    np.testing.assert_array_equal(out[1], c3.astype(np.float32))  # at its own rate: the file's samples
+
+
+def test_frame_layout() -> None:
+    assert frame_layout([100, 1]) == (1.0, (100, 1))
+    assert frame_layout([128.0, 128.0]) == (128.0, (1, 1))
+    assert frame_layout([500, 200, 50]) == (50.0, (10, 4, 1))
+    assert frame_layout([0.5, 2.0]) == (0.5, (1, 4))
+
+
+def test_wrong_header_length_is_one_line(tmp_path: Path) -> None:
+    src = shared_data("signals/eeg/test_edf_overlapping_annotations.edf")
+    data = bytearray(src.read_bytes())
+    declared = int(data[184:192])  # "number of bytes in header record"
+    data[184:192] = f"{declared + 256:<8d}".encode()
+    bad = tmp_path / "bad_header.edf"
+    bad.write_bytes(bytes(data))
+    for call in (lambda: inspect_file(bad), lambda: index_records(bad), lambda: index_records(tmp_path)):
+        with pytest.raises(DataError) as exc:
+            call()
+        assert "EDF" in one_line(exc, bad)
+
+
+def test_discontinuous_edf_is_read_through_mne(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = np.round(rng.normal(0, 50, 100 * 10), 1)
+    path = tmp_path / "plus_d.edf"
+    _write_edf(path, [x], [100], ["EEG Fz"])
+    data = bytearray(path.read_bytes())
+    assert data[192:197] == b"EDF+C"
+    data[192:197] = b"EDF+D"  # contiguous records, but declared discontinuous: pyedflib refuses it
+    path.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="discontinuous"):
+        pyedflib.EdfReader(str(path))
+    with pytest.warns(UserWarning, match="EDF\\+D"):
+        info = inspect_file(path)
+    assert info is not None and info.comments[0] == "EDF+D" and info.units == ("V",)
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    np.testing.assert_array_equal(read_frames(info, 100, 300)[0], raw.get_data()[0, 100:300])
+    np.testing.assert_allclose(read_frames(info, 100, 300)[0] * 1e6, x[100:300], atol=0.05)
+
+
+def test_unknown_file_type(tmp_path: Path) -> None:
+    odd = tmp_path / "recording.xyz"
+    odd.write_text("1\n2\n")
+    with pytest.raises(DataError) as exc:
+        index_records(odd)
+    assert "unknown file type" in one_line(exc, odd)
+    with pytest.raises(DataError) as exc:
+        inspect_file(odd)
+    assert ".edf" in one_line(exc, odd)
+    hypnogram = shared_data("signals/sleep/SC4001EC-Hypnogram.edf")
+    with pytest.raises(DataError) as exc:
+        index_records(hypnogram)
+    assert "annotations only" in one_line(exc, hypnogram)
+
