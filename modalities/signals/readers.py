@@ -179,6 +179,13 @@ class _OpenFiles:
                     pass
         return handle
 
+    def peek(self, path: str) -> Any | None:
+        """The open handle of ``path`` in this process, or None (nothing is opened)."""
+        for (p, pid, _), handle in self._open.items():
+            if p == path and pid == os.getpid():
+                return handle
+        return None
+
     def clear(self) -> None:
         while self._open:
             (_, pid, _), old = self._open.popitem()
@@ -221,11 +228,15 @@ def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
     """
     del fs  # EDF headers state every rate
     fmt = "bdf" if path.suffix.lower() == ".bdf" else "edf"
-    try:
-        # The per-process handle: edflib opens a file at most once per process.
-        reader = _EDF_FILES.get(str(path))
-    except (OSError, ValueError) as exc:
-        return _inspect_edf_with_mne(path, fmt, _one_line(exc).replace(f"{path}: ", ""))
+    # edflib opens a file at most once per process: use the handle kept for reads if there is one,
+    # else open the file just for its header (indexing must leave no file open).
+    reader = _EDF_FILES.peek(str(path))
+    own = reader is None
+    if own:
+        try:
+            reader = _pyedflib_open(str(path))
+        except (OSError, ValueError) as exc:
+            return _inspect_edf_with_mne(path, fmt, _one_line(exc).replace(f"{path}: ", ""))
     try:
         n = int(reader.signals_in_file)
         if n == 0:
@@ -239,6 +250,9 @@ def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
         equipment = str(reader.getEquipment()).strip()
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the EDF header ({_one_line(exc)})") from None
+    finally:
+        if own:
+            reader.close()
     if duration <= 0:
         raise DataError(f"{path}: EDF data record duration is {float(duration)} s; cannot infer a rate")
     rates = [Fraction(s) / duration for s in per_record]
