@@ -73,7 +73,7 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
         side = "train" if stop <= split_s else "test" if ev.onset_s >= split_s else None
         if side is None or stop > record.duration_s:
             continue
-        parts[side][0].append(read_eeg_window(record, ev.onset_s, window_s, fs, **read)[rows])
+        parts[side][0].append(read_eeg_window(record, ev.onset_s, window_s, fs, rows=rows, **read))
         parts[side][1].append(0 if ev.label == "T0" else 1)
     if not all(len(set(y)) == 2 for _, y in parts.values()):
         raise DataError(f"{record.path}: need rest (T0) and movement (T1/T2) events on both sides of the "
@@ -154,7 +154,7 @@ def record_identity_probe(records: Sequence[EEGRecord], text_files: Sequence[str
         s = starts(rec.duration_s)
         if not s["train"] or not s["test"]:
             continue
-        add({side: [read_eeg_window(rec, t, window_s, fs, **read)[row:row + 1] for t in s[side]] for side in s},
+        add({side: [read_eeg_window(rec, t, window_s, fs, rows=[row], **read) for t in s[side]] for side in s},
             f"{Path(rec.path).name}:{rec.names[row]}")
     for path in text_files:
         x, fs_in = read_text_channel(path)

@@ -156,11 +156,15 @@ def notch(x: np.ndarray, fs: float, freqs: Sequence[float] = (50.0, 60.0), q: fl
 
 
 def preprocess(x_uv: np.ndarray, fs_in: float, fs_out: float, band: tuple[float, float] | None = (0.5, 45.0),
-               notch_hz: Sequence[float] = (50.0, 60.0), reref: bool = True) -> np.ndarray:
-    """Re-reference (average), notch, band-pass and resample float[C, n] (uV) -> float64[C, n']."""
+               notch_hz: Sequence[float] = (50.0, 60.0), reref: bool = True,
+               rows: Sequence[int] | None = None) -> np.ndarray:
+    """Re-reference (average over all channels), keep ``rows`` (default all), notch, band-pass and resample
+    float[C, n] (uV) -> float64[len(rows), n']. The filters act per channel, so selecting rows first saves work."""
     x = np.asarray(x_uv, dtype=np.float64)
     if reref:
         x = x - x.mean(axis=0, keepdims=True)
+    if rows is not None:
+        x = x[np.asarray(rows, dtype=np.int64)]
     if notch_hz:
         x = notch(x, fs_in, notch_hz)
     if band is not None:
@@ -170,9 +174,11 @@ def preprocess(x_uv: np.ndarray, fs_in: float, fs_out: float, band: tuple[float,
 
 def read_eeg_window(record: EEGRecord, start_s: float, duration_s: float, fs: float,
                     band: tuple[float, float] | None = (0.5, 45.0), notch_hz: Sequence[float] = (50.0, 60.0),
-                    reref_min_channels: int = 8, clip: float | None = 10.0) -> np.ndarray:
-    """All EEG channels of ``[start_s, start_s + duration_s)``, preprocessed (:func:`preprocess`) and z-scored per
-    channel, float32[len(record.channels), round(duration_s * fs)].
+                    reref_min_channels: int = 8, clip: float | None = 10.0,
+                    rows: Sequence[int] | None = None) -> np.ndarray:
+    """EEG channels ``rows`` (default all, in file order) of ``[start_s, start_s + duration_s)``, preprocessed
+    (:func:`preprocess`; the average reference uses every EEG channel) and z-scored per channel,
+    float32[len(rows), round(duration_s * fs)].
 
     Raises:
         DataError: the window is not inside the recording.
@@ -189,7 +195,7 @@ def read_eeg_window(record: EEGRecord, start_s: float, duration_s: float, fs: fl
         raw = _open(record.path).get_data(picks=list(record.channels), start=first, stop=last) * 1e6
     except Exception as exc:
         raise DataError(f"{record.path}: cannot read samples [{first}, {last}) ({' '.join(str(exc).split())[:160]})") from None
-    y = preprocess(raw, record.fs, fs, band, notch_hz, reref=len(record.channels) >= reref_min_channels)
+    y = preprocess(raw, record.fs, fs, band, notch_hz, reref=len(record.channels) >= reref_min_channels, rows=rows)
     k0 = int(round((start_s * record.fs - first) * fs / record.fs))
     y = y[:, k0:k0 + n_out]
     if y.shape[1] < n_out:  # rounding at the very end of a recording

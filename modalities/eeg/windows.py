@@ -95,7 +95,7 @@ class EEGWindows(Dataset):
             start = first + (index - int(self._offsets[part])) * self.window_s
             rows = np.round(np.linspace(0, len(rec.channels) - 1, self.n_channels)).astype(int)
         x = read_eeg_window(rec, start, self.window_s, self.fs, self.band, self.notch_hz,
-                            self.reref_min_channels, self.clip)[rows]
+                            self.reref_min_channels, self.clip, rows=rows)
         return {"signal": torch.from_numpy(np.ascontiguousarray(x)), "fs": self.fs,
                 "channels": ",".join(rec.names[r] for r in rows), "subject": rec.name, "record": rec.path,
                 "start_s": float(start)}
