@@ -25,7 +25,9 @@ format    suffixes            library, laziness
 ``fif``   ``.fif``            mne ``read_raw_fif(preload=False)`` + ``get_data(start=, stop=)``
 ``set``   ``.set`` (+``.fdt``)  mne ``read_raw_eeglab(preload=False)``; a ``.set`` with embedded data
                               is loaded whole by mne (MATLAB files cannot be read in parts)
-``csv``   ``.csv``            parsed once per process (text has no random access), then sliced
+``csv``   ``.csv``, ``.tsv``  parsed once per process (text has no random access), then sliced;
+                              ``.txt`` too, but only as a single file (folder scans skip ``.txt``)
+``npz``   ``.npz``            NumPy arrays ``data`` [C, T] + ``sf`` (+ ``chan``), loaded once per process
 ========  ==================  =======================================================================
 
 Open readers are kept per process (a few at most) so that a window read is a seek, not a file open;
@@ -93,6 +95,7 @@ __all__ = [
     "inspect_edf",
     "inspect_file",
     "inspect_mne",
+    "inspect_npz",
     "read_frames",
 ]
 
@@ -580,6 +583,65 @@ def read_csv(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> li
     return [np.array(layout.values[r, start:stop]) for r in rows]
 
 
+# ---------------------------------------------------------------------------------------------- NPZ
+
+_NPZ_DATA = ("data", "signal", "signals", "x")
+_NPZ_RATE = ("sf", "fs", "sfreq", "srate", "sample_rate", "sampling_rate")
+_NPZ_NAMES = ("chan", "chans", "channels", "ch_names", "names")
+
+
+@lru_cache(maxsize=8)
+def _npz_arrays(path: str, stamp: tuple[int, int], fs: float | None) -> tuple[np.ndarray, float, tuple[str, ...]]:
+    del stamp  # part of the cache key
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = {k.lower(): k for k in z.files}
+            data_key = next((keys[k] for k in _NPZ_DATA if k in keys), None)
+            if data_key is None:
+                raise NotARecording(f"{path}: no signal array (one of {', '.join(_NPZ_DATA)}) among "
+                                    f"{', '.join(z.files)}")
+            data = np.asarray(z[data_key], dtype=np.float64)
+            rate_key = next((keys[k] for k in _NPZ_RATE if k in keys), None)
+            rate = float(z[rate_key]) if rate_key is not None else fs
+            name_key = next((keys[k] for k in _NPZ_NAMES if k in keys), None)
+            names = tuple(str(c) for c in np.atleast_1d(z[name_key])) if name_key is not None else ()
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({_one_line(exc)})") from None
+    if rate is None or not rate > 0:
+        raise NotARecording(f"{path}: no sampling rate array ({', '.join(_NPZ_RATE)}); give the rate (fs)")
+    data = np.atleast_2d(data)
+    if data.ndim != 2:
+        raise DataError(f"{path}: signal array has shape {list(data.shape)}, expected [channels, samples]")
+    if not names:
+        names = ("value",) if data.shape[0] == 1 else tuple(f"value{k + 1}" for k in range(data.shape[0]))
+    if len(names) != data.shape[0]:
+        raise DataError(f"{path}: {len(names)} channel names for {data.shape[0]} signal rows")
+    data.setflags(write=False)
+    return data, float(rate), names
+
+
+def inspect_npz(path: Path, fs: float | None = None) -> RecordInfo:
+    """A NumPy ``.npz`` recording: a ``data`` array float[C, T] (or [T]), a rate ``sf``/``fs`` and
+    optional channel names ``chan`` (YASA's demo layout). ``fs`` is used when the file has no rate.
+    The arrays are loaded whole, once per process (a zip member cannot be memory-mapped).
+
+    Raises:
+        DataError: no signal array or rate, or names that do not match the rows.
+    """
+    data, rate, names = _npz_arrays(str(path), _csv_stamp(path), fs)
+    return RecordInfo(
+        path=str(path), name=path.stem, fs=rate, n_frames=int(data.shape[1]), channels=names,
+        units=("",) * len(names), samples_per_frame=(1,) * len(names), n_segments=1, comments=(),
+        format="npz", channel_types=tuple(infer_channel_type(c) for c in names),
+    )
+
+
+def read_npz(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> list[np.ndarray]:
+    """Columns ``[start, stop)`` of the loaded array."""
+    data, _, _ = _npz_arrays(info.path, _csv_stamp(Path(info.path)), info.fs)
+    return [np.array(data[r, start:stop]) for r in rows]
+
+
 # ------------------------------------------------------------------------------------------ registry
 
 
@@ -601,20 +663,29 @@ READERS: dict[str, FormatReader] = {
     "bdf": FormatReader("bdf", (".bdf",), inspect_edf, read_edf),
     "fif": FormatReader("fif", (".fif", ".fif.gz"), inspect_mne, read_mne),
     "set": FormatReader("set", (".set",), inspect_mne, read_mne),
-    "csv": FormatReader("csv", (".csv",), inspect_csv, read_csv),
+    "csv": FormatReader("csv", (".csv", ".tsv"), inspect_csv, read_csv),
+    "npz": FormatReader("npz", (".npz",), inspect_npz, read_npz),
 }
 
+# Read as one-column text when given as a single file (with its rate), never picked up by folder
+# scans: a folder's .txt files are READMEs, checksums and notes far more often than signals.
+SINGLE_FILE_SUFFIXES = {".txt": "csv"}
 
-def format_of(path: str | Path) -> str | None:
-    """The format of a file from its suffix (case-insensitive), or None for an unsupported one."""
+
+def format_of(path: str | Path, single_file: bool = False) -> str | None:
+    """The format of a file from its suffix (case-insensitive), or None for an unsupported one.
+    ``single_file`` also accepts :data:`SINGLE_FILE_SUFFIXES` (``.txt``)."""
     name = Path(path).name.lower()
     for fmt, reader in READERS.items():
         if any(name.endswith(s) for s in reader.suffixes):
             return fmt
+    if single_file:
+        return SINGLE_FILE_SUFFIXES.get(Path(name).suffix)
     return None
 
 
 def supported_suffixes() -> tuple[str, ...]:
+    """Every suffix a folder scan picks up (``.hea``, ``.edf``, ...), for messages."""
     return tuple(s for r in READERS.values() for s in r.suffixes)
 
 
@@ -626,7 +697,7 @@ def inspect_file(path: str | Path, fs: float | None = None) -> RecordInfo | None
             unreadable.
     """
     p = Path(path).expanduser().absolute()
-    fmt = format_of(p)
+    fmt = format_of(p, single_file=True)
     if fmt is None:
         raise DataError(f"{p}: unknown signal file type {''.join(p.suffixes) or '(no suffix)'!r}; "
                         f"supported: {', '.join(supported_suffixes())}")

@@ -74,7 +74,7 @@ class RecordInfo:
         n_segments: 1 for single-segment records, else the number of segments (layout included).
         comments: header comment lines without the leading ``#`` (other formats: what the reader
             inferred, e.g. the evidence for a CSV rate).
-        format: ``"wfdb"``, ``"edf"``, ``"bdf"``, ``"fif"``, ``"set"`` or ``"csv"``; ``path`` keeps its
+        format: ``"wfdb"``, ``"edf"``, ``"bdf"``, ``"fif"``, ``"set"``, ``"csv"`` or ``"npz"``; ``path`` keeps its
             suffix for every format but WFDB.
         channel_types: per channel one of ``"ecg"``, ``"ppg"``, ``"eeg"``, ``"eog"``, ``"emg"``,
             ``"resp"``, ``"stim"``, ``"misc"``: from the file where it says (FIF), else inferred from
@@ -406,11 +406,13 @@ def index_records(
     """Index every recording under a folder (recursively), or one file; sorted by path.
 
     Formats: WFDB (``*.hea``), EDF/EDF+/BDF (``*.edf``, ``*.bdf``), FIF (``*.fif``), EEGLAB
-    (``*.set`` + ``.fdt``) and CSV (``*.csv``); see :mod:`modalities.signals.readers`. EDF+ files that
+    (``*.set`` + ``.fdt``), CSV (``*.csv``, ``*.tsv``; a ``.txt`` column only as a single file) and
+    NumPy ``*.npz``; see :mod:`modalities.signals.readers`. EDF+ files that
     hold only annotations (hypnograms) are not recordings and are left out silently (read them with
     :func:`~modalities.signals.annotations.read_annotations`). In a folder, CSV files that are not
     recordings (text cells, or no time column, no rate column and no ``fs``) are left out with one
-    warning that lists them; every other unreadable file is an error.
+    warning that lists them (so are ``.npz`` files without a signal array or rate); every other
+    unreadable file is an error.
 
     Segment and layout headers of multi-segment records are part of their master record, not
     records of their own. Hidden files and folders are skipped. The index is cached as JSON in ``cache_dir``
@@ -438,7 +440,7 @@ def index_records(
             return [read_header(record)]
         if not root_path.exists():
             raise DataError(f"{root_path}: no such folder or file")
-        if format_of(root_path) is None:
+        if format_of(root_path, single_file=True) is None:
             raise DataError(f"{root_path}: unknown file type {''.join(root_path.suffixes) or '(no suffix)'!r}; "
                             f"supported: {', '.join(supported_suffixes())}")
         info, _ = _inspect_any(root_path, fs)

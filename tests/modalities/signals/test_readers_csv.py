@@ -151,3 +151,22 @@ def test_regularity_thresholds() -> None:
         check_regular_times("x", bad)
     quantised = np.floor(t / 0.0156) * 0.0156  # a 15.6 ms clock tick: repeated stamps
     assert check_regular_times("x", quantised) == pytest.approx(fs, rel=0.02)
+
+
+def test_yasa_npz_and_txt_demo_arrays(tmp_path: Path) -> None:
+    sleep = shared_data("signals/sleep")
+    npz = sleep / "data_EOGs_REM_256Hz.npz"
+    with np.load(npz) as z:
+        data, sf, chan = z["data"], float(z["sf"]), [str(c) for c in z["chan"]]
+    (info,) = index_records(npz)
+    assert (info.format, info.fs, info.channels, info.n_frames) == ("npz", sf, tuple(chan), data.shape[1])
+    assert info.channel_types == ("eog", "eog")  # LOC / ROC
+    np.testing.assert_array_equal(np.stack(read_frames(info, 5000, 5256)), data[:, 5000:5256])
+    # Plain text columns: read as a single file with the rate its name states; folder scans skip them.
+    txt = sleep / "data_N2_spindles_15sec_200Hz.txt"
+    (info,) = index_records(txt, fs=200.0)
+    values = np.loadtxt(txt)
+    assert (info.fs, info.n_frames) == (200.0, values.size)
+    np.testing.assert_array_equal(read_frames(info, 0, values.size)[0], values)
+    records = index_records(sleep, cache_dir=tmp_path)
+    assert [r.name for r in records] == ["data_EOGs_REM_256Hz"]  # hypnograms hold no signal

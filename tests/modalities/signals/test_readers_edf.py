@@ -82,6 +82,7 @@ def test_index_of_shared_signals_has_every_format(tmp_path: Path) -> None:
     assert by_format["edf"] == ["eeg/test_edf_overlapping_annotations.edf"]  # hypnograms are not signals
     assert by_format["fif"] == ["eeg/data_resting_EO_200Hz_raw.fif"]
     assert by_format["csv"] == ["ppg_heartpy/data2.csv", "ppg_heartpy/data3.csv"]
+    assert by_format["npz"] == ["sleep/data_EOGs_REM_256Hz.npz"]  # the .txt columns need a rate: single files
     assert all(len(r.channel_types) == len(r.channels) for r in records)
     with pytest.warns(UserWarning):
         assert index_records(signals, cache_dir=tmp_path) == records  # from the JSON cache
