@@ -1,0 +1,66 @@
+"""EEG probes on the bundled real recordings, and the eeg command line with both objectives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modalities.base import DataError
+from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, read_text_channel
+from pretrain.loop import read_metrics
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return probe_targets({"fs": 128}, None, signals_root=shared_data("signals"))
+
+
+def test_motor_imagery_windows_come_from_the_annotated_events(probes):
+    ps = probes["motor_imagery"]
+    assert ps.x_train.shape == (26, len(MOTOR_CHANNELS), 160) and ps.x_test.shape == (12, len(MOTOR_CHANNELS), 160)
+    # 19 rest and 19 movement events; onsets before 2/3 of the 124 s run train
+    assert np.bincount(ps.y_train).tolist() == [13, 13] and np.bincount(ps.y_test).tolist() == [6, 6]
+    assert np.isfinite(ps.x_train).all() and np.abs(ps.x_train.mean(-1)).max() < 1e-4
+
+
+def test_motor_imagery_split_keeps_windows_on_one_side(signals_dir):
+    ps = motor_imagery_probe(signals_dir / "eeg" / "test_edf_overlapping_annotations.edf", train_fraction=0.5)
+    assert len(ps.y_train) + len(ps.y_test) == 38  # no event window crosses 62 s here
+    with pytest.raises(DataError, match="no channel 'A1'"):
+        motor_imagery_probe(signals_dir / "eeg" / "test_edf_overlapping_annotations.edf", channels=("A1",))
+
+
+def test_record_identity_uses_one_channel_per_recording(probes):
+    ps = probes["record_identity"]
+    assert ps.class_names == ("data_resting_EO_200Hz_raw.fif:Cz-A2", "test_edf_overlapping_annotations.edf:Cz",
+                              "data_N2_spindles_15sec_200Hz.txt:1", "data_N3_no-spindles_30sec_100Hz.txt:1")
+    assert ps.x_train.shape[1:] == (1, 256) and ps.x_test.shape[1:] == (1, 256)
+    assert set(ps.y_test.tolist()) == {0, 1, 2, 3}
+
+
+def test_text_channel_needs_a_rate_in_its_name(tmp_path, signals_dir):
+    x, fs = read_text_channel(signals_dir / "sleep" / "data_N3_no-spindles_30sec_100Hz.txt")
+    assert fs == 100.0 and x.shape == (3000,)
+    bad = tmp_path / "eeg.txt"
+    bad.write_text("1\n2\n")
+    with pytest.raises(DataError, match="eeg.txt: no sampling rate"):
+        read_text_channel(bad)
+
+
+def test_missing_root_gives_no_probes(tmp_path):
+    assert probe_targets({"fs": 128}, None, signals_root=tmp_path / "none") == {}
+
+
+@pytest.mark.parametrize("objective", ["vq_reconstruction", "jepa"])
+def test_command_line_trains_both_objectives(objective, tmp_path, run_cache):
+    from pretrain.cli import main
+
+    out = tmp_path / objective
+    assert main(["eeg", "--objective", objective, "--max-steps", "3", "--batch-size", "4", "--no-eval", "--quiet",
+                 "--out", str(out)]) == 0
+    rows = read_metrics(out)
+    assert rows[-1]["step"] == 3 and np.isfinite(rows[-1]["loss"])
+    if objective == "vq_reconstruction":
+        assert {"perplexity", "codebook_usage"} <= set(rows[-1])
+    assert (out / "encoder" / "model.safetensors").is_file()

@@ -1,0 +1,92 @@
+"""EEG reading through MNE on the bundled real files: channels, annotations, preprocessing, windows, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modalities.base import DataError
+from modalities.eeg import build_dataset
+from modalities.eeg.recordings import clean_channel_name, index_eeg, notch, read_eeg_window, read_events
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def eeg_dir():
+    return shared_data("signals/eeg")
+
+
+@pytest.mark.parametrize("label, name", [("Fc5.", "FC5"), ("Cz..", "Cz"), ("Fp1.", "Fp1"), ("EEG Fpz-Cz", "Fpz-Cz"),
+                                         ("CZ-A2", "Cz-A2"), ("F4-A1", "F4-A1"), ("Afz.", "AFz")])
+def test_clean_channel_name(label, name):
+    assert clean_channel_name(label) == name
+
+
+def test_index_reads_edf_and_fif_headers(eeg_dir):
+    edf, fif = sorted(index_eeg(eeg_dir), key=lambda r: r.path.endswith(".fif"))
+    assert (edf.fs, len(edf.channels), edf.duration_s) == (128.0, 64, 124.0)
+    assert edf.names[:3] == ("FC5", "FC3", "FC1") and "Cz" in edf.names
+    assert (fif.fs, fif.names, fif.duration_s) == (200.0, ("F4-A1", "Cz-A2"), 360.0)
+
+
+def test_edf_plus_annotations(eeg_dir):
+    events = read_events(eeg_dir / "test_edf_overlapping_annotations.edf")
+    counts = {label: sum(e.label == label for e in events) for label in ("T0", "T1", "T2")}
+    assert counts == {"T0": 19, "T1": 10, "T2": 9}
+    assert (events[1].onset_s, events[1].duration_s, events[1].label) == (1.375, 5.125, "T1")
+
+
+def test_window_matches_mne_preprocessing_of_the_same_samples(eeg_dir):
+    import mne
+    from scipy import signal
+
+    rec = index_eeg(eeg_dir / "data_resting_EO_200Hz_raw.fif")[0]
+    x = read_eeg_window(rec, 100.0, 4.0, 128.0, band=None, notch_hz=(), clip=None)
+    assert x.shape == (2, 512)
+    np.testing.assert_allclose(x.mean(1), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(1), 1, atol=1e-3)
+    raw = mne.io.read_raw_fif(rec.path, verbose="error").get_data(start=19800, stop=21000) * 1e6
+    want = signal.resample_poly(raw, 16, 25, axis=1)[:, 128:640]  # 200 -> 128 Hz, 1 s margin each side
+    want = (want - want.mean(1, keepdims=True)) / want.std(1, keepdims=True)
+    corr = [np.corrcoef(x[i], want[i])[0, 1] for i in range(2)]
+    assert min(corr) > 0.999
+
+
+def test_average_reference_and_row_selection(eeg_dir):
+    rec = index_eeg(eeg_dir / "test_edf_overlapping_annotations.edf")[0]
+    full = read_eeg_window(rec, 10.0, 2.0, 128.0, band=None, notch_hz=(), clip=None)
+    part = read_eeg_window(rec, 10.0, 2.0, 128.0, band=None, notch_hz=(), clip=None, rows=[8, 10])
+    np.testing.assert_allclose(part, full[[8, 10]], atol=1e-5)
+
+
+def test_notch_removes_mains_and_keeps_alpha():
+    fs = 256.0
+    t = np.arange(int(20 * fs)) / fs
+    alpha, mains = np.sin(2 * np.pi * 10 * t), np.sin(2 * np.pi * 50 * t)
+    y = notch(alpha + mains, fs)[int(2 * fs):-int(2 * fs)]
+    core = alpha[int(2 * fs):-int(2 * fs)]
+    assert np.abs(y - core).max() < 0.02
+
+
+def test_windows_sample_channels_from_each_recording(eeg_dir):
+    cfg = {"path": str(eeg_dir), "fs": 128, "window_s": 4.0, "n_channels": 4, "band": [0.5, 45.0]}
+    ds = build_dataset(cfg, "train")
+    assert len(ds) == int(0.9 * 124 // 4) + int(0.9 * 360 // 4)
+    a, b = ds[3, 11], ds[3, 11]
+    assert a["signal"].shape == (4, 512) and a["signal"].dtype == torch.float32
+    assert torch.equal(a["signal"], b["signal"]) and a["channels"] == b["channels"]
+    fif_item = ds[0, 5]  # recordings are sorted by path: the FIF comes first
+    assert set(fif_item["channels"].split(",")) <= {"F4-A1", "Cz-A2"}  # two channels, drawn with replacement
+    assert build_dataset(cfg, "val")[0]["signal"].shape == (4, 512)
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        index_eeg(tmp_path / "missing")
+    with pytest.raises(DataError, match="no EEG files"):
+        index_eeg(tmp_path)
+    bad = tmp_path / "broken.edf"
+    bad.write_bytes(b"0       not an edf header")
+    with pytest.raises(DataError, match="broken.edf"):
+        index_eeg(bad)
