@@ -151,20 +151,31 @@ def frame_layout(rates: Sequence[float | Fraction]) -> tuple[float, tuple[int, .
 # ------------------------------------------------------------------------------- per-process cache
 
 
+def _stamp(path: str) -> tuple[int, ...] | None:
+    """mtime and size of a file and of its EEGLAB ``.fdt`` data file if any: a change reopens it."""
+    out: list[int] = []
+    for p in (path, str(Path(path).with_suffix(".fdt")) if path.lower().endswith(".set") else None):
+        if p is None:
+            continue
+        try:
+            st = os.stat(p)
+        except OSError:
+            if p == path:
+                return None
+            continue
+        out += [st.st_mtime_ns, st.st_size]
+    return tuple(out)
+
+
 class _OpenFiles:
     """A small LRU of open file handles keyed by ``(path, pid)``; evicted handles are closed."""
 
     def __init__(self, opener: Callable[[str], Any], closer: Callable[[Any], None]) -> None:
         self._opener, self._closer = opener, closer
-        self._open: OrderedDict[tuple[str, int, tuple[int, int] | None], Any] = OrderedDict()
+        self._open: OrderedDict[tuple[str, int, tuple[int, ...] | None], Any] = OrderedDict()
 
     def get(self, path: str) -> Any:
-        try:
-            st = os.stat(path)
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None
-        key = (path, os.getpid(), stamp)
+        key = (path, os.getpid(), _stamp(path))
         handle = self._open.get(key)
         if handle is not None:
             self._open.move_to_end(key)
@@ -388,6 +399,14 @@ def inspect_mne(path: Path, fs: float | None = None) -> RecordInfo | None:
         raw = _MNE_FILES.get(str(path))
     except Exception as exc:
         raise DataError(f"{path}: not a readable {fmt.upper()} file ({_one_line(exc)})") from None
+    fdt = path.with_suffix(".fdt")
+    if fmt == "set" and fdt.is_file():
+        # mne trusts the header until a read runs off the end; check the size up front, like WFDB.
+        need = 4 * len(raw.ch_names) * int(raw.n_times)
+        size = fdt.stat().st_size
+        if size != need:
+            raise DataError(f"{fdt}: holds {size} bytes but {path.name} declares {len(raw.ch_names)} channels x "
+                            f"{raw.n_times} float32 samples ({need} bytes)")
     return _mne_info(path, raw, fmt)
 
 

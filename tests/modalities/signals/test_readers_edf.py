@@ -208,3 +208,43 @@ def test_unknown_file_type(tmp_path: Path) -> None:
         index_records(hypnogram)
     assert "annotations only" in one_line(exc, hypnogram)
 
+
+
+def _write_eeglab(folder: Path, x: np.ndarray, fs: float, names: list[str], kinds: list[str]) -> Path:
+    """A minimal EEGLAB dataset: ``rec.set`` (a MATLAB struct, via scipy) + ``rec.fdt`` (float32 samples)."""
+    from scipy.io import savemat
+
+    n = x.shape[1]
+    x.T.astype("<f4").tofile(folder / "rec.fdt")  # .fdt: float32, one frame (all channels) after another
+    chanlocs = np.zeros((1, len(names)), dtype=[("labels", "O"), ("type", "O")])
+    for i, (name, kind) in enumerate(zip(names, kinds)):
+        chanlocs[0, i] = (name, kind)
+    eeg = {"setname": "rec", "filename": "rec.set", "filepath": "", "nbchan": float(len(names)), "trials": 1.0,
+           "pnts": float(n), "srate": fs, "xmin": 0.0, "xmax": (n - 1) / fs, "times": np.arange(n) / fs * 1e3,
+           "data": "rec.fdt", "chanlocs": chanlocs, "ref": "common",
+           "event": np.zeros((1, 0), dtype=[("type", "O"), ("latency", "O")]), "urevent": np.zeros((0, 0)),
+           "epoch": np.zeros((0, 0)), "icawinv": np.zeros((0, 0)), "icasphere": np.zeros((0, 0)),
+           "icaweights": np.zeros((0, 0)), "chaninfo": {"nosedir": "+X"}}
+    savemat(folder / "rec.set", {"EEG": eeg}, appendmat=False)
+    return folder / "rec.set"
+
+
+def test_eeglab_set_with_fdt_matches_mne(tmp_path: Path) -> None:
+    fs = 250.0
+    x = (np.random.default_rng(4).normal(size=(3, 2500)) * 10).astype(np.float32)
+    path = _write_eeglab(tmp_path, x, fs, ["Fz", "Cz", "EOG1"], ["EEG", "EEG", "EOG"])
+    (info,) = index_records(path)
+    raw = mne.io.read_raw_eeglab(path, preload=False, verbose="error")
+    assert (info.format, info.fs, info.n_frames, info.channels) == ("set", fs, 2500, tuple(raw.ch_names))
+    assert info.channel_types == tuple(raw.get_channel_types()) == ("eeg", "eeg", "eog")
+    got = np.stack(read_frames(info, 1000, 1250))
+    np.testing.assert_array_equal(got, raw.get_data(start=1000, stop=1250))
+    np.testing.assert_allclose(got * 1e6, x[:, 1000:1250], rtol=1e-6)  # mne scales uV to V
+    # The .fdt is a data file of the record: the folder index re-reads when it changes.
+    records = index_records(tmp_path, cache_dir=tmp_path / "cache")
+    assert [r.format for r in records] == ["set"]
+    with open(tmp_path / "rec.fdt", "r+b") as f:
+        f.truncate(4 * 3 * 2000)
+    with pytest.raises(DataError) as exc:
+        index_records(tmp_path, cache_dir=tmp_path / "cache")
+    assert "24000 bytes" in one_line(exc, tmp_path / "rec.fdt")
