@@ -80,26 +80,22 @@ def _span(onset: float, duration: float, text: str, channel: str = "") -> Span:
 
 def _edf_spans(path: Path) -> list[Span]:
     """EDF+/BDF+ annotations through pyedflib (mne where pyedflib refuses the file)."""
-    from modalities.signals.readers import _EDF_FILES, _pyedflib_open
+    from modalities.signals.readers import _edf_refusal, _pyedflib_open
 
-    reader = _EDF_FILES.peek(str(path))
-    own = reader is None
-    if own:
-        try:
-            reader = _pyedflib_open(str(path))
-        except (OSError, ValueError) as exc:
-            reason = " ".join(str(exc).split()).replace(f"{path}: ", "")
-            if "discontinuous" in reason.lower():  # EDF+D: mne reads it (onsets in file time)
-                return _mne_file_spans(path, refused=reason)
-            # mne.read_annotations returns nothing, silently, for a broken file: not a fallback here.
-            raise DataError(f"{path}: not a readable EDF+ file ({reason})") from None
+    try:
+        reader = _pyedflib_open(str(path), annotations=True)
+    except (OSError, ValueError) as exc:
+        reason = _edf_refusal(path, exc)
+        if "discontinuous" in reason.lower():  # EDF+D: mne reads it (onsets in file time)
+            return _mne_file_spans(path, refused=reason)
+        # mne.read_annotations returns nothing, silently, for a broken file: not a fallback here.
+        raise DataError(f"{path}: not a readable EDF+ file ({reason})") from None
     try:
         onsets, durations, texts = reader.readAnnotations()
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read EDF+ annotations ({' '.join(str(exc).split())})") from None
     finally:
-        if own:
-            reader.close()
+        reader.close()
     return [_span(o, d, t) for o, d, t in zip(onsets, durations, texts)]
 
 

@@ -30,8 +30,9 @@ format    suffixes            library, laziness
 ``npz``   ``.npz``            NumPy arrays ``data`` [C, T] + ``sf`` (+ ``chan``), loaded once per process
 ========  ==================  =======================================================================
 
-Open readers are kept per process (a few at most) so that a window read is a seek, not a file open;
-the key includes the process id, so forked DataLoader workers never share a C-level file position.
+EDF/BDF files are opened and closed on every read (header only, 0.2 ms); mne raws (``preload=False``,
+which open their file on every ``get_data``) are kept per process, a few at most, keyed by path, process id
+and file stamps, so a changed file is parsed again.
 
 **EDF+D** (discontinuous): pyedflib refuses these files and mne reads them with their data records
 back to back, ignoring each record's onset. The library does the same and documents it: sample
@@ -193,13 +194,6 @@ class _OpenFiles:
                     pass
         return handle
 
-    def peek(self, path: str) -> Any | None:
-        """The open handle of ``path`` in this process, or None (nothing is opened)."""
-        for (p, pid, _), handle in self._open.items():
-            if p == path and pid == os.getpid():
-                return handle
-        return None
-
     def clear(self) -> None:
         while self._open:
             (_, pid, _), old = self._open.popitem()
@@ -214,22 +208,28 @@ class _OpenFiles:
 
 
 def close_readers() -> None:
-    """Close the files this process keeps open for window reads (EDF/BDF handles, mne raws).
+    """Drop the mne raws (FIF / EEGLAB headers) this process keeps for window reads.
 
-    edflib opens a file at most once per process, so call this before opening one of them with
-    pyedflib yourself, or before deleting or rewriting it.
+    They hold no open file (mne opens the file on every ``get_data``); dropping them frees memory and
+    forces the next read to parse the header again. EDF/BDF files are never kept open.
     """
-    _EDF_FILES.clear()
     _MNE_FILES.clear()
 
 
-def _pyedflib_open(path: str) -> Any:
+def _pyedflib_open(path: str, annotations: bool = False) -> Any:
+    """A pyedflib reader; without ``annotations`` edflib skips its scan of every data record's TALs."""
     import pyedflib
 
-    return pyedflib.EdfReader(path)
+    mode = pyedflib.READ_ALL_ANNOTATIONS if annotations else pyedflib.DO_NOT_READ_ANNOTATIONS
+    return pyedflib.EdfReader(path, annotations_mode=mode)
 
 
-_EDF_FILES = _OpenFiles(_pyedflib_open, lambda r: r.close())
+def _edf_refusal(path: Path, exc: BaseException) -> str:
+    """pyedflib's reason, without the path it repeats; a DataError when mne must not be tried instead."""
+    reason = _one_line(exc).replace(f"{path}: ", "")
+    if "already been opened" in reason:  # edflib opens a file once per process: someone holds it
+        raise DataError(f"{path}: already open in this process through pyedflib; close that reader first")
+    return reason
 
 
 def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
@@ -242,15 +242,10 @@ def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
     """
     del fs  # EDF headers state every rate
     fmt = "bdf" if path.suffix.lower() == ".bdf" else "edf"
-    # edflib opens a file at most once per process: use the handle kept for reads if there is one,
-    # else open the file just for its header (indexing must leave no file open).
-    reader = _EDF_FILES.peek(str(path))
-    own = reader is None
-    if own:
-        try:
-            reader = _pyedflib_open(str(path))
-        except (OSError, ValueError) as exc:
-            return _inspect_edf_with_mne(path, fmt, _one_line(exc).replace(f"{path}: ", ""))
+    try:
+        reader = _pyedflib_open(str(path))
+    except (OSError, ValueError) as exc:
+        return _inspect_edf_with_mne(path, fmt, _edf_refusal(path, exc))
     try:
         n = int(reader.signals_in_file)
         if n == 0:
@@ -265,8 +260,7 @@ def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the EDF header ({_one_line(exc)})") from None
     finally:
-        if own:
-            reader.close()
+        reader.close()  # indexing leaves no file open
     if duration <= 0:
         raise DataError(f"{path}: EDF data record duration is {float(duration)} s; cannot infer a rate")
     rates = [Fraction(s) / duration for s in per_record]
@@ -274,7 +268,7 @@ def inspect_edf(path: Path, fs: float | None = None) -> RecordInfo | None:
     frames_per_record = int(round(duration * Fraction(frame_fs).limit_denominator(1_000_000)))
     comments = tuple(c for c in (kind, equipment) if c)
     return RecordInfo(
-        path=str(path), name=path.stem, fs=frame_fs, n_frames=n_records * frames_per_record,
+        path=str(path), name=_record_name(path), fs=frame_fs, n_frames=n_records * frames_per_record,
         channels=tuple(labels), units=tuple(units), samples_per_frame=spf, n_segments=1,
         comments=comments, format=fmt,
         channel_types=tuple(infer_channel_type(c, u) for c, u in zip(labels, units)),
@@ -309,18 +303,31 @@ def _replace(info: RecordInfo, **changes: Any) -> RecordInfo:
 
 
 def read_edf(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> list[np.ndarray]:
-    """Frames ``[start, stop)`` of channels ``rows``: ``readSignal(ch, start * spf, n * spf)`` each."""
+    """Frames ``[start, stop)`` of channels ``rows``: ``readSignal(ch, start * spf, n * spf)`` each.
+
+    The file is opened (header only, no annotation scan: 0.2 ms for the 64-channel fixture) and
+    closed on every call: edflib refuses a second open of a file in one process, and a handle
+    inherited by a forked DataLoader worker would share its file position with the parent.
+    """
     if info.comments and any(c.startswith("read by mne") for c in info.comments):
         return read_mne(info, start, stop, rows)
+    path = Path(info.path)
     try:
-        reader = _EDF_FILES.get(info.path)
+        reader = _pyedflib_open(info.path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open ({_edf_refusal(path, exc)})") from None
+    try:
         out = []
         for row in rows:
             spf = info.samples_per_frame[row]
             x = reader.readSignal(int(row), start=start * spf, n=(stop - start) * spf, digital=False)
+            if len(x) != (stop - start) * spf:
+                raise ValueError(f"channel {info.channels[row]!r} returned {len(x)} of {(stop - start) * spf} samples")
             out.append(np.asarray(x, dtype=np.float64))
     except (OSError, ValueError) as exc:
-        raise DataError(f"{info.path}: cannot read frames [{start}, {stop}) ({_one_line(exc)})") from None
+        raise DataError(f"{path}: cannot read frames [{start}, {stop}) ({_one_line(exc)})") from None
+    finally:
+        reader.close()
     return out
 
 
@@ -367,6 +374,16 @@ def _mne_units(raw: Any) -> list[str]:
     return out
 
 
+def _record_name(path: Path) -> str:
+    """The file name without its format suffix (``rec.fif.gz`` -> ``rec``, ``a.b.edf`` -> ``a.b``)."""
+    lower = path.name.lower()
+    for reader in READERS.values():
+        for suffix in sorted(reader.suffixes, key=len, reverse=True):
+            if lower.endswith(suffix):
+                return path.name[: -len(suffix)]
+    return path.stem
+
+
 def _mne_info(path: Path, raw: Any, fmt: str, comments: tuple[str, ...] = ()) -> RecordInfo | None:
     names = [str(c) for c in raw.ch_names]
     if not names:
@@ -380,7 +397,7 @@ def _mne_info(path: Path, raw: Any, fmt: str, comments: tuple[str, ...] = ()) ->
         kind = guessed if fmt in ("edf", "bdf") and guessed != "misc" else _MNE_TYPES.get(mne_type, guessed)
         kinds.append(kind)
     return RecordInfo(
-        path=str(path), name=path.name.split(".")[0] if fmt != "edf" else path.stem, fs=float(raw.info["sfreq"]),
+        path=str(path), name=_record_name(path), fs=float(raw.info["sfreq"]),
         n_frames=int(raw.n_times), channels=tuple(names), units=tuple(units),
         samples_per_frame=(1,) * len(names), n_segments=1, comments=comments, format=fmt,
         channel_types=tuple(kinds),

@@ -11,7 +11,7 @@ import pyedflib
 import pytest
 
 from modalities.base import DataError
-from modalities.signals.readers import close_readers, frame_layout, inspect_edf, inspect_file, read_frames
+from modalities.signals.readers import frame_layout, inspect_edf, inspect_file, read_frames
 from modalities.signals.records import index_records, read_window_resampled
 from tests.conftest import shared_data
 
@@ -35,7 +35,6 @@ def test_every_shared_edf_matches_pyedflib(rel: str) -> None:
         n = info.n_frames * info.samples_per_frame[0]
         start, stop = n // 3, n // 3 + int(2 * info.fs)
         ours = read_frames(info, start, stop)
-    close_readers()  # edflib opens a file once per process: release ours before the reference opens it
     ref = pyedflib.EdfReader(str(path))
     try:
         if ref.signals_in_file == 0:  # a hypnogram / scoring file: annotations only
@@ -96,12 +95,11 @@ def test_eegmmidb_window_is_read_lazily() -> None:
     def rchar() -> int:
         return int(Path("/proc/self/io").read_text().split("rchar:")[1].split()[0])
 
-    read_frames(info, 0, 10)  # opens the per-process reader
+    read_frames(info, 0, 10)  # imports and first-call costs out of the count
     before = rchar()
     x = read_frames(info, 6400, 6528, ["Fc5.", "Cz.."])  # 1 s of 2 of 64 channels of 124 s
     used = rchar() - before
     assert used < path.stat().st_size / 50, used
-    close_readers()
     ref = pyedflib.EdfReader(str(path))
     try:
         for name, got in zip(["Fc5.", "Cz.."], x):
@@ -144,7 +142,6 @@ def test_mixed_rate_bdf_written_by_pyedflib(tmp_path: Path) -> None:
     step = 2000.0 / (2**24 - 1)  # the BDF quantisation of a +-1000 range
     np.testing.assert_allclose(c3, eeg[512:768], atol=step)
     np.testing.assert_allclose(th, resp[32:48], atol=step)
-    close_readers()
     ref = pyedflib.EdfReader(str(path))
     try:
         np.testing.assert_array_equal(c3, ref.readSignal(0)[512:768])
@@ -248,3 +245,32 @@ def test_eeglab_set_with_fdt_matches_mne(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         index_records(tmp_path, cache_dir=tmp_path / "cache")
     assert "24000 bytes" in one_line(exc, tmp_path / "rec.fdt")
+
+
+def _child_read(args: tuple) -> np.ndarray:
+    info, start, stop = args
+    return np.stack(read_frames(info, start, stop, ["Fc5.", "Oz.."]))
+
+
+def test_reads_in_forked_workers_equal_the_parent() -> None:
+    import multiprocessing
+
+    info = inspect_file(shared_data("signals/eeg/test_edf_overlapping_annotations.edf"))
+    parent = [_child_read((info, s, s + 256)) for s in (0, 5000, 15000)]  # the parent has read first
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(_child_read, [(info, s, s + 256) for s in (0, 5000, 15000)])
+    for a, b in zip(parent, children):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_file_held_open_by_pyedflib_is_one_clear_line() -> None:
+    path = shared_data("signals/eeg/test_edf_overlapping_annotations.edf")
+    info = inspect_file(path)
+    held = pyedflib.EdfReader(str(path))  # edflib allows one open per process
+    try:
+        with pytest.raises(DataError) as exc:
+            read_frames(info, 0, 10)
+        assert "already open" in one_line(exc, path)
+    finally:
+        held.close()
+    assert read_frames(info, 0, 10)[0].shape == (10,)
