@@ -16,19 +16,20 @@ A *frame* is the shortest stretch holding a whole number of samples of every cha
 
 Formats:
 
-========  ==================  =======================================================================
-format    suffixes            library, laziness
-========  ==================  =======================================================================
-``edf``   ``.edf``            pyedflib ``EdfReader.readSignal(ch, start, n)`` (a seek per read); files
-                              pyedflib refuses (EDF+D, non-compliant headers) go through mne
-``bdf``   ``.bdf``            as ``edf`` (24-bit BioSemi)
-``fif``   ``.fif``            mne ``read_raw_fif(preload=False)`` + ``get_data(start=, stop=)``
-``set``   ``.set`` (+``.fdt``)  mne ``read_raw_eeglab(preload=False)``; a ``.set`` with embedded data
-                              is loaded whole by mne (MATLAB files cannot be read in parts)
-``csv``   ``.csv``, ``.tsv``  parsed once per process (text has no random access), then sliced;
-                              ``.txt`` too, but only as a single file (folder scans skip ``.txt``)
-``npz``   ``.npz``            NumPy arrays ``data`` [C, T] + ``sf`` (+ ``chan``), loaded once per process
-========  ==================  =======================================================================
+========  ======================  ===================================================================
+format    suffixes                library, laziness
+========  ======================  ===================================================================
+``edf``   ``.edf``                pyedflib ``EdfReader.readSignal(ch, start, n)`` (a seek per read);
+                                  files pyedflib refuses (EDF+D, non-compliant headers) go through mne
+``bdf``   ``.bdf``                as ``edf`` (24-bit BioSemi)
+``fif``   ``.fif``, ``.fif.gz``   mne ``read_raw_fif(preload=False)`` + ``get_data(start=, stop=)``
+``set``   ``.set`` + ``.fdt``     mne ``read_raw_eeglab(preload=False)``; a ``.set`` with embedded
+                                  data is loaded whole by mne (MATLAB files cannot be read in parts)
+``csv``   ``.csv``, ``.tsv``      parsed once per process (text has no random access), then sliced;
+                                  ``.txt`` too, but only as a single file (folder scans skip ``.txt``)
+``npz``   ``.npz``                NumPy arrays ``data`` [C, T] + ``sf`` (+ ``chan``), loaded once per
+                                  process
+========  ======================  ===================================================================
 
 EDF/BDF files are opened and closed on every read (header only, 0.2 ms); mne raws (``preload=False``,
 which open their file on every ``get_data``) are kept per process, a few at most, keyed by path, process id

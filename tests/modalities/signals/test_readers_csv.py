@@ -163,10 +163,10 @@ def test_yasa_npz_and_txt_demo_arrays(tmp_path: Path) -> None:
     assert info.channel_types == ("eog", "eog")  # LOC / ROC
     np.testing.assert_array_equal(np.stack(read_frames(info, 5000, 5256)), data[:, 5000:5256])
     # Plain text columns: read as a single file with the rate its name states; folder scans skip them.
-    txt = sleep / "data_N2_spindles_15sec_200Hz.txt"
-    (info,) = index_records(txt, fs=200.0)
-    values = np.loadtxt(txt)
-    assert (info.fs, info.n_frames) == (200.0, values.size)
-    np.testing.assert_array_equal(read_frames(info, 0, values.size)[0], values)
+    for name, rate in [("data_N2_spindles_15sec_200Hz.txt", 200.0), ("data_N3_no-spindles_30sec_100Hz.txt", 100.0)]:
+        (info,) = index_records(sleep / name, fs=rate)
+        values = np.loadtxt(sleep / name)
+        assert (info.fs, info.n_frames, info.channels) == (rate, values.size, ("value",))
+        np.testing.assert_array_equal(read_frames(info, 0, values.size)[0], values)
     records = index_records(sleep, cache_dir=tmp_path)
     assert [r.name for r in records] == ["data_EOGs_REM_256Hz"]  # hypnograms hold no signal

@@ -274,3 +274,35 @@ def test_a_file_held_open_by_pyedflib_is_one_clear_line() -> None:
     finally:
         held.close()
     assert read_frames(info, 0, 10)[0].shape == (10,)
+
+
+def test_resampled_window_of_every_shared_record(tmp_path: Path) -> None:
+    """Every format through the one entry point: at a record's own rate the window is its samples;
+    at another rate it equals resampling a longer read (as for WFDB in test_records.py)."""
+    import math
+
+    from modalities.signals.filters import rational_ratio, resample
+
+    signals = shared_data("signals")
+    with pytest.warns(UserWarning):
+        records = index_records(signals, cache_dir=tmp_path)
+    assert {r.format for r in records} >= {"wfdb", "edf", "fif", "csv", "npz"}
+    for info in records:
+        if set(info.samples_per_frame) != {1}:
+            continue  # multi-frequency WFDB: covered in test_records.py
+        names = list(info.channels[:3])
+        start = info.n_frames // 2
+        n = int(2 * info.fs)
+        out = read_window_resampled(info, start / info.fs, n / info.fs, names, info.fs)
+        raw = np.stack(read_frames(info, start, start + n, names))
+        np.testing.assert_array_equal(out, np.nan_to_num(raw).astype(np.float32), err_msg=info.path)
+        if info.fs == 100.0:
+            continue
+        out = read_window_resampled(info, start / info.fs, 2.0, names, 100.0)
+        up, down = rational_ratio(info.fs, 100.0)
+        margin = down * math.ceil(2 * info.fs / down)  # whole resampling periods: the grids coincide
+        longer = np.stack(read_frames(info, start - margin, start + n + margin, names))
+        ref = resample(longer, info.fs, 100.0)
+        k0 = margin * up // down
+        np.testing.assert_allclose(out, ref[:, k0 : k0 + 200], rtol=1e-4,
+                                   atol=1e-4 * float(np.abs(longer).max()), err_msg=info.path)
