@@ -71,7 +71,7 @@ import os
 import re
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -170,7 +170,8 @@ def _stamp(path: str) -> tuple[int, ...] | None:
 
 
 class _OpenFiles:
-    """A small LRU of open file handles keyed by ``(path, pid)``; evicted handles are closed."""
+    """A small LRU of per-process reader objects (mne raws) keyed by path, process id and file stamps;
+    evicted ones are closed."""
 
     def __init__(self, opener: Callable[[str], Any], closer: Callable[[Any], None]) -> None:
         self._opener, self._closer = opener, closer
@@ -183,7 +184,7 @@ class _OpenFiles:
             self._open.move_to_end(key)
             return handle
         for stale in [k for k in self._open if k[0] == path and k[1] == key[1]]:
-            self._closer(self._open.pop(stale))  # the file changed: edflib allows one open per process
+            self._closer(self._open.pop(stale))  # the file changed since it was opened
         handle = self._opener(path)
         self._open[key] = handle
         while len(self._open) > _OPEN_READERS:
@@ -230,6 +231,8 @@ def _edf_refusal(path: Path, exc: BaseException) -> str:
     reason = _one_line(exc).replace(f"{path}: ", "")
     if "already been opened" in reason:  # edflib opens a file once per process: someone holds it
         raise DataError(f"{path}: already open in this process through pyedflib; close that reader first")
+    if "(Filesize)" in reason:  # mne would read the whole records that remain, silently
+        raise DataError(f"{path}: truncated, the file is shorter than its header's data records declare")
     return reason
 
 
@@ -293,14 +296,8 @@ def _inspect_edf_with_mne(path: Path, fmt: str, refused: str) -> RecordInfo | No
             "times skip the gaps between records",
             stacklevel=3,
         )
-        info = _replace(info, comments=("EDF+D",) + info.comments)
+        info = replace(info, comments=("EDF+D",) + info.comments)
     return info
-
-
-def _replace(info: RecordInfo, **changes: Any) -> RecordInfo:
-    from dataclasses import replace
-
-    return replace(info, **changes)
 
 
 def read_edf(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> list[np.ndarray]:
@@ -585,7 +582,7 @@ def _csv_values(path: str, stamp: tuple[int, int], fs: float | None) -> _CsvLayo
     return layout
 
 
-def _csv_stamp(path: Path) -> tuple[int, int]:
+def _file_stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_mtime_ns, st.st_size
 
@@ -597,7 +594,7 @@ def inspect_csv(path: Path, fs: float | None = None) -> RecordInfo:
     Raises:
         DataError: no rate can be found, a value is not a number, or the sampling is irregular.
     """
-    layout = _csv_values(str(path), _csv_stamp(path), fs)
+    layout = _csv_values(str(path), _file_stamp(path), fs)
     return RecordInfo(
         path=str(path), name=path.stem, fs=layout.fs, n_frames=int(layout.values.shape[1]),
         channels=layout.names, units=("",) * len(layout.names), samples_per_frame=(1,) * len(layout.names),
@@ -611,7 +608,7 @@ def read_csv(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> li
     path = Path(info.path)
     given = info.fs if info.comments == ("rate given by the caller",) else None
     try:
-        layout = _csv_values(info.path, _csv_stamp(path), given)
+        layout = _csv_values(info.path, _file_stamp(path), given)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
     if layout.values.shape[1] != info.n_frames or layout.names != info.channels:
@@ -665,7 +662,7 @@ def inspect_npz(path: Path, fs: float | None = None) -> RecordInfo:
     Raises:
         DataError: no signal array or rate, or names that do not match the rows.
     """
-    data, rate, names = _npz_arrays(str(path), _csv_stamp(path), fs)
+    data, rate, names = _npz_arrays(str(path), _file_stamp(path), fs)
     return RecordInfo(
         path=str(path), name=path.stem, fs=rate, n_frames=int(data.shape[1]), channels=names,
         units=("",) * len(names), samples_per_frame=(1,) * len(names), n_segments=1, comments=(),
@@ -675,7 +672,7 @@ def inspect_npz(path: Path, fs: float | None = None) -> RecordInfo:
 
 def read_npz(info: RecordInfo, start: int, stop: int, rows: Sequence[int]) -> list[np.ndarray]:
     """Columns ``[start, stop)`` of the loaded array."""
-    data, _, _ = _npz_arrays(info.path, _csv_stamp(Path(info.path)), info.fs)
+    data, _, _ = _npz_arrays(info.path, _file_stamp(Path(info.path)), info.fs)
     return [np.array(data[r, start:stop]) for r in rows]
 
 

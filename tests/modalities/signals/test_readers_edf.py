@@ -170,6 +170,12 @@ def test_wrong_header_length_is_one_line(tmp_path: Path) -> None:
         with pytest.raises(DataError) as exc:
             call()
         assert "EDF" in one_line(exc, bad)
+    # A truncated file: pyedflib refuses it and mne would quietly read the whole records left.
+    short = tmp_path / "truncated.edf"
+    short.write_bytes(src.read_bytes()[:-5000])
+    with pytest.raises(DataError) as exc:
+        inspect_file(short)
+    assert "truncated" in one_line(exc, short)
 
 
 def test_discontinuous_edf_is_read_through_mne(tmp_path: Path) -> None:
