@@ -28,10 +28,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from modalities.base import DataError, ProbeSet
-from modalities.eeg.recordings import EEGRecord, index_eeg, preprocess, read_eeg_window, read_events
-from modalities.signals.filters import normalize
+from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
+from modalities.signals.records import index_records
 
-__all__ = ["MOTOR_CHANNELS", "motor_imagery_probe", "probe_targets", "read_text_channel", "record_identity_probe"]
+__all__ = ["MOTOR_CHANNELS", "motor_imagery_probe", "probe_targets", "record_identity_probe", "text_record"]
 
 MOTOR_CHANNELS = ("FC3", "FC4", "C3", "Cz", "C4", "CP3", "CP4")
 MOTOR_RUN = "eeg/test_edf_overlapping_annotations.edf"
@@ -90,20 +90,17 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
     )
 
 
-def read_text_channel(path: str | Path) -> tuple[np.ndarray, float]:
-    """A single-channel text file of samples in uV whose name gives the rate (``..._200Hz.txt``):
-    ``(float64[n], fs)``."""
+def text_record(path: str | Path) -> EEGRecord:
+    """A one-column text file of EEG samples in uV whose name gives the rate (``..._200Hz.txt``, the YASA demo
+    files), read by the shared CSV reader; its column counts as an EEG channel."""
     path = Path(path)
     m = _TEXT_RATE.search(path.name)
     if not m:
         raise DataError(f"{path}: no sampling rate in the file name (expected e.g. '_200Hz')")
-    try:
-        x = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a one-column text file of numbers ({exc})") from None
-    if x.ndim != 1:
-        raise DataError(f"{path}: expected one column, got shape {x.shape}")
-    return x, float(m.group(1))
+    info = index_records(path, fs=float(m.group(1)))[0]
+    if len(info.channels) != 1:
+        raise DataError(f"{path}: expected one column, found {len(info.channels)}")
+    return eeg_record(info, info.channels)
 
 
 def _spaced(first: float, last_start: float, stride: float, cap: int) -> list[float]:
@@ -116,20 +113,19 @@ def _spaced(first: float, last_start: float, stride: float, cap: int) -> list[fl
     return [float(s) for s in starts]
 
 
-def record_identity_probe(records: Sequence[EEGRecord], text_files: Sequence[str | Path] = (), fs: float = 128.0,
+def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
                           window_s: float = 2.0, stride_s: float = 1.0, max_per_record: int = 60,
                           train_fraction: float = 2 / 3, **read: Any) -> ProbeSet:
     """Which recording a one-channel window comes from.
 
-    Each EEG recording gives its first channel named in :data:`IDENTITY_PREFERENCE` (``Cz-A2`` counts as ``Cz``),
-    else its first EEG channel; each text file (:func:`read_text_channel`) its only channel, preprocessed whole
-    (no re-reference) and z-scored per window. Windows every ``stride_s`` lie wholly on one side of the split,
+    Each recording gives its first channel named in :data:`IDENTITY_PREFERENCE` (``Cz-A2`` counts as ``Cz``),
+    else its first EEG channel (a text file: its only column). Windows every ``stride_s`` lie wholly on one side of
+    the split,
     at most ``ceil(train_fraction * max_per_record)`` train and the rest test windows per recording, spread evenly.
 
     Returns:
         ProbeSet with float32 x [N, 1, round(window_s * fs)]; ``class_names`` are ``file:channel``.
     """
-    n_out = int(round(window_s * fs))
     cap_train = int(math.ceil(train_fraction * max_per_record))
     cap_test = max_per_record - cap_train
     xs: dict[str, list[np.ndarray]] = {"train": [], "test": []}
@@ -156,19 +152,6 @@ def record_identity_probe(records: Sequence[EEGRecord], text_files: Sequence[str
             continue
         add({side: [read_eeg_window(rec, t, window_s, fs, rows=[row], **read) for t in s[side]] for side in s},
             f"{Path(rec.path).name}:{rec.names[row]}")
-    for path in text_files:
-        x, fs_in = read_text_channel(path)
-        y = preprocess(x[None], fs_in, fs, read.get("band", (0.5, 45.0)), read.get("notch_hz", (50.0, 60.0)),
-                       reref=False)
-        s = starts(x.shape[-1] / fs_in)
-        if not s["train"] or not s["test"]:
-            continue
-        clip = read.get("clip", 10.0)
-        cut = {side: [normalize(y[:, int(round(t * fs)):int(round(t * fs)) + n_out], clip=clip).astype(np.float32)
-                      for t in s[side]] for side in s}
-        if any(w.shape[-1] != n_out for side in cut for w in cut[side]):
-            continue
-        add(cut, f"{Path(path).name}:1")
     if len(names) < 2:
         raise DataError("record_identity_probe: fewer than two recordings long enough for train and test windows")
     return ProbeSet(
@@ -201,7 +184,7 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
                                                       window_s=float(data_cfg.get("probe_window_s", 1.25)), **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
-    texts = sorted((root / "sleep").glob("*Hz.txt")) if (root / "sleep").is_dir() else []
-    if len(records) + len(texts) >= 2:
-        probes["record_identity"] = record_identity_probe(records, texts, fs=fs, **read)
+    records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
+    if len(records) >= 2:
+        probes["record_identity"] = record_identity_probe(records, fs=fs, **read)
     return probes

@@ -1,36 +1,36 @@
-"""EEG recordings (EDF / EDF+ / BDF / FIF / EEGLAB through MNE): an index, EEG channel picking, lazy window reads
-and the EEG preprocessing chain.
+"""EEG recordings on the shared signal readers: EEG channel picking, lazy window reads in uV and the EEG
+preprocessing chain.
+
+Files are indexed and read by :mod:`modalities.signals` (EDF / EDF+ / BDF through pyedflib, FIF / EEGLAB through
+MNE, CSV / text columns), which keeps each channel's unit and type; this module keeps the EEG channels, names them
+in 10-20 / 10-10 spelling (:func:`~modalities.signals.channels.normalize_channel_name`) and converts them to uV.
 
 A window is read with a margin on both sides (inside the recording), so filters have no edge transient in it,
 then: average re-reference over the recording's EEG channels (when it has at least ``reref_min_channels``; a
 two-channel montage such as ``F4-A1, Cz-A2`` is already referenced and is left alone), notch at the mains
 frequencies below Nyquist, zero-phase band-pass, polyphase resampling to the recipe's rate, and a per-channel
-z-score with clipping. Values are in uV before the z-score.
-
-MNE opens a file lazily (``preload=False``) and reads only the requested samples, so a corpus is never loaded
-whole; an opened header is cached per process.
+z-score with clipping. Only the window plus its margin is read, so a corpus is never loaded whole.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import signal
 
 from modalities.base import DataError
+from modalities.signals.annotations import Span, read_annotations
+from modalities.signals.channels import normalize_channel_name, unit_scale
 from modalities.signals.filters import bandpass, normalize, resample
+from modalities.signals.records import RecordInfo, index_records, read_window_resampled
 
 __all__ = [
-    "EEG_SUFFIXES",
     "EEGRecord",
-    "Event",
-    "clean_channel_name",
+    "eeg_record",
     "index_eeg",
     "notch",
     "preprocess",
@@ -38,111 +38,82 @@ __all__ = [
     "read_events",
 ]
 
-EEG_SUFFIXES = (".edf", ".bdf", ".fif", ".set")
-_NOT_EEG = re.compile(r"(eog|emg|ecg|ekg|resp|status|trigger|stim|event|annotation|sao2|spo2|pleth|temp|chin|"
-                      r"\bleg\b|\bloc\b|\broc\b|\bmisc\b)", re.I)
 _MARGIN_S = 1.0  # read beyond the window on each side: the band-pass and notch settle within it
 
 
 @dataclass(frozen=True)
 class EEGRecord:
-    """What the header of one EEG file says.
+    """The EEG channels of one indexed recording.
 
     Args:
-        path: absolute file path.
-        fs: sampling rate in Hz.
-        n_samples: samples per channel.
+        info: the recording as the shared readers index it.
         channels: the file's labels of the EEG channels kept, in file order.
-        names: the same channels in 10-20 / 10-10 spelling (:func:`clean_channel_name`).
+        names: the same channels in 10-20 / 10-10 spelling.
+        scales: factor from each channel's unit to uV (1 for a unitless column, taken as uV).
     """
 
-    path: str
-    fs: float
-    n_samples: int
+    info: RecordInfo
     channels: tuple[str, ...]
     names: tuple[str, ...]
+    scales: tuple[float, ...]
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    @property
+    def fs(self) -> float:
+        return self.info.fs
 
     @property
     def duration_s(self) -> float:
-        return self.n_samples / self.fs
+        return self.info.duration_s
 
     @property
     def name(self) -> str:
-        return Path(self.path).stem
+        return self.info.name
 
 
-@dataclass(frozen=True)
-class Event:
-    """An annotated span of a recording (EDF+ annotation, FIF annotation)."""
-
-    onset_s: float
-    duration_s: float
-    label: str
-
-
-def clean_channel_name(label: str) -> str:
-    """10-20 / 10-10 spelling of a file's EEG label: BCI2000 dots and an ``EEG`` prefix dropped, case as in the
-    standard montages (``"Fc5."`` -> ``"FC5"``, ``"EEG Cz"`` -> ``"Cz"``, ``"CZ-A2"`` -> ``"Cz-A2"``)."""
-    name = label.strip().rstrip(".").strip()
-    name = re.sub(r"^EEG[\s_:-]+", "", name, flags=re.I)
-    parts = []
-    for part in name.split("-"):
-        p = part.strip().upper()
-        if p.startswith("FP"):
-            p = "Fp" + p[2:]
-        if len(p) > 1 and p.endswith("Z"):
-            p = p[:-1] + "z"
-        parts.append(p)
-    return "-".join(parts)
-
-
-@lru_cache(maxsize=64)
-def _open(path: str) -> Any:
-    import mne
-
+def _to_uv(unit: str, where: str, channel: str) -> float:
+    if not unit.strip():
+        return 1.0
     try:
-        return mne.io.read_raw(path, preload=False, verbose="error")
-    except Exception as exc:  # MNE's errors rarely name the file
-        raise DataError(f"{path}: cannot read EEG file ({' '.join(str(exc).split())[:160]})") from None
+        return unit_scale(unit, "uV")
+    except ValueError:
+        raise DataError(f"{where}: channel {channel!r} is in {unit!r}, not a volt unit") from None
 
 
-def _record(path: Path) -> EEGRecord:
-    raw = _open(str(path))
-    types = raw.get_channel_types()
-    keep = [ch for ch, t in zip(raw.ch_names, types) if t == "eeg" and not _NOT_EEG.search(ch)]
+def eeg_record(info: RecordInfo, channels: Sequence[str] | None = None) -> EEGRecord | None:
+    """The EEG view of a recording: ``channels`` (file labels), default every channel typed ``eeg``; ``None`` when
+    it has none."""
+    types = info.channel_types or ("",) * len(info.channels)
+    keep = list(channels) if channels is not None else [c for c, t in zip(info.channels, types) if t == "eeg"]
     if not keep:
-        raise DataError(f"{path}: no EEG channels (channels: {', '.join(raw.ch_names[:8])})")
-    return EEGRecord(str(path), float(raw.info["sfreq"]), int(raw.n_times), tuple(keep),
-                     tuple(clean_channel_name(c) for c in keep))
+        return None
+    units = dict(zip(info.channels, info.units))
+    return EEGRecord(info, tuple(keep), tuple(normalize_channel_name(c) for c in keep),
+                     tuple(_to_uv(units.get(c, ""), info.path, c) for c in keep))
 
 
-def index_eeg(root: str | Path) -> list[EEGRecord]:
-    """Every EEG file (:data:`EEG_SUFFIXES`) under a folder (recursively, hidden folders skipped), or one file;
-    sorted by path.
+def index_eeg(root: str | Path, fs: float | None = None) -> list[EEGRecord]:
+    """The recordings with EEG channels under a folder (recursively) or in one file
+    (:func:`~modalities.signals.records.index_records`; ``fs`` for a text column without a rate), sorted by path.
 
     Raises:
-        DataError: the path does not exist, holds no EEG file, or a file cannot be read.
+        DataError: the path does not exist, a file cannot be read, or no recording has an EEG channel.
     """
-    root = Path(root).expanduser().absolute()
-    if root.is_file():
-        if root.suffix.lower() not in EEG_SUFFIXES:
-            raise DataError(f"{root}: not an EEG file ({', '.join(EEG_SUFFIXES)})")
-        return [_record(root)]
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder or EEG file")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EEG_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    if not files:
-        raise DataError(f"{root}: no EEG files ({', '.join(EEG_SUFFIXES)}) found")
-    return [_record(p) for p in files]
+    infos = index_records(root, fs=fs)
+    records = [r for r in (eeg_record(info) for info in infos) if r is not None]
+    if not records:
+        raise DataError(f"{Path(root).expanduser().absolute()}: no recording with EEG channels "
+                        f"({len(infos)} recording(s) without)")
+    return records
 
 
-def read_events(record: EEGRecord | str | Path) -> list[Event]:
-    """The recording's annotations, sorted by onset."""
-    path = record.path if isinstance(record, EEGRecord) else str(Path(record).absolute())
-    ann = _open(path).annotations
-    return sorted((Event(float(o), float(d), str(l)) for o, d, l in zip(ann.onset, ann.duration, ann.description)),
-                  key=lambda e: e.onset_s)
+def read_events(record: EEGRecord | RecordInfo | str | Path) -> list[Span]:
+    """The recording's annotated spans (EDF+ / FIF annotations), sorted by onset."""
+    target = record.info if isinstance(record, EEGRecord) else record
+    return sorted(read_annotations(target), key=lambda span: span.onset_s)
 
 
 def notch(x: np.ndarray, fs: float, freqs: Sequence[float] = (50.0, 60.0), q: float = 30.0) -> np.ndarray:
@@ -184,19 +155,16 @@ def read_eeg_window(record: EEGRecord, start_s: float, duration_s: float, fs: fl
         DataError: the window is not inside the recording.
     """
     n_out = int(round(duration_s * fs))
-    if duration_s <= 0 or start_s < -0.5 / record.fs or start_s + duration_s > record.duration_s + 0.5 / record.fs:
+    half = 0.5 / record.fs
+    if duration_s <= 0 or start_s < -half or start_s + duration_s > record.duration_s + half:
         raise DataError(f"{record.path}: window {start_s:g} s + {duration_s:g} s is outside the recording's "
                         f"{record.duration_s:g} s or empty")
-    margin = int(math.ceil(_MARGIN_S * record.fs))
-    s0 = int(math.floor(start_s * record.fs + 1e-9))
-    s1 = int(math.ceil((start_s + duration_s) * record.fs - 1e-9))
-    first, last = max(0, s0 - margin), min(record.n_samples, s1 + margin)
-    try:
-        raw = _open(record.path).get_data(picks=list(record.channels), start=first, stop=last) * 1e6
-    except Exception as exc:
-        raise DataError(f"{record.path}: cannot read samples [{first}, {last}) ({' '.join(str(exc).split())[:160]})") from None
+    first = max(0.0, math.floor((start_s - _MARGIN_S) * record.fs) / record.fs)
+    last = min(record.duration_s, start_s + duration_s + _MARGIN_S)
+    raw = read_window_resampled(record.info, first, last - first, list(record.channels), record.fs)
+    raw = raw.astype(np.float64) * np.asarray(record.scales)[:, None]
     y = preprocess(raw, record.fs, fs, band, notch_hz, reref=len(record.channels) >= reref_min_channels, rows=rows)
-    k0 = int(round((start_s * record.fs - first) * fs / record.fs))
+    k0 = int(round((start_s - first) * fs))
     y = y[:, k0:k0 + n_out]
     if y.shape[1] < n_out:  # rounding at the very end of a recording
         y = np.pad(y, ((0, 0), (0, n_out - y.shape[1])), mode="edge")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modalities.base import DataError
-from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, read_text_channel
+from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, text_record
 from pretrain.loop import read_metrics
 from tests.conftest import shared_data
 
@@ -34,18 +34,18 @@ def test_motor_imagery_split_keeps_windows_on_one_side(signals_dir):
 def test_record_identity_uses_one_channel_per_recording(probes):
     ps = probes["record_identity"]
     assert ps.class_names == ("data_resting_EO_200Hz_raw.fif:Cz-A2", "test_edf_overlapping_annotations.edf:Cz",
-                              "data_N2_spindles_15sec_200Hz.txt:1", "data_N3_no-spindles_30sec_100Hz.txt:1")
+                              "data_N2_spindles_15sec_200Hz.txt:value", "data_N3_no-spindles_30sec_100Hz.txt:value")
     assert ps.x_train.shape[1:] == (1, 256) and ps.x_test.shape[1:] == (1, 256)
     assert set(ps.y_test.tolist()) == {0, 1, 2, 3}
 
 
 def test_text_channel_needs_a_rate_in_its_name(tmp_path, signals_dir):
-    x, fs = read_text_channel(signals_dir / "sleep" / "data_N3_no-spindles_30sec_100Hz.txt")
-    assert fs == 100.0 and x.shape == (3000,)
+    rec = text_record(signals_dir / "sleep" / "data_N3_no-spindles_30sec_100Hz.txt")
+    assert rec.fs == 100.0 and rec.duration_s == 30.0 and len(rec.channels) == 1 and rec.scales == (1.0,)
     bad = tmp_path / "eeg.txt"
     bad.write_text("1\n2\n")
     with pytest.raises(DataError, match="eeg.txt: no sampling rate"):
-        read_text_channel(bad)
+        text_record(bad)
 
 
 def test_missing_root_gives_no_probes(tmp_path):
