@@ -453,20 +453,36 @@ class _CsvLayout:
 
 
 def _read_rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        head = f.read(8192)
-        f.seek(0)
-        try:
-            dialect: Any = csv.Sniffer().sniff(head, delimiters=",;\t ")
-        except csv.Error:
-            dialect = csv.excel
-        rows = [r for r in csv.reader(f, dialect) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise NotARecording(f"{path}: empty CSV file")
-    first = [c.strip() for c in rows[0]]
-    if any(_is_text(c) for c in first):
-        return first, rows[1:]
-    return None, rows
+    """Header (or None) and data rows; a table of text (metadata, labels) is refused on its first
+    data row, before the rest of a possibly large file is parsed."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            head = f.read(8192)
+            f.seek(0)
+            try:
+                dialect: Any = csv.Sniffer().sniff(head, delimiters=",;\t ")
+            except csv.Error:
+                dialect = csv.excel
+            reader = (r for r in csv.reader(f, dialect) if r and any(c.strip() for c in r))
+            first = next(reader, None)
+            if first is None:
+                raise NotARecording(f"{path}: empty CSV file")
+            first = [c.strip() for c in first]
+            header = first if any(_is_text(c) for c in first) else None
+            rows = [] if header is not None else [first]
+            second = next(reader, None)
+            if second is not None:
+                text = [k for k, c in enumerate(second) if _is_text(c.strip())]
+                time_ok = header is not None and len(text) == 1 and text[0] < len(header) and \
+                    _TIME_NAMES.match(header[text[0]]) is not None
+                if text and not time_ok:
+                    name = header[text[0]] if header is not None and text[0] < len(header) else f"column {text[0] + 1}"
+                    raise NotARecording(f"{path}: {name!r} holds {second[text[0]].strip()!r}, not a number")
+                rows.append(second)
+            rows += list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise NotARecording(f"{path}: not a text table ({_one_line(exc)})") from None
+    return header, rows
 
 
 def _is_text(cell: str) -> bool:

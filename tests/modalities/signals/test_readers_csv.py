@@ -170,3 +170,14 @@ def test_yasa_npz_and_txt_demo_arrays(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_frames(info, 0, values.size)[0], values)
     records = index_records(sleep, cache_dir=tmp_path)
     assert [r.name for r in records] == ["data_EOGs_REM_256Hz"]  # hypnograms hold no signal
+
+
+def test_metadata_tables_beside_records_are_skipped_with_a_warning(copy_record) -> None:
+    rec = copy_record("macecgdb/test01_00s")
+    (rec.parent / "database.csv").write_text("ecg_id,patient_id,report\n1,15709,sinus rhythm\n2,13243,normal\n")
+    with pytest.warns(UserWarning, match="database.csv.*'report' holds 'sinus rhythm'"):
+        records = index_records(rec.parent)
+    assert [(r.format, r.name) for r in records] == [("wfdb", "test01_00s")]
+    with pytest.raises(DataError) as exc:  # named on its own, it is an error
+        index_records(rec.parent / "database.csv")
+    one_line(exc, rec.parent / "database.csv")
