@@ -1,7 +1,7 @@
 """Signal records: WFDB header parsing, a cached index of a corpus in any format, and lazy window reads.
 
 :func:`index_records` finds every recording under a folder: WFDB records (``.hea``, parsed here) and
-EDF/EDF+/BDF, FIF, EEGLAB ``.set`` and CSV files (inspected by :mod:`modalities.signals.readers`);
+EDF/EDF+/BDF, FIF, EEGLAB ``.set``, CSV and ``.npz`` files (inspected by :mod:`modalities.signals.readers`);
 :func:`read_window_resampled` reads a window of any of them (dispatch on :attr:`RecordInfo.format`).
 The rest of this docstring is about WFDB.
 
@@ -476,7 +476,8 @@ def index_records(
             records.append(info)
         data_files.update(f for f in files if f.suffix != ".hea")
     if not records:
-        raise DataError(f"{root_path}: no recordings found ({', '.join(supported_suffixes())})")
+        why = f"; skipped {'; '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))}" if skipped else ""
+        raise DataError(f"{root_path}: no recordings found ({', '.join(supported_suffixes())}){why}")
     records.sort(key=lambda info: info.path)
     _write_cache(cache, root_path, headers, records, sorted(data_files), fs, skipped)
     _warn_skipped(root_path, skipped)

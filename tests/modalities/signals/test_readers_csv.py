@@ -181,3 +181,13 @@ def test_metadata_tables_beside_records_are_skipped_with_a_warning(copy_record) 
     with pytest.raises(DataError) as exc:  # named on its own, it is an error
         index_records(rec.parent / "database.csv")
     one_line(exc, rec.parent / "database.csv")
+
+
+def test_a_folder_of_csv_without_rate_says_why(tmp_path: Path) -> None:
+    folder = tmp_path / "ppg"
+    folder.mkdir()
+    (folder / "raw.csv").write_text("".join(f"{v}\n" for v in range(100)))
+    with pytest.raises(DataError) as exc:
+        index_records(folder, cache_dir=tmp_path / "cache")
+    assert "raw.csv: no time or sample-rate column" in one_line(exc, folder)
+    assert index_records(folder, cache_dir=tmp_path / "cache", fs=50.0)[0].duration_s == 2.0
