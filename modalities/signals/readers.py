@@ -98,6 +98,7 @@ __all__ = [
     "inspect_file",
     "inspect_mne",
     "inspect_npz",
+    "is_split_continuation",
     "read_frames",
 ]
 
@@ -732,6 +733,25 @@ def format_of(path: str | Path, single_file: bool = False) -> str | None:
     if single_file:
         return SINGLE_FILE_SUFFIXES.get(Path(name).suffix)
     return None
+
+
+_FIF_PART = re.compile(r"^(?P<base>.+)-(?P<n>\d+)(?P<ext>\.fif(\.gz)?)$", re.I)
+_BIDS_PART = re.compile(r"^(?P<head>.*_split-)(?P<n>\d+)(?P<tail>_.*\.fif(\.gz)?)$", re.I)
+
+
+def is_split_continuation(path: str | Path) -> bool:
+    """Whether ``path`` is a second or later part of a split FIF recording (``x_raw-1.fif`` beside
+    ``x_raw.fif``; BIDS ``..._split-02_meg.fif`` beside ``..._split-01_meg.fif``). mne reads the parts
+    from the first one, so an index lists the first part only."""
+    p = Path(path)
+    m = _FIF_PART.match(p.name)
+    if m is not None and int(m.group("n")) >= 1 and (p.parent / f"{m.group('base')}{m.group('ext')}").is_file():
+        return True
+    m = _BIDS_PART.match(p.name)
+    if m is not None and int(m.group("n")) > 1:
+        first = f"{m.group('head')}{'1'.zfill(len(m.group('n')))}{m.group('tail')}"
+        return (p.parent / first).is_file()
+    return False
 
 
 def supported_suffixes() -> tuple[str, ...]:

@@ -284,7 +284,7 @@ def _segment_headers(hea: Path) -> list[Path]:
 
 def _find_headers(root: Path) -> list[Path]:
     """Every file under ``root`` whose suffix is a supported format (``.hea``, ``.edf``, ``.csv``, ...)."""
-    from modalities.signals.readers import format_of
+    from modalities.signals.readers import format_of, is_split_continuation
 
     found: list[Path] = []
     seen: set[str] = set()
@@ -296,7 +296,7 @@ def _find_headers(root: Path) -> list[Path]:
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and format_of(f) is not None]
-    return sorted(found)
+    return sorted(f for f in found if not (f.suffix.lower() in (".fif", ".gz") and is_split_continuation(f)))
 
 
 def _stat(path: Path) -> list[int] | None:
@@ -414,8 +414,8 @@ def index_records(
     warning that lists them (so are ``.npz`` files without a signal array or rate); every other
     unreadable file is an error.
 
-    Segment and layout headers of multi-segment records are part of their master record, not
-    records of their own. Hidden files and folders are skipped. The index is cached as JSON in ``cache_dir``
+    Segment and layout headers of multi-segment records are part of their master record, and the
+    later parts of a split FIF recording part of its first file, not records of their own. Hidden files and folders are skipped. The index is cached as JSON in ``cache_dir``
     (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
     ``$MODALITIES_CACHE`` or ``~/.cache/modalities/``; a folder without write permission bits
     counts as read-only even for root) and rebuilt when any indexed or data file changes (mtime or size),

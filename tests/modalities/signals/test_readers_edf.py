@@ -312,3 +312,15 @@ def test_resampled_window_of_every_shared_record(tmp_path: Path) -> None:
         k0 = margin * up // down
         np.testing.assert_allclose(out, ref[:, k0 : k0 + 200], rtol=1e-4,
                                    atol=1e-4 * float(np.abs(longer).max()), err_msg=info.path)
+
+
+def test_split_fif_is_one_record(tmp_path: Path) -> None:
+    x = np.random.default_rng(5).normal(size=(8, 100 * 1000)).astype(np.float32) * 1e-5
+    raw = mne.io.RawArray(x, mne.create_info(8, 100.0, "eeg"), verbose="error")
+    raw.save(tmp_path / "run_raw.fif", split_size="2MB", buffer_size_sec=1.0, verbose="error")
+    assert len(list(tmp_path.glob("run_raw*.fif"))) > 1  # mne wrote continuation parts
+    (info,) = index_records(tmp_path, cache_dir=tmp_path / "cache")
+    assert (info.name, info.n_frames) == ("run_raw", 100_000)
+    late = np.stack(read_frames(info, 90_000, 90_100))  # in a later part
+    np.testing.assert_array_equal(late, mne.io.read_raw_fif(tmp_path / "run_raw.fif", verbose="error")
+                                  .get_data(start=90_000, stop=90_100))
