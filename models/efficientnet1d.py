@@ -159,7 +159,10 @@ class EfficientNet1D(nn.Module):
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv1d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                # fan_in, not torchvision's fan_out: fan_out counts every output channel of a depthwise kernel, so
+                # each block shrinks the signal ~30x and a freshly built encoder (the probes' random control, in
+                # eval mode) would output ~1e-13.
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm1d):

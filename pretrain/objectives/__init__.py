@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "barlow_twins": "pretrain.objectives.barlow_twins:BarlowTwins",
     "vicreg": "pretrain.objectives.vicreg:VICReg",
     "infonce": "pretrain.objectives.infonce:InfoNCE",
+    "cross_modal": "pretrain.objectives.cross_modal:CrossModal",
     "equivariance": "pretrain.objectives.equivariance:Equivariance",
     "vq_reconstruction": "pretrain.objectives.vq_reconstruction:VQReconstruction",
 }

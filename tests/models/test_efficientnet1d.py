@@ -81,3 +81,16 @@ def test_gradient_reaches_every_parameter():
 def test_residual_only_when_shapes_match():
     assert MBConv1D(16, 16, 6, 3, 1).residual
     assert not MBConv1D(16, 24, 6, 3, 1).residual and not MBConv1D(16, 16, 6, 3, 2).residual
+
+
+def test_fresh_encoder_keeps_signal_scale_in_eval_mode():
+    """The random-init control of the probes must not be degenerate: activations stay O(0.01-1) through the
+    16 blocks in eval mode (the fan_out initialisation gave ~1e-13)."""
+    torch.manual_seed(0)
+    enc = models.create("efficientnet1d", in_channels=1).eval()
+    x = torch.randn(16, 1, 512)
+    with torch.no_grad():
+        feats = enc.features(x)
+        z = enc.embed(x)
+    assert 1e-3 < float(feats.std()) < 10
+    assert float(torch.nn.functional.normalize(z, dim=1).std(0).mean()) > 0.01  # embeddings differ between inputs
