@@ -28,7 +28,7 @@ import numpy as np
 from modalities.base import DataError
 from modalities.signals.records import RecordInfo
 
-__all__ = ["Span", "read_annotations", "sleep_stage", "spans_from_stim", "stim_spans"]
+__all__ = ["BDF_TRIGGER_MASK", "Span", "read_annotations", "sleep_stage", "spans_from_stim", "stim_spans"]
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,17 @@ def spans_from_stim(values: np.ndarray, fs: float, channel: str = "") -> list[Sp
     return out
 
 
-def stim_spans(info: RecordInfo, channels: Sequence[str] | None = None) -> list[Span]:
+# BioSemi's Status channel carries the trigger code in its low 16 bits; the bits above are device
+# status (CMS in range, battery, speed mode) and change independently of events.
+BDF_TRIGGER_MASK = 0xFFFF
+
+
+def stim_spans(info: RecordInfo, channels: Sequence[str] | None = None, mask: int | None = None) -> list[Span]:
     """Spans of the record's stim channels (default: every channel of type ``"stim"``).
 
-    The whole channel is read (one channel, at its own rate): events need every sample.
+    The whole channel is read (one channel, at its own rate): events need every sample. Values are
+    ANDed with ``mask`` as integers when given; a BDF ``Status`` channel defaults to
+    :data:`BDF_TRIGGER_MASK` (the trigger bits).
     """
     from modalities.signals.readers import read_frames
 
@@ -189,6 +196,10 @@ def stim_spans(info: RecordInfo, channels: Sequence[str] | None = None) -> list[
     out: list[Span] = []
     for name in names:
         (x,) = read_frames(info, 0, info.n_frames, [name])
+        bits = mask if mask is not None else (
+            BDF_TRIGGER_MASK if info.format == "bdf" and name.strip().lower() == "status" else None)
+        if bits is not None:
+            x = (np.round(np.nan_to_num(x)).astype(np.int64) & int(bits)).astype(np.float64)
         out += spans_from_stim(x, info.channel_fs(name), name)
     return out
 

@@ -139,3 +139,31 @@ def test_annotation_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         read_annotations(garbage)
     assert str(exc.value).startswith(str(garbage))
+
+
+def test_bdf_status_channel_uses_the_trigger_bits(tmp_path: Path) -> None:
+    fs = 128
+    status = np.full(10 * fs, float(1 << 20))  # a device-status bit, always on
+    status[300:340] += 5
+    status[900:910] += 7
+    status[1000:] += float(1 << 17)  # a status bit that flips mid-recording: no event
+    path = tmp_path / "biosemi.bdf"
+    writer = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_BDFPLUS)
+    try:
+        writer.setSignalHeaders([
+            {"label": "Cz", "dimension": "uV", "sample_frequency": fs, "physical_max": 1000.0,
+             "physical_min": -1000.0, "digital_max": 8388607, "digital_min": -8388608},
+            {"label": "Status", "dimension": "", "sample_frequency": fs, "physical_max": 8388607,
+             "physical_min": -8388608, "digital_max": 8388607, "digital_min": -8388608},
+        ])
+        writer.writeSamples([np.zeros(10 * fs), status])
+    finally:
+        writer.close()
+    info = inspect_file(path)
+    assert info.channel_types == ("eeg", "stim")
+    spans = read_annotations(info)
+    raw = mne.io.read_raw_bdf(path, preload=True, verbose="error")
+    events = mne.find_events(raw, stim_channel="Status", mask=0xFFFF, mask_type="and", consecutive=True,
+                             output="onset", verbose="error")
+    assert [(s.onset_s, s.label) for s in spans] == [(e[0] / fs, str(e[2])) for e in events]
+    assert [s.label for s in spans] == ["5", "7"]
