@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import warnings
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -160,7 +160,7 @@ def unit_scale(unit: str, to: str = "uV") -> float:
 
 
 def pick_channels(
-    channels: Sequence[str],
+    channels: Sequence[str] | Any,
     names: Sequence[str] | None = None,
     types: Sequence[str] | str | None = None,
     channel_types: Sequence[str] | None = None,
@@ -168,8 +168,12 @@ def pick_channels(
 ) -> list[str]:
     """The file's channel names selected by normalised name and/or type, in the order asked.
 
+    >>> pick_channels(["Fc5.", "Cz..", "EOG left"], ["cz", "FC5"])
+    ['Cz..', 'Fc5.']
+
     Args:
-        channels: the record's channel names as the file spells them.
+        channels: the record's channel names as the file spells them, or a
+            :class:`~modalities.signals.records.RecordInfo` (its channels, types and path are used).
         names: wanted names in any spelling (``"Fc5."``, ``"FC5"`` and ``"fc5"`` are the same
             electrode); returned in this order. None: every channel (of the wanted types).
         types: wanted types (:data:`CHANNEL_TYPES`); a string is one type.
@@ -183,6 +187,10 @@ def pick_channels(
         DataError: a wanted name matches no channel, or nothing is left; the one-line message
             names ``record`` and lists its channels.
     """
+    if hasattr(channels, "channels") and hasattr(channels, "channel_types"):  # a RecordInfo
+        channel_types = channel_types or channels.channel_types
+        record = channels.path if record == "record" else record
+        channels = channels.channels
     chans = list(channels)
     kinds = list(channel_types) if channel_types else [infer_channel_type(c) for c in chans]
     wanted_types = {types} if isinstance(types, str) else set(types or ())

@@ -75,6 +75,10 @@ def test_pick_channels_by_name_and_type(eegmmidb: Path) -> None:
     x = read_window_resampled(info, 10.0, 1.0, picked, info.fs)
     assert x.shape == (3, 128)
     assert pick_channels(info.channels, types="eeg", record=info.path) == list(info.channels)
+    assert pick_channels(info, ["fc5", "CZ", "Fp1"]) == picked  # a RecordInfo brings its names, types, path
+    with pytest.raises(DataError) as exc:
+        pick_channels(info, types="ppg")
+    assert str(exc.value).startswith(info.path)
     chans = ["F4-A1", "EOG left", "PLETH"]
     assert pick_channels(chans, types=["eog", "ppg"]) == ["EOG left", "PLETH"]
     assert pick_channels(chans, ["f4-a1"]) == ["F4-A1"]
