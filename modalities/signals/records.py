@@ -415,7 +415,8 @@ def index_records(
     unreadable file is an error.
 
     Segment and layout headers of multi-segment records are part of their master record, and the
-    later parts of a split FIF recording part of its first file, not records of their own. Hidden files and folders are skipped. The index is cached as JSON in ``cache_dir``
+    later parts of a split FIF recording part of its first file, not records of their own. Hidden files
+    and folders are skipped. The index is cached as JSON in ``cache_dir``
     (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
     ``$MODALITIES_CACHE`` or ``~/.cache/modalities/``; a folder without write permission bits
     counts as read-only even for root) and rebuilt when any indexed or data file changes (mtime or size),
@@ -436,7 +437,9 @@ def index_records(
     root_path = Path(root).expanduser().absolute()
     if not root_path.is_dir():
         record = _record_path(root_path)
-        if record.with_suffix(".hea").is_file():
+        # WFDB record names have no dots: "100", "100.hea", "100.dat"; never "100.edf" beside a 100.hea.
+        wfdb_like = root_path.suffix == "" or root_path.suffix.lower() in _RECORD_SUFFIXES
+        if wfdb_like and record.with_suffix(".hea").is_file():
             return [read_header(record)]
         if not root_path.exists():
             raise DataError(f"{root_path}: no such folder or file")

@@ -324,3 +324,12 @@ def test_split_fif_is_one_record(tmp_path: Path) -> None:
     late = np.stack(read_frames(info, 90_000, 90_100))  # in a later part
     np.testing.assert_array_equal(late, mne.io.read_raw_fif(tmp_path / "run_raw.fif", verbose="error")
                                   .get_data(start=90_000, stop=90_100))
+
+
+def test_single_file_beside_a_wfdb_record_of_the_same_name(copy_record) -> None:
+    rec = copy_record("macecgdb/test01_00s")
+    edf = rec.parent / "test01_00s.edf"
+    edf.write_bytes(shared_data("signals/eeg/test_edf_overlapping_annotations.edf").read_bytes())
+    assert index_records(edf)[0].format == "edf"
+    assert index_records(rec.with_suffix(".hea"))[0].format == "wfdb"
+    assert [r.format for r in index_records(rec.parent)] == ["edf", "wfdb"]  # sorted by path
