@@ -332,4 +332,4 @@ def test_single_file_beside_a_wfdb_record_of_the_same_name(copy_record) -> None:
     edf.write_bytes(shared_data("signals/eeg/test_edf_overlapping_annotations.edf").read_bytes())
     assert index_records(edf)[0].format == "edf"
     assert index_records(rec.with_suffix(".hea"))[0].format == "wfdb"
-    assert [r.format for r in index_records(rec.parent)] == ["edf", "wfdb"]  # sorted by path
+    assert [r.format for r in index_records(rec.parent)] == ["wfdb", "edf"]  # sorted by path (no suffix first)
