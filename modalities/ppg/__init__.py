@@ -1,8 +1,9 @@
 """PPG: the wearable foundation-model recipe (Abbaspourazad et al., ICLR 2024), the HeartPy embedded default and
 probes on real recordings.
 
-Records are WFDB (a ``PLETH`` channel, e.g. PhysioNet/CinC Challenge 2015) or CSV (HeartPy's layouts), read lazily
-window by window through the shared readers; a record's PPG channel (:func:`~modalities.ppg.probes.ppg_channel`)
+Records are WFDB (a ``PLETH`` channel, e.g. PhysioNet/CinC Challenge 2015) or CSV (HeartPy's layouts: a
+``timer``/``datetime`` column, or one headerless column at ``data.csv_fs``), read window by window through the
+shared readers (:func:`~modalities.signals.records.index_records`); a record's PPG channel (:func:`~modalities.ppg.probes.ppg_channel`)
 fills the single canonical channel ``PPG``, resampled to the recipe's rate, band-passed, z-scored and clipped.
 Positive pairs are two random segments of the same record (``view_source: record``), each augmented with the
 paper's cascade (:class:`~modalities.signals.augment.BiosignalAugment`).
@@ -10,16 +11,18 @@ paper's cascade (:class:`~modalities.signals.augment.BiosignalAugment`).
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
-from modalities.ppg.csv_records import HEADERLESS_FS, HEARTPY_FILES, csv_to_wfdb, heartpy_data_dir, ppg_records
-from modalities.ppg.probes import ppg_channel, probe_targets
+from modalities.ppg.probes import ppg_channel, ppg_records, probe_targets
 from modalities.signals.windows import SignalWindows
 
 PPG_CHANNELS = ("PPG",)
+HEARTPY_FILES = ("data.csv", "data2.csv", "data3.csv")
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,33 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> Si
     )
 
 
+def heartpy_data_dir() -> Path:
+    """The ``data`` folder of the installed ``heartpy`` package, found on disk (never downloaded)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("heartpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("heartpy: package not installed (pip install heartpy); it carries the default PPG data")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    missing = [f for f in HEARTPY_FILES if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder}: heartpy data files missing: {', '.join(missing)}")
+    return folder
+
+
 def default_data(cache_dir: Path) -> Path:
     """The embedded default: the three PPG recordings shipped inside the installed ``heartpy`` package
-    (``heartpy/data/data{,2,3}.csv``, see data_cards/heartpy_ppg.md), converted once into one-channel WFDB
-    records (channel ``PLETH``) under ``cache_dir/heartpy``; ``data.csv`` states no rate and is 100 Hz."""
+    (``heartpy/data/data{,2,3}.csv``: 25 s, 128 s and 682 s; see data_cards/heartpy_ppg.md), copied once into
+    ``cache_dir/heartpy`` so that the index file is written there and not into site-packages. ``data.csv`` states
+    no rate: the recipe's ``demo`` section sets ``data.csv_fs: 100``."""
     source = heartpy_data_dir()
     out = Path(cache_dir) / "heartpy"
+    out.mkdir(parents=True, exist_ok=True)
     for name in HEARTPY_FILES:
-        if not (out / f"{Path(name).stem}.hea").is_file():
-            csv_to_wfdb(source / name, out, HEADERLESS_FS if name == "data.csv" else None)
+        if not (out / name).is_file():
+            tmp = out / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, out / name)  # atomic: a concurrent run never indexes half a file
     return out
 
 

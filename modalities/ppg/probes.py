@@ -29,13 +29,15 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet
 from modalities.signals.filters import bandpass, normalize
-from modalities.signals.records import RecordInfo, read_window_resampled
+from modalities.signals.records import RecordInfo, index_records, read_window_resampled
 
 __all__ = [
+    "HEADERLESS_FS",
     "HR_RANGE_BPM",
     "ProbeWindow",
     "heart_rate_bpm",
     "heart_rate_probe",
+    "ppg_records",
     "ppg_channel",
     "preprocess_window",
     "probe_records",
@@ -50,9 +52,11 @@ DEFAULT_FS = 64.0
 DEFAULT_BAND: Band = (0.5, 8.0)
 DEFAULT_CLIP: float | None = 5.0
 HR_RANGE_BPM = (30.0, 220.0)
+# Rate of HeartPy's data.csv, which states none (one headerless column; 100 Hz in HeartPy's examples).
+HEADERLESS_FS = 100.0
 # Recordings under the shared signals folder that hold PPG (a folder, or a WFDB record path without suffix), with
 # the rate of their CSV files that state none (HeartPy's data.csv: 100 Hz, see data_cards/heartpy_ppg.md).
-PROBE_SOURCES: tuple[tuple[str, float | None], ...] = (("ppg_heartpy", 100.0), ("challenge2015/a103l", None))
+PROBE_SOURCES: tuple[tuple[str, float | None], ...] = (("ppg_heartpy", HEADERLESS_FS), ("challenge2015/a103l", None))
 _PPG_NAMES = ("PLETH", "PPG", "BVP")
 
 
@@ -75,6 +79,12 @@ def ppg_channel(info: RecordInfo) -> str | None:
     if getattr(info, "format", "wfdb") == "csv" and len(info.channels) == 1:
         return info.channels[0]
     return None
+
+
+def ppg_records(path: str | Path, csv_fs: float | None = None) -> list[RecordInfo]:
+    """Index the recordings under ``path`` with the shared readers (WFDB, CSV, EDF, ...); ``csv_fs`` is the rate of
+    CSV files that state none (without it such files are left out with a warning by the index)."""
+    return index_records(path, fs=csv_fs)
 
 
 def preprocess_window(info: RecordInfo, channel: str, start_s: float, window_s: float, fs: float = DEFAULT_FS,
@@ -149,8 +159,6 @@ def probe_records(signals_root: str | Path, sources: Sequence[tuple[str, float |
     """The records of ``sources`` (``(path relative to signals_root, rate of CSV files without one)``) that have
     a PPG channel, and the skipped ones with the reason. A missing source is skipped, not an error (the probes
     are optional)."""
-    from modalities.ppg.csv_records import ppg_records
-
     root = Path(signals_root)
     records: list[RecordInfo] = []
     skipped: dict[str, str] = {}
