@@ -111,14 +111,21 @@ def knn_regression(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
     return _regression_scores(y_test, pred)
 
 
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+
+
 def ridge_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                alpha: float = 1.0) -> dict[str, float]:
+                alpha: float | None = None) -> dict[str, float]:
     """``{"r2", "mae"}`` of ridge regression ``min_w,b ||A w + b - y||^2 + alpha ||w||^2`` on standardised
-    frozen embeddings ``A`` (the intercept is not penalised)."""
-    from sklearn.linear_model import Ridge
+    frozen embeddings ``A`` (the intercept is not penalised). ``alpha=None`` picks it from :data:`RIDGE_ALPHAS` by
+    leave-one-out error on the training set only (a fixed alpha over-fits 256-d embeddings of a few hundred
+    windows)."""
+    from sklearn.linear_model import Ridge, RidgeCV
 
     a, b = _standardise(z_train, z_test)
-    reg = Ridge(alpha=alpha).fit(a, np.asarray(y_train, dtype=np.float64))
+    y = np.asarray(y_train, dtype=np.float64)
+    reg = Ridge(alpha=alpha) if alpha is not None else RidgeCV(alphas=RIDGE_ALPHAS)
+    reg.fit(a, y)
     return _regression_scores(y_test, reg.predict(b))
 
 

@@ -42,6 +42,16 @@ def test_ridge_hand_case():
     assert out["r2"] == pytest.approx(1 - 1 / 4.5)
 
 
+def test_ridge_alpha_is_chosen_on_the_training_set_only():
+    """With alpha=None the penalty comes from leave-one-out on the training rows; with 40 features and 40 rows
+    the chosen penalty beats a near-zero one on held-out rows."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((60, 40))
+    y = z[:, 0] + 0.5 * rng.standard_normal(60)
+    a = ridge_probe(z[:40], y[:40], z[40:], y[40:])
+    assert a["r2"] > ridge_probe(z[:40], y[:40], z[40:], y[40:], alpha=1e-6)["r2"]
+
+
 class _Linear(nn.Module):
     embed_dim = 3
 
