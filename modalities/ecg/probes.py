@@ -19,6 +19,7 @@ crossing the split, so train and test windows never share a sample.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +316,9 @@ def identity_windows(
     left out to the reason.
     """
     root = Path(signals_root)
-    records = index_records(root)
+    with warnings.catch_warnings():  # CSV/EDF files of other modalities that share the folder are not ECG records
+        warnings.simplefilter("ignore", UserWarning)
+        records = [r for r in index_records(root) if r.format == "wfdb"]
     windows: list[IdentityWindow] = []
     class_names: list[str] = []
     skipped: dict[str, str] = {}
