@@ -9,8 +9,8 @@ import torch
 
 from pretrain.config import ConfigError
 from pretrain.objectives.barlow_twins import BarlowTwins, BarlowTwinsLoss, MixedBarlowTwinsLoss
-from finite_differences import numeric_grad
-from tiny_encoder import TinyEncoder
+from tests.pretrain.objectives.finite_differences import numeric_grad
+from tests.pretrain.objectives.tiny_encoder import TinyEncoder
 
 EPS = 1e-5
 

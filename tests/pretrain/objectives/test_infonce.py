@@ -10,8 +10,8 @@ import torch
 
 from pretrain.config import ConfigError
 from pretrain.objectives.infonce import InfoNCE, InfoNCELoss, KoLeoLoss
-from finite_differences import numeric_grad
-from tiny_encoder import TinyEncoder
+from tests.pretrain.objectives.finite_differences import numeric_grad
+from tests.pretrain.objectives.tiny_encoder import TinyEncoder
 
 
 def infonce_ref(q: np.ndarray, k: np.ndarray, t: float, subjects: list[str] | None) -> float:

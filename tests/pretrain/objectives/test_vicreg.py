@@ -10,8 +10,8 @@ import torch
 
 from pretrain.config import ConfigError
 from pretrain.objectives.vicreg import VICReg, VICRegLoss
-from finite_differences import numeric_grad
-from tiny_encoder import TinyEncoder
+from tests.pretrain.objectives.finite_differences import numeric_grad
+from tests.pretrain.objectives.tiny_encoder import TinyEncoder
 
 
 def vicreg_ref(z_a: np.ndarray, z_b: np.ndarray, inv: float, var: float, cov: float, eps: float) -> float:
