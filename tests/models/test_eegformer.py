@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -34,6 +35,20 @@ def test_any_channel_count(channels):
     assert enc(x).shape == (2, 16, enc.embed_dim)
     assert enc.channel_tokens(x).shape == (2, channels, 16, enc.embed_dim)
     assert enc.codes(x).shape == (2, channels, 16)
+
+
+@pytest.mark.parametrize("name", models.list_models("eegformer*"))
+def test_forward_backward_reaches_every_encoder_weight(name):
+    torch.manual_seed(0)
+    enc = models.create(name)
+    x = torch.randn(2, 3, 512)
+    enc(x).sum().backward()
+    # the quantizer's projection is trained through the VQ objective, not by forward()
+    assert all(p.grad is not None for n, p in enc.named_parameters() if not n.startswith("quantizer."))
+    enc.zero_grad()
+    enc.quantizer(enc.channel_tokens(x))[0].sum().backward()
+    assert enc.quantizer.proj.weight.grad is not None
+    json.dumps(enc.config)
 
 
 def test_channels_are_encoded_independently():
