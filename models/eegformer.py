@@ -206,6 +206,11 @@ class EEGFormer(nn.Module):
         """Mean over tokens and channels, float[B, D] (the representation used by probes)."""
         return self.channel_tokens(x).mean(dim=(1, 2))
 
+    def embed_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel features, the mean over each channel's tokens, float[B, C, D]: for heads that need the montage
+        (e.g. the lateralisation of motor imagery), which :meth:`embed` averages away."""
+        return self.channel_tokens(x).mean(dim=2)
+
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """Discrete code of every token, int64[B, C, N]."""

@@ -60,6 +60,7 @@ def test_channels_are_encoded_independently():
         torch.testing.assert_close(together[:, c], alone, rtol=1e-4, atol=1e-5)
     # the pooled embedding is the mean of per-channel token means, so channel order does not matter
     torch.testing.assert_close(enc.embed(x), enc.embed(x[:, [3, 1, 0, 2]]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(enc.embed_channels(x).mean(1), enc.embed(x), rtol=1e-4, atol=1e-5)
 
 
 def test_keep_selects_the_same_time_tokens_in_every_channel():
