@@ -20,19 +20,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import signal
-
 from modalities.base import DataError
 from modalities.signals.annotations import Span, read_annotations
-from modalities.signals.channels import normalize_channel_name, unit_scale
-from modalities.signals.filters import bandpass, normalize, resample
+from modalities.signals.channels import normalize_channel_name, rereference, unit_scale
+from modalities.signals.filters import bandpass, normalize, notch, resample
 from modalities.signals.records import RecordInfo, index_records, read_window_resampled
 
 __all__ = [
     "EEGRecord",
     "eeg_record",
     "index_eeg",
-    "notch",
     "preprocess",
     "read_eeg_window",
     "read_events",
@@ -116,28 +113,19 @@ def read_events(record: EEGRecord | RecordInfo | str | Path) -> list[Span]:
     return sorted(read_annotations(target), key=lambda span: span.onset_s)
 
 
-def notch(x: np.ndarray, fs: float, freqs: Sequence[float] = (50.0, 60.0), q: float = 30.0) -> np.ndarray:
-    """Zero-phase IIR notch (``scipy.signal.iirnotch``, quality ``q``) at every frequency below Nyquist."""
-    y = np.asarray(x, dtype=np.float64)
-    for f0 in freqs:
-        if 0 < f0 < fs / 2:
-            b, a = signal.iirnotch(f0, q, fs=fs)
-            y = signal.filtfilt(b, a, y, axis=-1, padlen=min(3 * max(len(a), len(b)), y.shape[-1] - 1))
-    return y
-
-
 def preprocess(x_uv: np.ndarray, fs_in: float, fs_out: float, band: tuple[float, float] | None = (0.5, 45.0),
                notch_hz: Sequence[float] = (50.0, 60.0), reref: bool = True,
                rows: Sequence[int] | None = None) -> np.ndarray:
-    """Re-reference (average over all channels), keep ``rows`` (default all), notch, band-pass and resample
-    float[C, n] (uV) -> float64[len(rows), n']. The filters act per channel, so selecting rows first saves work."""
+    """Re-reference (average over all channels), keep ``rows`` (default all), notch every mains frequency of
+    ``notch_hz`` and its harmonics below Nyquist, band-pass and resample float[C, n] (uV) ->
+    float64[len(rows), n']. The filters act per channel, so selecting rows first saves work."""
     x = np.asarray(x_uv, dtype=np.float64)
     if reref:
-        x = x - x.mean(axis=0, keepdims=True)
+        x, _ = rereference(x, [str(i) for i in range(x.shape[0])], "average")
     if rows is not None:
         x = x[np.asarray(rows, dtype=np.int64)]
-    if notch_hz:
-        x = notch(x, fs_in, notch_hz)
+    for freq in notch_hz or ():
+        x = notch(x, fs_in, float(freq))
     if band is not None:
         x = bandpass(x, fs_in, band[0], band[1])
     return resample(x, fs_in, fs_out)

@@ -8,7 +8,7 @@ import torch
 
 from modalities.base import DataError
 from modalities.eeg import build_dataset
-from modalities.eeg.recordings import index_eeg, notch, read_eeg_window, read_events
+from modalities.eeg.recordings import index_eeg, preprocess, read_eeg_window, read_events
 from tests.conftest import shared_data
 
 
@@ -60,13 +60,24 @@ def test_average_reference_and_row_selection(eeg_dir):
     np.testing.assert_allclose(part, full[[8, 10]], atol=1e-5)
 
 
-def test_notch_removes_mains_and_keeps_alpha():
+def test_preprocessing_removes_the_common_reference_and_mains_and_keeps_alpha():
     fs = 256.0
     t = np.arange(int(20 * fs)) / fs
-    alpha, mains = np.sin(2 * np.pi * 10 * t), np.sin(2 * np.pi * 50 * t)
-    y = notch(alpha + mains, fs)[int(2 * fs):-int(2 * fs)]
-    core = alpha[int(2 * fs):-int(2 * fs)]
-    assert np.abs(y - core).max() < 0.02
+    rng = np.random.default_rng(0)
+    alpha = np.sin(2 * np.pi * 10 * t + rng.uniform(0, 6, (8, 1)))  # one rhythm per channel, different phases
+    mains = np.sin(2 * np.pi * 50 * t) * np.linspace(0.2, 1.0, 8)[:, None]  # differs per channel: not a reference
+    reference = 3 * np.sin(2 * np.pi * 3 * t)  # the reference electrode's activity, on every channel
+    core = slice(512, -512)
+    # notch only: the 50 Hz interference goes, alpha stays (without the notch the error is the mains amplitude)
+    y = preprocess(alpha + mains, fs, fs, band=None, reref=False)
+    assert np.abs(y[:, core] - alpha[:, core]).max() < 0.02
+    assert np.abs(preprocess(alpha + mains, fs, fs, band=None, notch_hz=(), reref=False) - alpha)[:, core].max() > 0.5
+    # the full chain: average reference removes the common signal (3 units), then resampling to 128 Hz
+    want = (alpha - alpha.mean(0))[:, ::2]
+    y = preprocess(alpha + mains + reference, fs, 128.0, band=None)
+    assert np.abs(y[:, 256:-256] - want[:, 256:-256]).max() < 0.01
+    y = preprocess(alpha + mains + reference, fs, 128.0, band=(0.5, 45.0))  # + the slow high-pass transient
+    assert np.abs(y[:, 256:-256] - want[:, 256:-256]).max() < 0.08
 
 
 def test_windows_sample_channels_from_each_recording(eeg_dir):
