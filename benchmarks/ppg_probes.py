@@ -1,0 +1,95 @@
+"""Short real PPG pretraining (the wearable InfoNCE recipe on efficientnet1d), probed against a random encoder.
+
+Trains the PPG recipe briefly on real recordings (default: the HeartPy recordings of the embedded default,
+i.e. ``python -m pretrain ppg`` with the demo schedule; ``--data DIR`` for another folder) and probes the frozen
+encoder and a randomly initialised encoder of the same architecture on the two real PPG probes: heart-rate
+regression (kNN and ridge R^2 / MAE) and record identity (kNN and logistic balanced accuracy).
+
+    python benchmarks/ppg_probes.py [--steps 40] [--batch 16] [--lr 1e-3] [--data DIR] [--set KEY=VALUE ...]
+
+Prints one table and writes benchmarks/results/ppg_probes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import modalities
+from pretrain import config as C
+from pretrain.evaluate import evaluate_run
+from pretrain.loop import read_metrics, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(steps: int, batch: int, lr: float, data: str | None, sets: list[str], out: Path) -> dict:
+    recipe = modalities.get("ppg").recipe
+    overrides = [f"optim.lr={lr}", f"optim.warmup_steps={max(1, steps // 8)}", "train.num_workers=0",
+                 f"train.rankme_every={max(1, steps // 2)}", f"train.ckpt_every={steps}", "train.log_every=5"] + sets
+    extra = {"train": {"max_steps": steps, "batch_size": batch}}
+    if data:
+        extra["data"] = {"path": str(Path(data).resolve())}
+    cfg = C.resolve(recipe, None, overrides, extra, demo=not data)
+    t = time.perf_counter()
+    train(cfg, out, progress=False)
+    train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    evaluate_run(out)
+    eval_s = time.perf_counter() - t
+    metrics = read_metrics(out)
+    ranks = [r["rankme"] for r in metrics if "rankme" in r]
+    return {
+        "data": cfg.data.get("path") or "embedded default (heartpy package)", "steps": steps, "batch": batch,
+        "lr": lr, "overrides": sets, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "loss_first": metrics[0]["loss"], "loss_last": metrics[-1]["loss"],
+        "loss_mean_first_quarter": sum(r["loss"] for r in metrics[: max(1, len(metrics) // 4)]) / max(1, len(metrics) // 4),
+        "loss_mean_last_quarter": sum(r["loss"] for r in metrics[-max(1, len(metrics) // 4):]) / max(1, len(metrics) // 4),
+        "rankme_heldout": ranks, "probes": json.loads((out / "probes.json").read_text()),
+    }
+
+
+def table(result: dict) -> str:
+    rows = {(p["probe"], p["encoder"]): p for p in result["probes"]}
+    lines = [f"{'probe':16s} {'metric':12s} {'pretrained':>10s} {'random':>10s}"]
+    for probe in dict.fromkeys(p["probe"] for p in result["probes"]):
+        pre, rnd = rows[(probe, "pretrained")], rows[(probe, "random init")]
+        keys = (["knn_r2", "knn_mae", "ridge_r2", "ridge_mae"] if pre.get("task") == "regression"
+                else ["knn_bacc", "linear_bacc"]) + ["rankme"]
+        for k in keys:
+            lines.append(f"{probe:16s} {k:12s} {pre[k]:10.3f} {rnd[k]:10.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--data", default=None, help="folder of PPG records (default: the embedded heartpy data)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ppg_probes.json"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(args.steps, args.batch, args.lr, args.data, args.sets, Path(tmp) / "run")
+    result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "platform": platform.platform(), "torch": torch.__version__}
+    print(f"{result['data']}: {args.steps} steps x {args.batch}, train {result['train_seconds']} s, "
+          f"eval {result['eval_seconds']} s, loss {result['loss_mean_first_quarter']:.3f} (first quarter) -> "
+          f"{result['loss_mean_last_quarter']:.3f} (last quarter)")
+    print(table(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
