@@ -119,3 +119,29 @@ def test_probe_windows_never_cross_the_split(signals_dir):
             assert w.start_s + 8.0 <= split + 1e-9
         else:
             assert w.start_s >= split - 1e-9 and w.start_s + 8.0 <= w.record.duration_s + 1e-9
+
+
+@pytest.mark.slow
+def test_evaluate_report_has_the_heart_rate_regression_table(tmp_path, run_cache):
+    """``python -m pretrain evaluate`` on a PPG run: the report shows the regression table (R^2, MAE) next to the
+    classification one, and probes.json carries both kinds of rows."""
+    import json
+
+    import models
+    from pretrain import config as C
+    from pretrain.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    small = {"in_channels": 1, "stages": [[1, 16, 1, 2, 5], [4, 24, 1, 4, 5]], "head_channels": 32}
+    cfg = C.resolve(modalities.get("ppg").recipe, None, [], {"model": small}, demo=True)
+    cfg.data["path"] = str(default_data(tmp_path / "cache"))
+    C.save(cfg, run / "config.yaml")
+    torch.manual_seed(1)
+    models.save_pretrained(models.create("efficientnet1d", **small), run / "encoder")
+    report = evaluate_run(run).read_text()
+    assert "## Regression probes" in report and "| heart_rate | pretrained |" in report
+    assert "| record_identity | random init |" in report
+    rows = json.loads((run / "probes.json").read_text())
+    hr = [r for r in rows if r["probe"] == "heart_rate"]
+    assert len(hr) == 2 and all(r["task"] == "regression" and "ridge_r2" in r and "knn_mae" in r for r in hr)
