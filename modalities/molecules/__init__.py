@@ -1,0 +1,1 @@
+"""Molecules: SMILES / CSV / SDF through RDKit, GROVER featurisation to torch_geometric graphs, scaffold splits."""
