@@ -22,17 +22,25 @@ from modalities.ppg.probes import ppg_channel, ppg_records, probe_targets
 from modalities.signals.windows import SignalWindows
 
 PPG_CHANNELS = ("PPG",)
+# Canonical channels a PPG dataset can carry: the PPG itself and, for the cross-modal objective on records that
+# hold both (Challenge 2015: II, V, PLETH), the record's first ECG lead.
+KNOWN_CHANNELS = ("PPG", "ECG")
 HEARTPY_FILES = ("data.csv", "data2.csv", "data3.csv")
 
 
 @dataclass(frozen=True)
 class PPGChannelAlias:
-    """Maps the PPG channel names of the indexed records to the canonical ``PPG`` (picklable for workers)."""
+    """Maps the PPG channel names of the indexed records to ``PPG`` and ECG lead names to ``ECG`` (picklable for
+    DataLoader workers)."""
 
     names: frozenset[str]
 
     def __call__(self, name: str) -> str | None:
-        return "PPG" if name in self.names else None
+        if name in self.names:
+            return "PPG"
+        from modalities.ecg.leads import lead_alias
+
+        return "ECG" if lead_alias(name) is not None else None
 
 
 def _augment(data_cfg: Mapping[str, Any]):
@@ -52,8 +60,10 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> Si
     if not path:
         raise DataError("data.path: no PPG data given")
     channels = tuple(data_cfg.get("channels") or PPG_CHANNELS)
-    if channels != PPG_CHANNELS:
-        raise DataError(f"data.channels: the PPG layout has the single channel PPG, got {list(channels)}")
+    if not channels or channels[0] != "PPG" or len(set(channels)) != len(channels) or not set(channels) <= set(
+            KNOWN_CHANNELS):
+        raise DataError(f"data.channels: must be [PPG] or [PPG, ECG] (ECG for the cross_modal objective), "
+                        f"got {list(channels)}")
     csv_fs = data_cfg.get("csv_fs")
     records = ppg_records(path, csv_fs=float(csv_fs) if csv_fs else None)
     names = frozenset(c for c in (ppg_channel(r) for r in records) if c is not None)

@@ -55,7 +55,7 @@ def test_bad_input_is_one_line(signals_dir, tmp_path):
     with pytest.raises(DataError, match="data.path"):
         build_dataset({**DEMO, "path": None}, "train")
     with pytest.raises(DataError, match="data.channels"):
-        build_dataset({**DEMO, "path": str(signals_dir / "ppg_heartpy"), "channels": ["PPG", "ECG"]}, "train")
+        build_dataset({**DEMO, "path": str(signals_dir / "ppg_heartpy"), "channels": ["ECG"]}, "train")
     with pytest.raises(DataError, match="no record has a PPG channel"):
         build_dataset({**DEMO, "path": str(signals_dir / "mitdb")}, "train")
     with pytest.raises(DataError, match="augment.p_cutout"):
@@ -145,3 +145,15 @@ def test_evaluate_report_has_the_heart_rate_regression_table(tmp_path, run_cache
     rows = json.loads((run / "probes.json").read_text())
     hr = [r for r in rows if r["probe"] == "heart_rate"]
     assert len(hr) == 2 and all(r["task"] == "regression" and "ridge_r2" in r and "knn_mae" in r for r in hr)
+
+
+def test_paired_ecg_channel_for_the_cross_modal_objective(signals_dir):
+    """data.channels [PPG, ECG] on a103l: row 0 is PLETH, row 1 the first ECG lead (II), read from the same
+    seconds."""
+    ds = build_dataset({**DEMO, "path": str(signals_dir / "challenge2015"), "channels": ["PPG", "ECG"]}, "val")
+    item = ds[0]
+    assert item["signal"].shape == (2, 512)
+    info = index_records(signals_dir / "challenge2015" / "a103l.hea")[0]
+    expected = preprocess_window(info, "PLETH", item["start_s"], 8.0, 64.0)
+    assert torch.allclose(item["signal"][0], torch.from_numpy(expected[0]), atol=1e-5)
+    assert float(item["signal"][1].std()) > 0.5  # the ECG row is filled
