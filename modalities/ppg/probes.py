@@ -233,9 +233,7 @@ def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, wind
         raise DataError(f"heart_rate probe: only {n_train} train / {n_test} test windows with a measurable heart "
                         f"rate in {', '.join(r.name for r in records)}")
     (x_tr, y_tr), (x_te, y_te) = ((np.stack(parts[s][0]), np.asarray(parts[s][1])) for s in ("train", "test"))
-    per_record = {}
-    for w in windows:
-        per_record.setdefault(w.record.name, 0)
+    per_record = dict.fromkeys(w.record.name for w in windows)
     return ProbeSet(
         x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, task="regression",
         description=(
