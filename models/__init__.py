@@ -24,6 +24,7 @@ from torch import nn
 
 from models.eegformer import EEGFormer
 from models.efficientnet1d import EfficientNet1D
+from models.grover import GTransEncoder
 from models.vit1d import ViT1D
 
 CONFIG_FILE = "config.json"
@@ -48,6 +49,12 @@ _REGISTRY: dict[str, ModelSpec] = {
                               "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.1M parameters"),
     "eegformer_s": ModelSpec(EEGFormer, dict(dim=128, depth=4, num_heads=4, codebook_size=256),
                              "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.8M parameters"),
+    "grover_tiny": ModelSpec(GTransEncoder, dict(hidden=100, heads=1, depth=4, dropout=0.1),
+                             "GROVER GTransEncoder (molecules), hidden 100, 1 head, 0.8M parameters"),
+    "grover_base": ModelSpec(GTransEncoder, dict(hidden=800, heads=4, depth=4, dropout=0.1),
+                             "GROVER-base GTransEncoder (molecules), hidden 800, 4 heads, 48M parameters"),
+    "grover_large": ModelSpec(GTransEncoder, dict(hidden=1200, heads=4, depth=4, dropout=0.1),
+                              "GROVER-large GTransEncoder (molecules), hidden 1200, 4 heads, 107M parameters"),
 }
 
 

@@ -17,6 +17,7 @@ checkpoint I/O; this file adds what pretraining needs on top:
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -24,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -106,7 +107,11 @@ class SeededBatches:
 
 
 class KeyedDataset(Dataset):
-    """Adds the sample's seed to each item so objectives can draw per-sample randomness (masks) from it."""
+    """Adds the sample's seed to each item so objectives can draw per-sample randomness (masks) from it.
+
+    Dictionary samples get a ``"seed"`` key; graph samples (torch_geometric ``Data``) a ``seed`` attribute on a
+    shallow copy, so that batching them gives ``batch.seed`` int64[G].
+    """
 
     def __init__(self, base: Dataset) -> None:
         self.base = base
@@ -114,8 +119,13 @@ class KeyedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        item = dict(self.base[key])
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        sample = self.base[key]
+        if not isinstance(sample, Mapping):  # a torch_geometric Data: dict() would turn it into a plain mapping
+            item = copy.copy(sample)
+            item.seed = key[1]
+            return item
+        item = dict(sample)
         item["seed"] = key[1]
         return item
 
@@ -309,6 +319,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     except ValueError as e:
         raise ConfigError(str(e)) from None
     objective = objectives.create(encoder, cfg.objective)
+    objective.bind_dataset(train_ds)
     optimizer = torch.optim.AdamW(param_groups(objective, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     raw = objective
     objective, optimizer = fabric.setup(objective, optimizer)
@@ -419,6 +430,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     if rank0:
         models.save_pretrained(raw.export_encoder(), encoder_dir,
                                extra={"modality": cfg.modality, "objective": objective_cls.name, "data": data_cfg})
+        raw.export_files(encoder_dir)
     fabric.barrier()
     return RunResult(run_dir, t.max_steps, loss_value, encoder_dir, fabric.global_rank)
 

@@ -22,6 +22,7 @@ _REGISTRY: dict[str, str] = {
     "cross_modal": "pretrain.objectives.cross_modal:CrossModal",
     "equivariance": "pretrain.objectives.equivariance:Equivariance",
     "vq_reconstruction": "pretrain.objectives.vq_reconstruction:VQReconstruction",
+    "grover": "pretrain.objectives.grover_tasks:GroverTasks",
 }
 
 

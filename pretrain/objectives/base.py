@@ -6,6 +6,7 @@ plus projectors, predictors and EMA teachers. The loop only calls the methods be
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -37,6 +38,14 @@ class Objective(nn.Module):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (EMA updates, schedules)."""
+
+    def bind_dataset(self, dataset: Any) -> None:
+        """Called once by the loop with the training dataset, before the optimiser is built: objectives whose heads
+        depend on the data (GROVER's vocabulary sizes) build them here."""
+
+    def export_files(self, directory: Path) -> None:
+        """Called after the encoder is exported to ``directory``: write what must travel with it (GROVER's
+        ``vocab.json``)."""
 
     @torch.no_grad()
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
