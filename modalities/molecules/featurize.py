@@ -151,69 +151,87 @@ def to_mol(mol_or_smiles: Molecule) -> Chem.Mol:
     return mol
 
 
-def _slot(value: int, choices: tuple) -> int:
-    """Index of ``value`` in ``choices``, or the trailing "other" slot."""
-    for i, c in enumerate(choices):
-        if value == c:
-            return i
-    return len(choices)
+def _slots(choices: tuple) -> dict:
+    return {int(c): i for i, c in enumerate(choices)}
+
+
+_DEGREE, _CHARGE, _CHIRAL, _NUM_HS = _slots(DEGREES), _slots(FORMAL_CHARGES), _slots(CHIRAL_TAGS), _slots(NUM_HS)
+_HYBRID, _VALENCE, _STEREO = _slots(HYBRIDISATIONS), _slots(IMPLICIT_VALENCES), _slots(BOND_STEREOS)
+_BOND_TYPE = {t: 1 + k for k, t in enumerate(BOND_TYPES)}
 
 
 def atom_features(mol: Chem.Mol) -> np.ndarray:
     """float32[n_atoms, 151] GROVER atom features (layout in the module docstring and ``ATOM_LAYOUT``)."""
     n = mol.GetNumAtoms()
     x = np.zeros((n, ATOM_DIM), dtype=np.float32)
-    flags = []
-    for pattern in _patterns():
-        hit = np.zeros(n, dtype=bool)
-        for match in mol.GetSubstructMatches(pattern):
-            hit[list(match)] = True
-        flags.append(hit)
-    ring = mol.GetRingInfo()
+    if n == 0:
+        return x
     L = ATOM_LAYOUT
+    hot = np.zeros((n, 7), dtype=np.int64)  # the column set to 1 by each one-hot group, per atom
+    mass = np.zeros(n, dtype=np.float32)
+    aromatic = np.zeros(n, dtype=np.float32)
+    implicit = Chem.ValenceType.IMPLICIT
     for atom in mol.GetAtoms():
         i = atom.GetIdx()
         z = atom.GetAtomicNum()
-        x[i, L["atomic_num"].start + (z - 1 if 1 <= z <= MAX_ATOMIC_NUM else MAX_ATOMIC_NUM)] = 1
-        x[i, L["degree"].start + _slot(atom.GetTotalDegree(), DEGREES)] = 1
-        x[i, L["formal_charge"].start + _slot(atom.GetFormalCharge(), FORMAL_CHARGES)] = 1
-        x[i, L["chiral_tag"].start + _slot(int(atom.GetChiralTag()), CHIRAL_TAGS)] = 1
-        x[i, L["num_hs"].start + _slot(atom.GetTotalNumHs(), NUM_HS)] = 1
-        x[i, L["hybridisation"].start + _slot(atom.GetHybridization(), HYBRIDISATIONS)] = 1
-        x[i, L["aromatic"].start] = float(atom.GetIsAromatic())
-        x[i, L["mass"].start] = atom.GetMass() * 0.01
-        x[i, L["implicit_valence"].start + _slot(atom.GetValence(Chem.ValenceType.IMPLICIT), IMPLICIT_VALENCES)] = 1
-        for k, name in enumerate(("acceptor", "donor", "acidic", "basic")):
-            x[i, L[name].start] = float(flags[k][i])
+        hot[i] = (
+            L["atomic_num"].start + (z - 1 if 1 <= z <= MAX_ATOMIC_NUM else MAX_ATOMIC_NUM),
+            L["degree"].start + _DEGREE.get(atom.GetTotalDegree(), len(DEGREES)),
+            L["formal_charge"].start + _CHARGE.get(atom.GetFormalCharge(), len(FORMAL_CHARGES)),
+            L["chiral_tag"].start + _CHIRAL.get(int(atom.GetChiralTag()), len(CHIRAL_TAGS)),
+            L["num_hs"].start + _NUM_HS.get(atom.GetTotalNumHs(), len(NUM_HS)),
+            L["hybridisation"].start + _HYBRID.get(int(atom.GetHybridization()), len(HYBRIDISATIONS)),
+            L["implicit_valence"].start + _VALENCE.get(atom.GetValence(implicit), len(IMPLICIT_VALENCES)),
+        )
+        mass[i] = atom.GetMass() * 0.01
+        aromatic[i] = atom.GetIsAromatic()
+    x[np.arange(n)[:, None], hot] = 1
+    x[:, L["aromatic"].start] = aromatic
+    x[:, L["mass"].start] = mass
+    for name, pattern in zip(("acceptor", "donor", "acidic", "basic"), _patterns()):
+        for match in mol.GetSubstructMatches(pattern):
+            x[list(match), L[name].start] = 1
+    ring = mol.GetRingInfo()
+    if ring.NumRings():
         for k, size in enumerate(RING_SIZES):
-            x[i, L["ring_size"].start + k] = float(ring.IsAtomInRingOfSize(i, size))
+            col = L["ring_size"].start + k
+            for i in range(n):
+                if ring.IsAtomInRingOfSize(i, size):
+                    x[i, col] = 1
     return x
 
 
 def bond_features(bond: Chem.Bond) -> np.ndarray:
     """float32[14]: [no-bond (0), single, double, triple, aromatic, conjugated, in ring, stereo 0..5, other]."""
     f = np.zeros(BOND_DIM, dtype=np.float32)
-    bond_type = bond.GetBondType()
-    for k, t in enumerate(BOND_TYPES):
-        f[1 + k] = float(bond_type == t)
-    f[5] = float(bond.GetIsConjugated())
-    f[6] = float(bond.IsInRing())
-    f[7 + _slot(int(bond.GetStereo()), BOND_STEREOS)] = 1
+    f[_bond_columns(bond)] = 1
     return f
+
+
+def _bond_columns(bond: Chem.Bond) -> list[int]:
+    cols = [7 + _STEREO.get(int(bond.GetStereo()), len(BOND_STEREOS))]
+    t = _BOND_TYPE.get(bond.GetBondType())
+    if t is not None:
+        cols.append(t)
+    if bond.GetIsConjugated():
+        cols.append(5)
+    if bond.IsInRing():
+        cols.append(6)
+    return cols
 
 
 def graph_arrays(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x float32[n, 151], edge_index int64[2, 2m], edge_attr float32[2m, 14])``; edges 2b/2b+1 are bond b."""
     x = atom_features(mol)
     m = mol.GetNumBonds()
-    edge_index = np.zeros((2, 2 * m), dtype=np.int64)
-    edge_attr = np.zeros((2 * m, BOND_DIM), dtype=np.float32)
+    ends = np.zeros((m, 2), dtype=np.int64)
+    attr = np.zeros((m, BOND_DIM), dtype=np.float32)
     for bond in mol.GetBonds():
-        b, u, v = bond.GetIdx(), bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        edge_index[:, 2 * b] = (u, v)
-        edge_index[:, 2 * b + 1] = (v, u)
-        edge_attr[2 * b] = edge_attr[2 * b + 1] = bond_features(bond)
-    return x, edge_index, edge_attr
+        b = bond.GetIdx()
+        ends[b] = (bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
+        attr[b, _bond_columns(bond)] = 1
+    edge_index = np.stack([ends, ends[:, ::-1]], axis=1).reshape(2 * m, 2).T.copy()
+    return x, edge_index, np.repeat(attr, 2, axis=0)
 
 
 def motif_labels(mol: Chem.Mol) -> np.ndarray:
@@ -224,16 +242,14 @@ def motif_labels(mol: Chem.Mol) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ context keys
 
 def _bond_name(bond: Chem.Bond) -> str:
-    return f"({bond.GetBondType()}-{bond.GetStereo()}-{bond.GetBondDir()})"
+    return f"({bond.GetBondType().name}-{bond.GetStereo().name}-{bond.GetBondDir().name})"
 
 
 def context_key(atom: Chem.Atom) -> str:
     """GROVER's contextual property of an atom: ``symbol`` then ``_{neighbour}-{bond type}{count}`` for each
     (neighbour symbol, bond type) pair in sorted order, e.g. ``O_C-DOUBLE1`` for a carbonyl oxygen."""
-    counts: Counter[str] = Counter()
-    for bond in atom.GetBonds():
-        other = bond.GetOtherAtom(atom)
-        counts[f"{other.GetSymbol()}-{bond.GetBondType()}"] += 1
+    counts: Counter[str] = Counter(f"{bond.GetOtherAtom(atom).GetSymbol()}-{bond.GetBondType().name}"
+                                   for bond in atom.GetBonds())
     return atom.GetSymbol() + "".join(f"_{k}{counts[k]}" for k in sorted(counts))
 
 
@@ -241,19 +257,35 @@ def bond_context_key(bond: Chem.Bond) -> str:
     """GROVER's contextual property of a bond: its ``(type-stereo-direction)`` then, over every other bond of its two
     end atoms, ``_{end-atom symbol}-{(that bond's type-stereo-direction)}{count}`` in sorted order."""
     counts: Counter[str] = Counter()
-    ends = (bond.GetBeginAtom(), bond.GetEndAtom())
-    end_ids = {a.GetIdx() for a in ends}
-    for end in ends:
+    for end in (bond.GetBeginAtom(), bond.GetEndAtom()):
         for other_bond in end.GetBonds():
-            if other_bond.GetOtherAtomIdx(end.GetIdx()) in end_ids:
-                continue
-            counts[f"{end.GetSymbol()}-{_bond_name(other_bond)}"] += 1
+            if other_bond.GetIdx() != bond.GetIdx():
+                counts[f"{end.GetSymbol()}-{_bond_name(other_bond)}"] += 1
     return _bond_name(bond) + "".join(f"_{k}{counts[k]}" for k in sorted(counts))
 
 
 def context_keys(mol: Chem.Mol) -> tuple[list[str], list[str]]:
-    """``(atom keys per atom, bond keys per RDKit bond)``; edges ``2b`` and ``2b + 1`` share bond ``b``'s key."""
-    return [context_key(a) for a in mol.GetAtoms()], [bond_context_key(b) for b in mol.GetBonds()]
+    """``(atom keys per atom, bond keys per RDKit bond)``; edges ``2b`` and ``2b + 1`` share bond ``b``'s key.
+
+    Same strings as :func:`context_key` / :func:`bond_context_key`, computed once per molecule."""
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    bonds = list(mol.GetBonds())
+    ends = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds]
+    types = [b.GetBondType().name for b in bonds]
+    names = [f"({t}-{b.GetStereo().name}-{b.GetBondDir().name})" for t, b in zip(types, bonds)]
+    incident: list[list[int]] = [[] for _ in symbols]
+    for k, (u, v) in enumerate(ends):
+        incident[u].append(k)
+        incident[v].append(k)
+    atom_keys = []
+    for i, sym in enumerate(symbols):
+        c = Counter(f"{symbols[ends[k][0] if ends[k][1] == i else ends[k][1]]}-{types[k]}" for k in incident[i])
+        atom_keys.append(sym + "".join(f"_{key}{c[key]}" for key in sorted(c)))
+    bond_keys = []
+    for k, (u, v) in enumerate(ends):
+        c = Counter(f"{symbols[e]}-{names[j]}" for e in (u, v) for j in incident[e] if j != k)
+        bond_keys.append(names[k] + "".join(f"_{key}{c[key]}" for key in sorted(c)))
+    return atom_keys, bond_keys
 
 
 # ------------------------------------------------------------------------------------------------ vocabulary
