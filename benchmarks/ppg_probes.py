@@ -6,6 +6,7 @@ encoder and a randomly initialised encoder of the same architecture on the two r
 regression (kNN and ridge R^2 / MAE) and record identity (kNN and logistic balanced accuracy).
 
     python benchmarks/ppg_probes.py [--steps 40] [--batch 16] [--lr 1e-3] [--data DIR] [--set KEY=VALUE ...]
+    python benchmarks/ppg_probes.py --from-run RUN_DIR   # tabulate a finished run (python -m pretrain ppg ...)
 
 Prints one table and writes benchmarks/results/ppg_probes.json.
 """
@@ -43,15 +44,29 @@ def run(steps: int, batch: int, lr: float, data: str | None, sets: list[str], ou
     train_s = time.perf_counter() - t
     t = time.perf_counter()
     evaluate_run(out)
-    eval_s = time.perf_counter() - t
+    return summarise(out, train_s, time.perf_counter() - t, sets)
+
+
+def summarise(out: Path, train_s: float | None, eval_s: float | None, sets: list[str]) -> dict:
+    """The benchmark record of a trained and evaluated run folder."""
+    from pretrain.config import load_run_config
+
+    cfg = load_run_config(out / "config.yaml")
+    if not (out / "probes.json").is_file():
+        t = time.perf_counter()
+        evaluate_run(out)
+        eval_s = time.perf_counter() - t
     metrics = read_metrics(out)
     ranks = [r["rankme"] for r in metrics if "rankme" in r]
+    quarter = max(1, len(metrics) // 4)
     return {
-        "data": cfg.data.get("path") or "embedded default (heartpy package)", "steps": steps, "batch": batch,
-        "lr": lr, "overrides": sets, "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),
+        "run": str(out), "data": cfg.data.get("path"), "steps": cfg.train.max_steps, "batch": cfg.train.batch_size,
+        "lr": cfg.optim.lr, "window_s": cfg.data.get("window_s"), "overrides": sets,
+        "train_seconds": None if train_s is None else round(train_s, 1),
+        "eval_seconds": None if eval_s is None else round(eval_s, 1),
         "loss_first": metrics[0]["loss"], "loss_last": metrics[-1]["loss"],
-        "loss_mean_first_quarter": sum(r["loss"] for r in metrics[: max(1, len(metrics) // 4)]) / max(1, len(metrics) // 4),
-        "loss_mean_last_quarter": sum(r["loss"] for r in metrics[-max(1, len(metrics) // 4):]) / max(1, len(metrics) // 4),
+        "loss_mean_first_quarter": sum(r["loss"] for r in metrics[:quarter]) / quarter,
+        "loss_mean_last_quarter": sum(r["loss"] for r in metrics[-quarter:]) / quarter,
         "rankme_heldout": ranks, "probes": json.loads((out / "probes.json").read_text()),
     }
 
@@ -75,13 +90,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", default=None, help="folder of PPG records (default: the embedded heartpy data)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--from-run", help="tabulate this finished run folder instead of training")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ppg_probes.json"))
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.steps, args.batch, args.lr, args.data, args.sets, Path(tmp) / "run")
+    if args.from_run:
+        result = summarise(Path(args.from_run), None, None, [])
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(args.steps, args.batch, args.lr, args.data, args.sets, Path(tmp) / "run")
     result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                          "platform": platform.platform(), "torch": torch.__version__}
-    print(f"{result['data']}: {args.steps} steps x {args.batch}, train {result['train_seconds']} s, "
+    print(f"{result['data']}: {result['steps']} steps x {result['batch']}, train {result['train_seconds']} s, "
           f"eval {result['eval_seconds']} s, loss {result['loss_mean_first_quarter']:.3f} (first quarter) -> "
           f"{result['loss_mean_last_quarter']:.3f} (last quarter)")
     print(table(result))
