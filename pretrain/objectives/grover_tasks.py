@@ -19,7 +19,8 @@ log p^bb)) + MSE(sigma(f^aa), sigma(f^ab)) + MSE(sigma(f^ba), sigma(f^bb))`` ove
 with ``c = 0.1``. The loss is ``L_av + L_bv + L_fg + L_dist``, exactly the reference's ``overall_loss``.
 
 The vocabulary (sizes, and the keys for later use) comes from the training dataset through :meth:`bind_dataset`
-(or from ``atom_vocab_size`` / ``bond_vocab_size``) and is written as ``vocab.json`` beside the exported encoder by
+(heads of fixed widths ``atom_vocab_size`` / ``bond_vocab_size`` when given, at least the vocabulary's sizes, so
+that one head fits any corpus) and is written as ``vocab.json`` beside the exported encoder by
 :meth:`export_files`.
 
 Batches are torch_geometric ``Batch`` objects with ``x``, ``edge_index`` (bond ``b`` at columns ``2b``, ``2b + 1``),
@@ -63,19 +64,16 @@ class BondVocabHead(nn.Module):
 
 
 def vocabulary_sizes(vocab: Any) -> tuple[int, int]:
-    """(atom keys, bond keys) of a molecules vocabulary, index 0 (unknown key) included."""
-    for atoms, bonds in (("atom_size", "bond_size"), ("n_atom_keys", "n_bond_keys")):
-        if hasattr(vocab, atoms) and hasattr(vocab, bonds):
-            return int(getattr(vocab, atoms)), int(getattr(vocab, bonds))
-    return len(vocab.atoms), len(vocab.bonds)
+    """(atom keys, bond keys) of a :class:`modalities.molecules.Vocabulary`, index 0 (``<unk>``) included."""
+    return int(vocab.n_atom), int(vocab.n_bond)
 
 
 def find_vocabulary(dataset: Any) -> Any | None:
-    """The ``vocabulary`` of a dataset, looking through wrappers (``.dataset`` of a Subset, ``.base``)."""
+    """The ``vocab`` of a dataset, looking through wrappers (``.dataset`` of a Subset, ``.base`` of the loop's)."""
     seen = 0
     while dataset is not None and seen < 8:
-        vocab = getattr(dataset, "vocabulary", None)
-        if vocab is not None:
+        vocab = getattr(dataset, "vocab", None)
+        if vocab is not None and hasattr(vocab, "n_atom"):
             return vocab
         dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
         seen += 1
@@ -106,10 +104,10 @@ class GroverTasks(Objective):
 
     Args:
         encoder: a :class:`models.grover.GTransEncoder` (``encode``, ``hidden``, ``atom_dim``, ``bond_dim``).
-        atom_vocab_size, bond_vocab_size: numbers of atom / bond keys including 0; 0 = take them from the
-            training dataset's ``vocabulary`` (:meth:`bind_dataset`).
+        atom_vocab_size, bond_vocab_size: widths of the atom / bond key heads (``<unk>`` = 0 included), at least
+            the vocabulary's sizes; 0 = exactly the training dataset's ``vocab`` (:meth:`bind_dataset`).
         motif_size: graph-level labels (85 RDKit ``fr_*`` descriptors).
-        mask_ratio: fraction of atoms and of bonds per molecule drawn as targets (0.15).
+        mask_rate: fraction of atoms and of bonds per molecule drawn as targets (0.15).
         mask_token: ``"learned"`` (a trained vector replaces the target's features), ``"zero"``, or ``"none"``
             (the reference's behaviour: targets stay visible; for ablations only).
         dist_coff: weight of the atom/bond vocabulary consistency terms (reference 0.1).
@@ -125,7 +123,7 @@ class GroverTasks(Objective):
     sample_kinds = ("graph",)
 
     def __init__(self, encoder: nn.Module, atom_vocab_size: int = 0, bond_vocab_size: int = 0, motif_size: int = 85,
-                 mask_ratio: float = 0.15, mask_token: str = "learned", dist_coff: float = 0.1) -> None:
+                 mask_rate: float = 0.15, mask_token: str = "learned", dist_coff: float = 0.1) -> None:
         super().__init__(encoder)
         for attr in ("encode", "hidden", "atom_dim", "bond_dim"):
             if not hasattr(encoder, attr):
@@ -137,13 +135,13 @@ class GroverTasks(Objective):
                                   f"got {value!r}")
         if isinstance(motif_size, bool) or not isinstance(motif_size, int) or motif_size < 1:
             raise ConfigError(f"objective.motif_size: must be a positive integer, got {motif_size!r}")
-        if not isinstance(mask_ratio, (int, float)) or not 0.0 < mask_ratio <= 1.0:
-            raise ConfigError(f"objective.mask_ratio: must be in (0, 1], got {mask_ratio!r}")
+        if not isinstance(mask_rate, (int, float)) or not 0.0 < mask_rate <= 1.0:
+            raise ConfigError(f"objective.mask_rate: must be in (0, 1], got {mask_rate!r}")
         if mask_token not in ("learned", "zero", "none"):
             raise ConfigError(f"objective.mask_token: 'learned', 'zero' or 'none', got {mask_token!r}")
         if not isinstance(dist_coff, (int, float)) or dist_coff < 0:
             raise ConfigError(f"objective.dist_coff: must be a number >= 0, got {dist_coff!r}")
-        self.mask_ratio, self.mask_mode, self.dist_coff = float(mask_ratio), mask_token, float(dist_coff)
+        self.mask_rate, self.mask_mode, self.dist_coff = float(mask_rate), mask_token, float(dist_coff)
         self.motif_size = motif_size
         hidden = encoder.hidden
         if mask_token == "learned":
@@ -176,11 +174,11 @@ class GroverTasks(Objective):
     # ------------------------------------------------------------------------------------------- loop hooks
 
     def bind_dataset(self, dataset: Any) -> None:
-        """Size the vocabulary heads from ``dataset.vocabulary`` (and keep it for :meth:`export_files`)."""
+        """Size the vocabulary heads from ``dataset.vocab`` (and keep it for :meth:`export_files`)."""
         vocab = find_vocabulary(dataset)
         if vocab is None:
             if not self.atom_vocab_size:
-                raise ConfigError("objective grover: the training data has no vocabulary (dataset.vocabulary); "
+                raise ConfigError("objective grover: the training data has no vocabulary (dataset.vocab); "
                                   "set objective.atom_vocab_size and objective.bond_vocab_size")
             return
         self.bind_vocabulary(vocab)
@@ -190,9 +188,9 @@ class GroverTasks(Objective):
         if self.atom_vocab_size:
             for opt, mine, theirs in (("atom_vocab_size", self.atom_vocab_size, atoms),
                                       ("bond_vocab_size", self.bond_vocab_size, bonds)):
-                if mine != theirs:
-                    raise ConfigError(f"objective.{opt}: {mine} differs from the data's vocabulary ({theirs} keys); "
-                                      f"leave it at 0")
+                if mine < theirs:
+                    raise ConfigError(f"objective.{opt}: {mine} is narrower than the data's vocabulary ({theirs} "
+                                      f"keys); raise it or leave it at 0")
         else:
             self._build_vocab_heads(atoms, bonds)
         self.vocabulary = vocab
@@ -223,8 +221,8 @@ class GroverTasks(Objective):
             seeds = seeds.tolist() if torch.is_tensor(seeds) else list(seeds)
         atoms = torch.bincount(batch.batch, minlength=g).cpu()
         bonds = torch.bincount(batch.batch[batch.edge_index[0, 0::2]], minlength=g).cpu()
-        atom_t = choose_targets(atoms, self.mask_ratio, seeds, _ATOM_SALT)
-        bond_t = choose_targets(bonds, self.mask_ratio, seeds, _BOND_SALT)
+        atom_t = choose_targets(atoms, self.mask_rate, seeds, _ATOM_SALT)
+        bond_t = choose_targets(bonds, self.mask_rate, seeds, _BOND_SALT)
         return atom_t.to(device), bond_t.to(device)
 
     def masked_inputs(self, batch: Any, atom_t: Tensor, bond_t: Tensor) -> tuple[Tensor, Tensor]:

@@ -32,7 +32,7 @@ def one_thread():
 
 
 class FakeVocabulary:
-    atom_size, bond_size = ATOM_VOCAB, BOND_VOCAB
+    n_atom, n_bond = ATOM_VOCAB, BOND_VOCAB
 
     def to_json(self) -> str:
         return json.dumps({"atoms": ["<unk>", "C_C-SINGLE1"], "bonds": ["<unk>"]})
@@ -133,7 +133,7 @@ def test_loss_equals_hand_computation():
     batch.motif = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     g = torch.Generator().manual_seed(3)
     branches = {b: torch.randn(5 if b.startswith("atom") else 6, 2, generator=g) for b in BRANCHES}
-    obj = GroverTasks(FixedBranches(branches), atom_vocab_size=3, bond_vocab_size=3, motif_size=2, mask_ratio=1.0,
+    obj = GroverTasks(FixedBranches(branches), atom_vocab_size=3, bond_vocab_size=3, motif_size=2, mask_rate=1.0,
                       dist_coff=0.1)
     with torch.no_grad():
         for p in obj.parameters():
@@ -197,7 +197,7 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss():
 
 def test_vocabulary_from_the_dataset_is_exported_beside_the_encoder(tmp_path):
     class Molecules(torch.utils.data.Dataset):
-        vocabulary = FakeVocabulary()
+        vocab = FakeVocabulary()
 
         def __len__(self):
             return 4
@@ -218,7 +218,7 @@ def test_vocabulary_from_the_dataset_is_exported_beside_the_encoder(tmp_path):
     obj.export_files(tmp_path / "encoder")
     assert json.loads((tmp_path / "encoder" / "vocab.json").read_text())["atoms"][1] == "C_C-SINGLE1"
     assert isinstance(models.load_pretrained(tmp_path / "encoder"), GTransEncoder)
-    with pytest.raises(ConfigError, match="objective.atom_vocab_size: 5 differs"):
+    with pytest.raises(ConfigError, match="objective.atom_vocab_size: 5 is narrower"):
         GroverTasks(GTransEncoder(hidden=16), atom_vocab_size=5, bond_vocab_size=7).bind_dataset(Molecules())
     with pytest.raises(ConfigError, match="no vocabulary"):
         GroverTasks(GTransEncoder(hidden=16)).bind_dataset(list(range(3)))
