@@ -89,6 +89,7 @@ def _a103l_windows(signals_dir, n: int, window_s: float = 8.0, fs: float = 64.0)
     return torch.tensor(np.stack(out), dtype=torch.float32)
 
 
+@pytest.mark.slow
 def test_training_on_the_real_record_lowers_the_loss(signals_dir):
     """A few full-batch steps on 24 windows of a103l (ICU record with ECG II and PLETH) drive the cross-modal loss
     from chance (log 24) towards 0: every PPG window finds its own ECG window among the 24. This shows that the
