@@ -222,3 +222,69 @@ def test_vocabulary_from_the_dataset_is_exported_beside_the_encoder(tmp_path):
         GroverTasks(GTransEncoder(hidden=16), atom_vocab_size=5, bond_vocab_size=7).bind_dataset(Molecules())
     with pytest.raises(ConfigError, match="no vocabulary"):
         GroverTasks(GTransEncoder(hidden=16)).bind_dataset(list(range(3)))
+
+
+# ------------------------------------------------------------------ real molecules through the data side
+
+SMILES = ["CCO", "C", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1", "O=C(O)c1ccccc1OC(C)=O",
+          "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "C1CCNCC1", "ClC(Cl)Cl", "N#Cc1ccc(cc1)C(F)(F)F"]
+
+
+class Graphs(list):
+    """A list of graphs indexed by the loop's ``(index, seed)`` keys."""
+
+    def __getitem__(self, key):
+        return list.__getitem__(self, key[0])
+
+
+def test_real_molecules_from_the_featuriser_train():
+    from modalities.molecules import collate
+    from modalities.molecules.featurize import Vocabulary, featurize
+
+    vocab = Vocabulary.build(SMILES)
+    graphs = [featurize(s, vocab) for s in SMILES]
+    keyed = KeyedDataset(Graphs(graphs))
+    batch = collate([keyed[(i, 7 + i)] for i in range(len(graphs))])  # as the loop batches them
+    torch.manual_seed(0)
+    obj = GroverTasks(GTransEncoder(hidden=32, heads=2, depth=3))
+    obj.bind_vocabulary(vocab)
+    assert (obj.atom_vocab_size, obj.bond_vocab_size) == (vocab.n_atom, vocab.n_bond)
+    atom_t, bond_t = obj.targets(batch)
+    sizes = torch.bincount(batch.batch).tolist()
+    assert torch.bincount(batch.batch[atom_t], minlength=len(sizes)).tolist() == [math.ceil(0.15 * n) for n in sizes]
+    assert batch.motif.shape == (len(SMILES), 85) and sizes[1] == 1  # methane: one atom, no bond
+    opt = torch.optim.Adam(obj.parameters(), lr=2e-3)
+    first = None
+    for _ in range(15):
+        out = obj(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else out["loss"].item()
+    assert out["loss"].item() < 0.7 * first
+    assert obj.embed(batch).shape == (len(SMILES), 64)
+
+
+@pytest.mark.slow
+def test_training_loop_on_a_small_molecule_file(tmp_path, run_cache):
+    """The loop end to end on real molecules: graph batches, vocabulary bound from the dataset, vocab.json."""
+    import modalities
+    from pretrain import config as config_mod
+    from pretrain.loop import read_metrics, train
+
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(SMILES * 3) + "\n")
+    overrides = ["train.threads=1", "train.num_workers=0", "train.log_every=1", "train.rankme_every=2",
+                 "optim.warmup_steps=1", "model.hidden=32", "objective.atom_vocab_size=0",
+                 "objective.bond_vocab_size=0"]
+    cfg = config_mod.resolve(modalities.get("molecules").recipe, overrides=overrides,
+                             extra={"data": {"path": str(data)}, "train": {"max_steps": 4, "batch_size": 8}})
+    result = train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(result.run_dir)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) and "av_atom_loss" in r and "motif_loss" in r for r in rows)
+    assert "rankme" in rows[1]
+    vocab = json.loads((result.encoder_dir / "vocab.json").read_text())
+    assert vocab["atom_keys"][0] == "<unk>" and len(vocab["atom_keys"]) > 5
+    enc = models.load_pretrained(result.encoder_dir)
+    assert isinstance(enc, GTransEncoder) and enc.hidden == 32
