@@ -46,7 +46,8 @@ from modalities.molecules import readers
 
 SPLITS = ("train", "val", "test", "all")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-CACHE_FORMAT = 3  # part of the cache key with FEATURIZER_VERSION
+CACHE_FORMAT = 4  # part of the cache key with FEATURIZER_VERSION
+PART_SIZE = 100_000  # molecules per cache part
 MASS_COLUMN = feat.ATOM_LAYOUT["mass"].start
 ARRAYS = ("smiles_utf8", "smiles_ptr", "scaffold_utf8", "scaffold_ptr", "atom_ptr", "bond_ptr", "atom_bits", "atom_mass", "bond_ends", "bond_bits",
           "atom_key", "bond_key",
@@ -185,7 +186,7 @@ def _cache_folder(path: Path, cache_dir: Path, strip_salts: bool, smiles_column:
 
 def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
     """The cache arrays of a table: concatenated graphs with per-molecule offsets, key ids, motifs, scaffolds."""
-    xs, eis, eas, aks, bks, motifs, scaffolds = [], [], [], [], [], [], []
+    bits, masses, eis, eas, aks, bks, motifs, scaffolds = [], [], [], [], [], [], [], []
     atom_ptr, bond_ptr = [0], [0]
     atom_names: dict[str, int] = {}
     bond_names: dict[str, int] = {}
@@ -195,7 +196,8 @@ def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
         mol = Chem.MolFromSmiles(smiles)
         x, edge_index, edge_attr = feat.graph_arrays(mol)
         a_keys, b_keys = feat.context_keys(mol)
-        xs.append(x)
+        bits.append(np.packbits(x != 0, axis=1))
+        masses.append(x[:, MASS_COLUMN])
         eis.append(edge_index[:, 0::2].T.astype(np.int32))  # bond b = edge 2b (begin -> end)
         eas.append(edge_attr[0::2])
         aks.append(np.array([atom_names.setdefault(k, len(atom_names)) for k in a_keys], dtype=np.int32))
@@ -205,7 +207,6 @@ def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
         atom_ptr.append(atom_ptr[-1] + x.shape[0])
         bond_ptr.append(bond_ptr[-1] + edge_index.shape[1] // 2)
     n = len(table.smiles)
-    x_all = np.concatenate(xs) if xs else np.zeros((0, feat.ATOM_DIM), dtype=np.float32)
     names = sorted(table.properties)
     props = np.stack([table.properties[k] for k in names], axis=1) if names else np.zeros((n, 0))
 
@@ -215,8 +216,9 @@ def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
     return {
         **_pack_strings("smiles", table.smiles), **_pack_strings("scaffold", scaffolds),
         "atom_ptr": np.array(atom_ptr, dtype=np.int64), "bond_ptr": np.array(bond_ptr, dtype=np.int64),
-        "atom_bits": np.packbits(x_all != 0, axis=1), "atom_mass": x_all[:, MASS_COLUMN].copy(),
-        "bond_ends": cat(eis, (0, 2), np.int32), "bond_bits": np.packbits(cat(eas, (0, feat.BOND_DIM), np.float32) != 0, axis=1),
+        "atom_bits": cat(bits, (0, (feat.ATOM_DIM + 7) // 8), np.uint8), "atom_mass": cat(masses, (0,), np.float32),
+        "bond_ends": cat(eis, (0, 2), np.int32),
+        "bond_bits": np.packbits(cat(eas, (0, feat.BOND_DIM), np.float32) != 0, axis=1),
         "atom_key": cat(aks, (0,), np.int32), "bond_key": cat(bks, (0,), np.int32),
         "atom_key_names": np.array(list(atom_names) or [""], dtype=str),
         "bond_key_names": np.array(list(bond_names) or [""], dtype=str),
@@ -250,7 +252,7 @@ def _write_folder(folder: Path, files: dict[str, np.ndarray], extra: dict[str, s
 
 
 class MoleculeShard:
-    """The featurised molecules of one input file, memory-mapped from the cache."""
+    """Featurised molecules (one part of an input file), memory-mapped from the cache."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -260,8 +262,6 @@ class MoleculeShard:
                 self.a[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise DataError(f"{folder}: damaged feature cache ({name}.npy: {e}); delete the folder") from None
-        self.skipped = [tuple(s) for s in json.loads((folder / "skipped.json").read_text())]
-        self.records = int(json.loads((folder / "meta.json").read_text())["records"])
         self.property_names = [str(s) for s in self.a["property_names"]]
 
     def __len__(self) -> int:
@@ -288,17 +288,47 @@ class MoleculeShard:
         return np.load(path, allow_pickle=False)
 
 
-def load_shard(path: Path, cache_dir: Path, strip_salts: bool = True, smiles_column: str | None = None) -> MoleculeShard:
-    """The cached features of ``path``, featurising it first on a cache miss."""
-    folder = _cache_folder(path, cache_dir, strip_salts, smiles_column)
-    if not (folder / "meta.json").is_file():
+@dataclass
+class FileCache:
+    """The cached features of one input file: its parts, and what its reader skipped."""
+
+    shards: list[MoleculeShard]
+    skipped: list[tuple[str, int, str]]
+    records: int
+
+
+def _slice(table: readers.MoleculeTable, lo: int, hi: int) -> readers.MoleculeTable:
+    return readers.MoleculeTable(smiles=table.smiles[lo:hi], names=table.names[lo:hi],
+                                 properties={k: v[lo:hi] for k, v in table.properties.items()})
+
+
+def load_file_cache(path: Path, cache_dir: Path, strip_salts: bool = True, smiles_column: str | None = None,
+                    part_size: int | None = None) -> FileCache:
+    """The cached features of ``path``, featurising it first on a cache miss, ``part_size`` molecules per part
+    (so that a large file never holds more than one part's arrays in memory). ``meta.json`` is written last:
+    its presence marks a complete cache."""
+    root = _cache_folder(path, cache_dir, strip_salts, smiles_column)
+    part_size = int(part_size or PART_SIZE)
+    meta = root / "meta.json"
+    if not meta.is_file():
         table = readers.read_file(path, strip_salts, smiles_column)
-        _write_folder(folder, featurize_table(table), {
-            "skipped.json": json.dumps(table.skipped),
-            "meta.json": json.dumps({"source": str(path), "records": table.records,
-                                     "featurizer": feat.FEATURIZER_VERSION, "molecules": len(table)}),
-        })
-    return MoleculeShard(folder)
+        parts = max(1, math.ceil(len(table) / part_size))
+        for k in range(parts):
+            folder = root / f"part-{k:05d}"
+            if not (folder / "atom_ptr.npy").is_file():
+                _write_folder(folder, featurize_table(_slice(table, k * part_size, (k + 1) * part_size)), {})
+        (root / "skipped.json").write_text(json.dumps(table.skipped))
+        tmp = root / f".meta.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"source": str(path), "records": table.records, "molecules": len(table),
+                                   "parts": parts, "featurizer": feat.FEATURIZER_VERSION}))
+        os.replace(tmp, meta)
+    try:
+        info = json.loads(meta.read_text())
+        skipped = [tuple(s) for s in json.loads((root / "skipped.json").read_text())]
+        shards = [MoleculeShard(root / f"part-{k:05d}") for k in range(int(info["parts"]))]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{root}: damaged feature cache ({type(e).__name__}: {e}); delete the folder") from None
+    return FileCache(shards, skipped, int(info["records"]))
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -336,16 +366,17 @@ class MoleculeDataset(Dataset):
             raise DataError(f"data.split: {split_kind!r} is not 'scaffold' or 'random'")
         self.path = Path(path)
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.shards = [load_shard(f, cache, strip_salts, smiles_column) for f in readers.molecule_files(self.path)]
+        caches = [load_file_cache(f, cache, strip_salts, smiles_column) for f in readers.molecule_files(self.path)]
+        self.shards = [sh for c in caches for sh in c.shards]
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         n = int(self.offsets[-1])
-        skipped = [s for sh in self.shards for s in sh.skipped]
-        self.report = readers.MoleculeTable(skipped=skipped, records=sum(s.records for s in self.shards),
+        skipped = [s for c in caches for s in c.skipped]
+        self.report = readers.MoleculeTable(skipped=skipped, records=sum(c.records for c in caches),
                                             smiles=[""] * n).report()
         if warn and skipped:
             warnings.warn(f"{self.path}: {self.report}", stacklevel=2)
         if n == 0:
-            raise DataError(f"{self.path}: no valid molecule in {len(self.shards)} file(s)")
+            raise DataError(f"{self.path}: no valid molecule in {len(caches)} file(s)")
 
         if split_kind == "scaffold":
             scaffolds = [sh.string("scaffold", j) for sh in self.shards for j in range(len(sh))]
@@ -462,4 +493,4 @@ def collate(samples: Sequence[Data | Mapping[str, Any]]) -> Batch:
 
 
 __all__ = ["DescriptorScaler", "MoleculeDataset", "MoleculeShard", "collate", "default_cache_dir", "descriptor_names",
-           "featurize_table", "load_shard", "murcko_scaffold", "random_split", "rdkit_descriptors", "scaffold_split"]
+           "FileCache", "featurize_table", "load_file_cache", "murcko_scaffold", "random_split", "rdkit_descriptors", "scaffold_split"]

@@ -117,6 +117,17 @@ def test_cache_hit_does_not_featurise_again(corpus_file, tmp_path, monkeypatch):
     assert calls["graph"] == len(_corpus()) + 1
 
 
+def test_large_files_are_cached_in_parts(corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "PART_SIZE", 25)
+    ds = D.MoleculeDataset(corpus_file, "all", split_kind="random", cache_dir=tmp_path)
+    n = len(_corpus())
+    assert len(ds.shards) == -(-n // 25) and len(ds) == n
+    smiles = readers.read_file(corpus_file).smiles
+    for i in (0, 24, 25, 26, n - 1):  # both sides of part boundaries
+        assert ds.smiles(i) == smiles[i] and torch.equal(ds[i].x, F.featurize(smiles[i]).x)
+    assert D.MoleculeDataset(corpus_file, "all", split_kind="random", cache_dir=tmp_path).vocab == ds.vocab
+
+
 def test_items_match_featurize_and_batch_like_the_loop(corpus_file, tmp_path):
     ds = D.MoleculeDataset(corpus_file, "train", cache_dir=tmp_path, split_kind="random")
     item = ds[(3, 12345)]  # the loop's (index, seed) key
