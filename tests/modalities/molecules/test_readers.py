@@ -121,3 +121,18 @@ def test_all_invalid_is_an_error(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(DataError, match="no valid molecule"):
             readers.read_molecules(path)
+
+
+def test_gzipped_sdf_and_tsv(tmp_path):
+    import gzip
+
+    plain = tmp_path / "set.sdf"
+    _write_sdf(plain, [(Chem.MolFromSmiles("CCO"), {"SOL": 0.5}), (Chem.MolFromSmiles("CCN"), {"SOL": 1.5})])
+    packed = tmp_path / "set.sdf.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    table = readers.read_file(packed)
+    assert table.smiles == ["CCO", "CCN"]
+    np.testing.assert_array_equal(table.properties["SOL"], [0.5, 1.5])
+    tsv = tmp_path / "set.tsv"
+    tsv.write_text("mol\tpIC50\nc1ccccc1O\t6.5\n")
+    assert readers.read_file(tsv).smiles == ["Oc1ccccc1"] and readers.read_file(tsv).properties["pIC50"][0] == 6.5
