@@ -48,10 +48,18 @@ def collapsed(rank: float, best_rank: float, floor: float = 1.1, drop: float = 0
 
 
 @torch.no_grad()
-def embed_array(embed: Callable[[torch.Tensor], torch.Tensor], x: Any, batch_size: int = 64) -> np.ndarray:
-    """Embed an array of inputs float[N, ...] in batches with ``embed`` -> float64[N, D]."""
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    out = [embed(x[i:i + batch_size]).double().cpu() for i in range(0, len(x), batch_size)]
+def embed_array(embed: Callable[[Any], torch.Tensor], x: Any, batch_size: int = 64,
+                collate: Callable[[list[Any]], Any] | None = None) -> np.ndarray:
+    """Embed inputs in batches with ``embed`` -> float64[N, D].
+
+    ``x`` is an array float[N, ...] (signals, images), or, with ``collate``, a sequence of samples (e.g. graphs)
+    that ``collate`` turns into one model input per batch."""
+    if collate is not None:
+        items = list(x)
+        out = [embed(collate(items[i:i + batch_size])).double().cpu() for i in range(0, len(items), batch_size)]
+    else:
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        out = [embed(xt[i:i + batch_size]).double().cpu() for i in range(0, len(xt), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -146,15 +154,17 @@ def random_encoder_like(encoder_dir: str | Path, seed: int = 0) -> nn.Module:
     return models.create(cfg.pop("name"), **cfg).eval()
 
 
-def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch_size: int = 64) -> list[dict[str, Any]]:
+def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch_size: int = 64,
+                   collate: Callable[[list[Any]], Any] | None = None) -> list[dict[str, Any]]:
     """RankMe plus, for each (encoder, probe) pair, kNN and logistic-probe balanced accuracy (classification)
-    or kNN and ridge regression R^2 and MAE (``ProbeSet.task == "regression"``)."""
+    or kNN and ridge regression R^2 and MAE (``ProbeSet.task == "regression"``). ``collate`` batches probe
+    inputs that are sequences of samples rather than arrays (see :func:`embed_array`)."""
     rows = []
     for probe_name, ps in probes.items():
         for enc_name, enc in encoders.items():
             enc.eval()
-            z_tr = embed_array(enc.embed, ps.x_train, batch_size)
-            z_te = embed_array(enc.embed, ps.x_test, batch_size)
+            z_tr = embed_array(enc.embed, ps.x_train, batch_size, collate)
+            z_te = embed_array(enc.embed, ps.x_test, batch_size, collate)
             y_tr, y_te = np.asarray(ps.y_train), np.asarray(ps.y_test)
             task = getattr(ps, "task", "classification")
             row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y_tr),
@@ -233,7 +243,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": random_encoder_like(encoder_dir, seed)}
     probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
-    rows = probe_encoders(encoders, probes)
+    graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
+    rows = probe_encoders(encoders, probes, collate=modality.collate if graph_inputs else None)
 
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -262,6 +273,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
         first = metrics[0]
         lines.append(f"- loss: {first.get('loss', float('nan')):.4f} (step {int(first['step'])}) -> "
                      f"{last.get('loss', float('nan')):.4f} (step {int(last['step'])})")
+        standard = {"step", "loss", "lr", "weight_decay", "grad_norm", "samples_per_s", "rankme", "embed_std", "collapse"}
+        scalars = {k: v for k, v in last.items() if k not in standard and isinstance(v, float)}
+        if scalars:  # the objective's own scalars (codebook perplexity, task accuracies, momentum, ...)
+            lines.append("- objective scalars at the last logged step: "
+                         + ", ".join(f"{k} {v:.4g}" for k, v in sorted(scalars.items())))
         rm = [r for r in metrics if "rankme" in r]
         if rm:
             lines.append(f"- RankMe on the held-out batch: {rm[0]['rankme']:.2f} (step {int(rm[0]['step'])}) -> "
