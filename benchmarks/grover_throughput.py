@@ -8,7 +8,8 @@ vocabulary, as the reference sizes its heads (``--head-width 4096`` for fixed-wi
 steps take consecutive batches of 32 molecules. Reference figures measured on this kind of machine
 (../shared/REFERENCES.md, tencent-ailab/grover, 2 threads, fp32): hidden 100 0.32 s/step, hidden 800 12.0 s/step.
 
-    python benchmarks/grover_throughput.py [--models grover_tiny,grover_base] [--threads 2] [--steps 7]
+    python benchmarks/grover_throughput.py [--models grover_tiny,grover_base] [--precisions 32-true,bf16-mixed]
+                                           [--threads 2] [--steps 7]
 
 Prints a table and writes benchmarks/results/grover_throughput.json. Speed on this shared machine drifts within
 minutes: the figures are medians over the measured steps.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -79,7 +81,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=0, help="measured steps per model (default: 9 tiny, 4 base)")
-    ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    ap.add_argument("--precisions", default="32-true,bf16-mixed", help="comma-separated: 32-true, bf16-mixed")
     ap.add_argument("--head-width", type=int, default=0, help="key head width (default: the vocabulary's size)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "grover_throughput.json"))
     args = ap.parse_args()
@@ -89,29 +91,30 @@ def main() -> None:
     batches, vocab = real_batches(args.batch, most)
     atoms = statistics.mean(b.x.shape[0] / b.num_graphs for b in batches)
     rows = []
+    precisions = args.precisions.split(",")
     for name in names:
         warm, measured = DEFAULT_STEPS.get(name, (2, 7))
         if args.steps:
             warm, measured = min(warm, 2), args.steps
-        runner = Runner(name, args.precision == "bf16-mixed", vocab, args.head_width)
-        times = [runner.step(batches[k]) for k in range(warm + measured)][warm:]
-        med = statistics.median(times)
-        ref = REFERENCE_S_PER_STEP.get(name)
-        rows.append({"model": name, "parameters": runner.params, "precision": args.precision, "batch": args.batch,
-                     "threads": args.threads, "atom_head_width": runner.obj.atom_vocab_size,
-                     "bond_head_width": runner.obj.bond_vocab_size, "s_per_step_median": med, "molecules_per_s": args.batch / med,
-                     "s_per_step_all": times, "reference_s_per_step": ref,
-                     "reference_molecules_per_s": args.batch / ref if ref else None,
-                     "speedup_vs_reference": ref / med if ref else None})
-        del runner
+        runners = {p: Runner(name, p == "bf16-mixed", vocab, args.head_width) for p in precisions}
+        times: dict[str, list[float]] = {p: [] for p in precisions}
+        for k in range(warm + measured):
+            for p, runner in runners.items():  # interleaved: both precisions see the same machine load
+                dt = runner.step(batches[k])
+                if k >= warm:
+                    times[p].append(dt)
+        for p, runner in runners.items():
+            rows.append(row(name, p, runner, times[p], args))
+        del runners
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load = os.getloadavg()
     print(f"batches of {args.batch} ChEMBL molecules, {atoms:.1f} atoms per molecule, {args.threads} threads, "
-          f"{args.precision}, key heads {rows[0]['atom_head_width']} / {rows[0]['bond_head_width']} wide")
-    print(f"{'model':12s} {'params':>7s} {'s/step':>8s} {'mol/s':>8s} {'ref s/step':>10s} {'ref mol/s':>9s} "
-          f"{'speed-up':>9s}")
+          f"key heads {rows[0]['atom_head_width']} / {rows[0]['bond_head_width']} wide, load average {load[0]:.1f}")
+    print(f"{'model':12s} {'precision':10s} {'params':>7s} {'s/step':>8s} {'mol/s':>8s} {'ref s/step':>10s} "
+          f"{'ref mol/s':>9s} {'speed-up':>9s}")
     for r in rows:
         ref = r["reference_s_per_step"] or float("nan")
-        print(f"{r['model']:12s} {r['parameters'] / 1e6:6.1f}M {r['s_per_step_median']:8.3f} "
+        print(f"{r['model']:12s} {r['precision']:10s} {r['parameters'] / 1e6:6.1f}M {r['s_per_step_median']:8.3f} "
               f"{r['molecules_per_s']:8.1f} {ref:10.2f} {args.batch / ref:9.1f} "
               f"{r['speedup_vs_reference'] or float('nan'):8.2f}x")
     print(f"peak RSS: {peak_rss_mb:.0f} MB")
@@ -119,8 +122,19 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "grover_throughput", "torch": torch.__version__,
                                "machine": platform.machine(), "atoms_per_molecule": atoms,
-                               "peak_rss_mb": peak_rss_mb, "rows": rows}, indent=2))
+                               "load_average_after": load, "peak_rss_mb": peak_rss_mb, "rows": rows}, indent=2))
     print(f"wrote {out}")
+
+
+def row(name: str, precision: str, runner: Runner, times: list[float], args: argparse.Namespace) -> dict:
+    med = statistics.median(times)
+    ref = REFERENCE_S_PER_STEP.get(name)
+    return {"model": name, "parameters": runner.params, "precision": precision, "batch": args.batch,
+            "threads": args.threads, "atom_head_width": runner.obj.atom_vocab_size,
+            "bond_head_width": runner.obj.bond_vocab_size, "s_per_step_median": med,
+            "molecules_per_s": args.batch / med, "s_per_step_all": times, "reference_s_per_step": ref,
+            "reference_molecules_per_s": args.batch / ref if ref else None,
+            "speedup_vs_reference": ref / med if ref else None}
 
 
 if __name__ == "__main__":
