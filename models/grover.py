@@ -164,17 +164,19 @@ class DyMPN(nn.Module):
         k = truncated_normal_depth(self.depth, self.depth_sigma) if self.training else self.depth
         self.last_depth = k
         streams = self.weight.shape[0]
-        m = h.unsqueeze(0).expand(streams, -1, -1)
+        m = h  # float[n, hidden] until the first hop: every network starts from the same messages
         for _ in range(k):
+            d = m.dim() - 2  # the token dimension: 0 before the first hop, then 1
             if self.view == "atom":
-                agg = m.new_zeros(m.shape).index_add_(1, graph.dst, m[:, graph.src])
+                agg = m.new_zeros(m.shape).index_add_(d, graph.dst, m[..., graph.src, :])
             else:
-                into = m.new_zeros((streams, graph.num_atoms, m.shape[2])).index_add_(1, graph.dst, m)
-                agg = into[:, graph.src] - m[:, graph.rev]
-            z = h + torch.bmm(agg, self.weight.to(agg.dtype))
+                shape = (*m.shape[:d], graph.num_atoms, m.shape[-1])
+                into = m.new_zeros(shape).index_add_(d, graph.dst, m)
+                agg = into[..., graph.src, :] - m[..., graph.rev, :]
+            z = h + torch.matmul(agg, self.weight.to(agg.dtype))  # [n, h] or [S, n, h] @ [S, h, h] -> [S, n, h]
             # networks as PReLU channels: one fused kernel instead of where() + mul
             m = self.dropout(F.prelu(z.reshape(1, streams, -1), self.slope.to(z.dtype)).view_as(z))
-        return m
+        return m if m.dim() == 3 else m.unsqueeze(0).expand(streams, -1, -1)
 
 
 class MTBlock(nn.Module):

@@ -164,3 +164,30 @@ def test_bad_inputs_are_named():
         enc.encode(batch.x, swapped, batch.edge_attr, batch.batch, 4)
     with pytest.raises(ValueError, match="model.hidden"):
         models.create("grover_tiny", hidden=0)
+
+
+@pytest.mark.parametrize("view", ["atom", "bond"])
+def test_dympn_equals_one_network_at_a_time(view):
+    from models.grover import DyMPN
+
+    batch = synthetic_batch()
+    enc = small()
+    g = enc.graph(batch.x, batch.edge_index, batch.edge_attr, batch.batch, 4)
+    torch.manual_seed(0)
+    mpn = DyMPN(8, 3, depth=3, view=view).eval()
+    with torch.no_grad():
+        mpn.slope.copy_(torch.tensor([0.1, 0.25, 0.5]))
+    n = batch.x.shape[0] if view == "atom" else batch.edge_index.shape[1]
+    h = torch.randn(n, 8)
+    got = mpn(h, g)
+    src, dst = batch.edge_index
+    for s in range(3):
+        m = h
+        for _ in range(3):
+            if view == "atom":  # sum over neighbouring atoms
+                agg = torch.stack([m[src[dst == a]].sum(0) for a in range(n)])
+            else:  # bond u->v: messages into u except the one from v
+                agg = torch.stack([m[(dst == src[b]) & (src != dst[b])].sum(0) for b in range(n)])
+            z = h + agg @ mpn.weight[s]
+            m = torch.where(z >= 0, z, mpn.slope[s] * z)
+        torch.testing.assert_close(got[s], m, atol=1e-5, rtol=1e-5)
