@@ -38,7 +38,7 @@ def bad_data_cases(signals_dir: Path, tmp: Path) -> dict[str, tuple[Path, str]]:
     cases = {}
     empty = tmp / "empty"
     empty.mkdir()
-    cases["empty folder"] = (empty, "no WFDB records")
+    cases["empty folder"] = (empty, "no recordings found")
     rec = copy_record(signals_dir, tmp / "missing")
     rec.with_suffix(".dat").unlink()
     cases["missing .dat"] = (tmp / "missing", "100.dat")
@@ -71,7 +71,7 @@ def test_bad_data_is_one_line(tmp_path, signals_dir, capsys, run_cache):
     (["ecg", "--set", "model.name=vit9"], "unknown encoder 'vit9'"),
     (["ecg", "--set", "objective.keep=[0.9, 0.1]"], "objective.keep"),
     (["ecg", "--devices", "two"], "--devices"),
-    (["eeg"], "unknown modality 'eeg'"),
+    (["sonar"], "unknown modality 'sonar'"),
     (["--data", "x"], "expected a modality first"),
     (["ecg", "--resume", "/nonexistent/run"], "no config.yaml there"),
     (["evaluate", "/nonexistent/run"], "config.yaml"),
@@ -89,8 +89,11 @@ def test_incompatible_objective_is_refused_with_the_ones_that_fit():
                                  default_data=None, probe_targets=None, sample_kind="graph", view_augmentations=False)
     with pytest.raises(ConfigError, match=r"--objective jepa: modality molecules cannot use it .*serves signal"):
         objectives.check_compatible(objectives.get("jepa"), graphs)
-    with pytest.raises(ConfigError, match=r"needs 2 augmented views.*fit: $"):
+    with pytest.raises(ConfigError, match=r"needs 2 augmented views.*fit: grover$"):
         objectives.check_compatible(objectives.get("vicreg"), graphs)
     ecg = modalities.get("ecg")
     for name in objectives.names():
-        objectives.check_compatible(objectives.get(name), ecg)
+        if "signal" in objectives.get(name).sample_kinds:
+            objectives.check_compatible(objectives.get(name), ecg)
+    with pytest.raises(ConfigError, match=r"--objective grover: modality ecg cannot use it .*serves graph"):
+        objectives.check_compatible(objectives.get("grover"), ecg)
