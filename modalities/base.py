@@ -6,9 +6,10 @@ A modality is a small frozen dataclass registered by name in :mod:`modalities`. 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from torch.utils.data import Dataset, default_collate
 
@@ -76,3 +77,21 @@ class ProbeSet:
     task: str = "classification"
     class_names: tuple[str, ...] = ()
     description: str = ""
+
+
+
+@contextlib.contextmanager
+def corpus_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive lock on ``out_dir`` while an embedded default is built there, so that concurrent callers
+    (one per DDP rank, parallel test workers) build it once; no lock where ``fcntl`` is missing (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(Path(out_dir) / ".corpus.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -31,6 +31,7 @@ from modalities.base import DataError, ProbeSet
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_header, read_window_resampled
+from modalities.signals.windows import spaced_starts
 
 __all__ = [
     "BeatSelection",
@@ -285,18 +286,6 @@ def _identity_channel(info: RecordInfo) -> str | None:
     return None
 
 
-def _spaced_starts(first: float, last_start: float, stride_s: float, cap: int) -> list[float]:
-    """Window starts every ``stride_s`` from ``first`` up to ``last_start``; at most ``cap``,
-    evenly spread over the part when there are more."""
-    if last_start < first - 1e-9 or cap < 1:
-        return []
-    n = int(math.floor((last_start - first) / stride_s + 1e-9)) + 1
-    starts = first + stride_s * np.arange(n)
-    if n > cap:
-        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
-    return [float(s) for s in starts]
-
-
 def identity_windows(
     signals_root: str | Path,
     window_s: float = 10.0,
@@ -334,8 +323,8 @@ def identity_windows(
             skipped[rel] = "no ECG lead"
             continue
         split_s = train_fraction * info.duration_s
-        train = _spaced_starts(0.0, split_s - window_s, stride_s, cap_train)
-        test = _spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)
+        train = spaced_starts(0.0, split_s - window_s, stride_s, cap_train)
+        test = spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)
         if not train or not test:
             skipped[rel] = "no whole window on one side of the split"
             continue

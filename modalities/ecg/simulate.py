@@ -37,7 +37,6 @@ smaller QRS than T wave.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from modalities.base import corpus_lock
 from modalities.ecg.leads import LEADS_12
 
 __all__ = ["CORPUS_FILE", "simulate_corpus", "simulate_subject", "subject_parameters"]
@@ -321,22 +321,6 @@ def _write_record(out_dir: str, seed: int, index: int, duration_s: float, fs: in
     return {"record": name, **params}
 
 
-@contextlib.contextmanager
-def _locked(out_dir: Path):
-    """Exclusive lock on ``out_dir`` so that concurrent callers (e.g. one per DDP rank) build once."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(out_dir / ".corpus.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _default_workers(n_subjects: int) -> int:
     try:
         cores = len(os.sched_getaffinity(0))
@@ -382,7 +366,7 @@ def simulate_corpus(
         return out_dir
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(out_dir):
+    with corpus_lock(out_dir):
         if _is_complete(out_dir, spec):  # built by another process while we waited
             return out_dir
         (out_dir / CORPUS_FILE).unlink(missing_ok=True)  # incomplete until rewritten at the end

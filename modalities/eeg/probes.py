@@ -30,6 +30,7 @@ import numpy as np
 from modalities.base import DataError, ProbeSet
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
 from modalities.signals.records import index_records
+from modalities.signals.windows import spaced_starts
 
 __all__ = ["MOTOR_CHANNELS", "motor_imagery_probe", "probe_targets", "record_identity_probe", "text_record"]
 
@@ -103,16 +104,6 @@ def text_record(path: str | Path) -> EEGRecord:
     return eeg_record(info, info.channels)
 
 
-def _spaced(first: float, last_start: float, stride: float, cap: int) -> list[float]:
-    if last_start < first - 1e-9:
-        return []
-    n = int(math.floor((last_start - first) / stride + 1e-9)) + 1
-    starts = first + stride * np.arange(n)
-    if n > cap:
-        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
-    return [float(s) for s in starts]
-
-
 def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
                           window_s: float = 2.0, stride_s: float = 1.0, max_per_record: int = 60,
                           train_fraction: float = 2 / 3, **read: Any) -> ProbeSet:
@@ -141,8 +132,8 @@ def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
 
     def starts(duration: float) -> dict[str, list[float]]:
         split = train_fraction * duration
-        return {"train": _spaced(0.0, split - window_s, stride_s, cap_train),
-                "test": _spaced(split, duration - window_s, stride_s, cap_test)}
+        return {"train": spaced_starts(0.0, split - window_s, stride_s, cap_train),
+                "test": spaced_starts(split, duration - window_s, stride_s, cap_test)}
 
     for rec in records:
         base = {n.split("-")[0]: i for i, n in reversed(list(enumerate(rec.names)))}

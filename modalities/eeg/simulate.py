@@ -32,7 +32,6 @@ from ``(seed, subject index)``, so subject ``i`` does not depend on how many are
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -42,6 +41,8 @@ from typing import Any
 
 import numpy as np
 from scipy import signal
+
+from modalities.base import corpus_lock
 
 __all__ = ["CHANNELS", "CORPUS_FILE", "POSITIONS", "simulate_corpus", "simulate_subject", "subject_parameters"]
 
@@ -223,22 +224,6 @@ def write_edf(path: Path, x_uv: np.ndarray, fs: int, channels: tuple[str, ...] |
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def _locked(out_dir: Path):
-    """Exclusive lock on ``out_dir`` so that concurrent callers (e.g. one per DDP rank) build once."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out_dir / ".corpus.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def simulate_corpus(out_dir: Path, n_subjects: int = 12, duration_s: float = 120.0, fs: int = 256,
                     seed: int = 0) -> Path:
     """Write ``n_subjects`` simulated motor-imagery runs as EDF+ files ``eegsim_NNNN.edf`` into ``out_dir``.
@@ -258,7 +243,7 @@ def simulate_corpus(out_dir: Path, n_subjects: int = 12, duration_s: float = 120
     if _is_complete(out_dir, spec):
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(out_dir):
+    with corpus_lock(out_dir):
         if _is_complete(out_dir, spec):
             return out_dir
         (out_dir / CORPUS_FILE).unlink(missing_ok=True)

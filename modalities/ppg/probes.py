@@ -30,6 +30,7 @@ import numpy as np
 from modalities.base import DataError, ProbeSet
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_window_resampled
+from modalities.signals.windows import spaced_starts
 
 __all__ = [
     "HEADERLESS_FS",
@@ -143,17 +144,6 @@ class ProbeWindow:
     split: str
 
 
-def _spaced_starts(first: float, last_start: float, stride_s: float, cap: int) -> list[float]:
-    """Starts every ``stride_s`` from ``first`` to ``last_start``; at most ``cap`` of them, evenly spread."""
-    if last_start < first - 1e-9 or cap < 1:
-        return []
-    n = int(math.floor((last_start - first) / stride_s + 1e-9)) + 1
-    starts = first + stride_s * np.arange(n)
-    if n > cap:
-        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
-    return [float(s) for s in starts]
-
-
 def probe_records(signals_root: str | Path, sources: Sequence[tuple[str, float | None]] = PROBE_SOURCES,
                   ) -> tuple[list[RecordInfo], dict[str, str]]:
     """The records of ``sources`` (``(path relative to signals_root, rate of CSV files without one)``) that have
@@ -197,9 +187,9 @@ def probe_windows(records: Sequence[RecordInfo], window_s: float, stride_s: floa
             continue
         split_s = train_fraction * info.duration_s
         out += [ProbeWindow(info, channel, s, label, "train")
-                for s in _spaced_starts(0.0, split_s - window_s, stride_s, cap_train)]
+                for s in spaced_starts(0.0, split_s - window_s, stride_s, cap_train)]
         out += [ProbeWindow(info, channel, s, label, "test")
-                for s in _spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)]
+                for s in spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)]
     return out
 
 

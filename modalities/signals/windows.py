@@ -22,7 +22,7 @@ from modalities.base import DataError
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, read_window_resampled
 
-__all__ = ["SignalWindows"]
+__all__ = ["SignalWindows", "spaced_starts"]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -223,3 +223,19 @@ def _common_path(records: Sequence[RecordInfo]) -> str:
         return os.path.commonpath([r.path for r in records]) if len(records) > 1 else records[0].path
     except ValueError:
         return records[0].path
+
+
+def spaced_starts(first: float, last_start: float, stride_s: float, cap: int) -> list[float]:
+    """Window starts every ``stride_s`` seconds from ``first`` up to ``last_start``; at most ``cap`` of them,
+    evenly spread over the span when there are more (the probes' fixed windows).
+
+    >>> spaced_starts(0.0, 4.0, 1.0, 3)
+    [0.0, 2.0, 4.0]
+    """
+    if last_start < first - 1e-9 or cap < 1:
+        return []
+    n = int(math.floor((last_start - first) / stride_s + 1e-9)) + 1
+    starts = first + stride_s * np.arange(n)
+    if n > cap:
+        starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
+    return [float(s) for s in starts]
