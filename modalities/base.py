@@ -7,9 +7,13 @@ A modality is a small frozen dataclass registered by name in :mod:`modalities`. 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from torch.utils.data import Dataset, default_collate
 
@@ -95,3 +99,45 @@ def corpus_lock(out_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+CORPUS_FILE = "corpus.json"
+
+
+def _corpus_complete(out_dir: Path, spec: Mapping[str, Any], files: Iterable[str]) -> bool:
+    try:
+        meta = json.loads((out_dir / CORPUS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or {k: meta.get(k) for k in spec} != dict(spec):
+        return False
+    return all((out_dir / name).is_file() for name in files)
+
+
+def build_corpus(out_dir: Path, spec: Mapping[str, Any], files: Iterable[str], stale: re.Pattern[str],
+                 build: Callable[[], Mapping[str, Any]]) -> Path:
+    """Build a simulated embedded default in ``out_dir`` once, safely under concurrency and interruption.
+
+    Nothing is done when ``corpus.json`` holds ``spec`` and every name in ``files`` exists. Otherwise, under
+    :func:`corpus_lock` (and after checking again), ``corpus.json`` and the files whose names match ``stale`` are
+    removed, ``build()`` writes the files and returns extra metadata, and ``corpus.json`` (``spec`` plus that
+    metadata) is written atomically last, so an interrupted build is never taken for a complete one.
+    """
+    out_dir = Path(out_dir).expanduser()
+    files = list(files)
+    if _corpus_complete(out_dir, spec, files):
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with corpus_lock(out_dir):
+        if _corpus_complete(out_dir, spec, files):  # built by another process while we waited
+            return out_dir
+        (out_dir / CORPUS_FILE).unlink(missing_ok=True)
+        for old in out_dir.iterdir():
+            if stale.fullmatch(old.name):
+                old.unlink()
+        meta = {**spec, **build()}
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=CORPUS_FILE, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, out_dir / CORPUS_FILE)
+    return out_dir

@@ -37,23 +37,20 @@ smaller QRS than T wave.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import re
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modalities.base import corpus_lock
+from modalities.base import CORPUS_FILE, build_corpus
 from modalities.ecg.leads import LEADS_12
 
 __all__ = ["CORPUS_FILE", "simulate_corpus", "simulate_subject", "subject_parameters"]
 
-CORPUS_FILE = "corpus.json"
 _GENERATOR = "modalities.ecg.simulate/ecgsyn-dipole"
 _VERSION = 1
 _RECORD = "ecgsyn_{:04d}"
@@ -282,20 +279,6 @@ def _corpus_spec(n_subjects: int, duration_s: float, fs: int, seed: int) -> dict
     }
 
 
-def _is_complete(out_dir: Path, spec: dict[str, Any]) -> bool:
-    try:
-        meta = json.loads((out_dir / CORPUS_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(meta, dict) or {k: meta.get(k) for k in spec} != spec:
-        return False
-    return all(
-        (out_dir / f"{_RECORD.format(i)}{ext}").is_file()
-        for i in range(spec["n_subjects"])
-        for ext in (".hea", ".dat")
-    )
-
-
 def _write_record(out_dir: str, seed: int, index: int, duration_s: float, fs: int) -> dict[str, Any]:
     """Simulate subject ``index`` and write it as WFDB record ``ecgsyn_NNNN``; returns its parameters."""
     import wfdb
@@ -361,19 +344,8 @@ def simulate_corpus(
         )
     fs = int(fs)
     out_dir = Path(out_dir).expanduser()
-    spec = _corpus_spec(n_subjects, duration_s, fs, seed)
-    if _is_complete(out_dir, spec):
-        return out_dir
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with corpus_lock(out_dir):
-        if _is_complete(out_dir, spec):  # built by another process while we waited
-            return out_dir
-        (out_dir / CORPUS_FILE).unlink(missing_ok=True)  # incomplete until rewritten at the end
-        for old in out_dir.iterdir():
-            if _RECORD_PATTERN.fullmatch(old.name):
-                old.unlink()
-
+    def build() -> dict[str, Any]:
         n_workers = _default_workers(n_subjects) if workers is None else max(1, int(workers))
         jobs = [(str(out_dir), int(seed), i, float(duration_s), fs) for i in range(n_subjects)]
         if n_workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -386,10 +358,7 @@ def simulate_corpus(
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
                 subjects = list(pool.map(_write_record, *zip(*jobs)))
+        return {"leads": list(LEADS_12), "units": "mV", "subjects": subjects}
 
-        meta = {**spec, "leads": list(LEADS_12), "units": "mV", "subjects": subjects}
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=CORPUS_FILE, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(tmp, out_dir / CORPUS_FILE)
-    return out_dir
+    files = [f"{_RECORD.format(i)}{ext}" for i in range(n_subjects) for ext in (".hea", ".dat")]
+    return build_corpus(out_dir, _corpus_spec(n_subjects, duration_s, fs, seed), files, _RECORD_PATTERN, build)

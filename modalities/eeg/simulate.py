@@ -32,7 +32,6 @@ from ``(seed, subject index)``, so subject ``i`` does not depend on how many are
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -42,11 +41,10 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-from modalities.base import corpus_lock
+from modalities.base import CORPUS_FILE, build_corpus
 
 __all__ = ["CHANNELS", "CORPUS_FILE", "POSITIONS", "simulate_corpus", "simulate_subject", "subject_parameters"]
 
-CORPUS_FILE = "corpus.json"
 _GENERATOR = "modalities.eeg.simulate/motor-imagery-mixing"
 _VERSION = 1
 _RECORD = "eegsim_{:04d}.edf"
@@ -185,16 +183,6 @@ def _corpus_spec(n_subjects: int, duration_s: float, fs: int, seed: int) -> dict
             "duration_s": float(duration_s), "fs": int(fs), "seed": int(seed)}
 
 
-def _is_complete(out_dir: Path, spec: dict[str, Any]) -> bool:
-    try:
-        meta = json.loads((out_dir / CORPUS_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(meta, dict) or {k: meta.get(k) for k in spec} != spec:
-        return False
-    return all((out_dir / _RECORD.format(i)).is_file() for i in range(spec["n_subjects"]))
-
-
 def write_edf(path: Path, x_uv: np.ndarray, fs: int, channels: tuple[str, ...] | list[str],
               events: list[tuple[float, float, str]]) -> None:
     """Write ``x_uv`` float[C, n] as an EDF+ file of EEG channels in uV with the events as annotations
@@ -239,26 +227,15 @@ def simulate_corpus(out_dir: Path, n_subjects: int = 12, duration_s: float = 120
                          f"got {n_subjects}, {duration_s}, {fs}")
     fs = int(fs)
     out_dir = Path(out_dir).expanduser()
-    spec = _corpus_spec(n_subjects, duration_s, fs, seed)
-    if _is_complete(out_dir, spec):
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with corpus_lock(out_dir):
-        if _is_complete(out_dir, spec):
-            return out_dir
-        (out_dir / CORPUS_FILE).unlink(missing_ok=True)
-        for old in out_dir.iterdir():
-            if _RECORD_PATTERN.fullmatch(old.name):
-                old.unlink()
+
+    def build() -> dict[str, Any]:
         subjects = []
         for i in range(n_subjects):
             params = subject_parameters(seed, i)
             x, events = simulate_subject(params, duration_s, fs)
             write_edf(out_dir / _RECORD.format(i), x, fs, CHANNELS, events)
             subjects.append({"file": _RECORD.format(i), **params, "events": [list(e) for e in events]})
-        meta = {**spec, "channels": list(CHANNELS), "units": "uV", "subjects": subjects}
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=CORPUS_FILE, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(tmp, out_dir / CORPUS_FILE)
-    return out_dir
+        return {"channels": list(CHANNELS), "units": "uV", "subjects": subjects}
+
+    files = [_RECORD.format(i) for i in range(n_subjects)]
+    return build_corpus(out_dir, _corpus_spec(n_subjects, duration_s, fs, seed), files, _RECORD_PATTERN, build)
