@@ -68,13 +68,18 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mu) / sd, (test - mu) / sd
 
 
-def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
-    """Balanced accuracy of a majority vote among the ``k`` nearest training embeddings (cosine)."""
+def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int) -> np.ndarray:
+    """int[N_test, k] indices of each test embedding's ``k`` nearest training embeddings: cosine similarity on
+    embeddings standardised with the training statistics (ties broken by training order)."""
     a, b = _standardise(z_train, z_test)
     a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
-    nn_idx = np.argsort(-(b @ a.T), axis=1)[:, :k]
-    votes = y_train[nn_idx]
+    return np.argsort(-(b @ a.T), axis=1, kind="stable")[:, :min(k, len(a))]
+
+
+def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
+    """Balanced accuracy of a majority vote among the ``k`` nearest training embeddings (cosine)."""
+    votes = y_train[_nearest(z_train, z_test, k)]
     pred = np.array([np.bincount(v, minlength=int(y_train.max()) + 1).argmax() for v in votes])
     return balanced_accuracy(y_test, pred)
 
@@ -110,12 +115,7 @@ def knn_regression(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
                    k: int = 5) -> dict[str, float]:
     """``{"r2", "mae"}`` of predicting each test target as the mean target of its ``k`` nearest training
     embeddings (cosine on standardised embeddings, as :func:`knn_accuracy`)."""
-    a, b = _standardise(z_train, z_test)
-    a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
-    b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
-    k = min(k, len(a))
-    nn_idx = np.argsort(-(b @ a.T), axis=1, kind="stable")[:, :k]
-    pred = np.asarray(y_train, dtype=np.float64)[nn_idx].mean(axis=1)
+    pred = np.asarray(y_train, dtype=np.float64)[_nearest(z_train, z_test, k)].mean(axis=1)
     return _regression_scores(y_test, pred)
 
 
