@@ -69,9 +69,22 @@ class Modality:
 class ProbeSet:
     """Labelled inputs for a frozen-encoder probe with a fixed train/test split.
 
-    ``x_train``/``x_test`` are model inputs (for signals float32[N, C, T]); ``y_*`` are int64 class
-    indices (classification) or float targets (regression). ``groups`` optionally names the
-    subject of each test item. ``class_names`` documents the label indices.
+    ``task`` and what the fields hold:
+
+    - ``"classification"`` / ``"regression"``: ``x_*`` are model inputs (signals float32[N, C, T], molecule lists),
+      ``y_*`` int64 class indices or float targets; kNN and linear/ridge probes on frozen embeddings.
+    - ``"denoising"``: ``x_test`` is a list of noisy model inputs and ``y_test`` a list of clean references (``None``
+      where there is no ground truth, as on real SAR); ``x_train``/``y_train`` may be empty. Each encoder is a
+      denoiser called as ``encoder.denoise(x)``. ``meta`` keys: ``data_range`` (PSNR/SSIM range), ``window``
+      ((lo, hi) clipping before the metrics, e.g. an HU window), ``uniform_regions`` (per image, a list of
+      ``(row0, row1, col0, col1)`` boxes whose std is reported), ``speckle`` (True: ENL of the output intensity in
+      those boxes and ratio-image statistics), ``to_display`` (callable: a noisy input in the output's units),
+      ``names`` (one label per image).
+    - ``"segmentation"``: ``x_*`` are lists of point dicts (one scene each, Pointcept convention), ``y_*`` lists of
+      int64[N] per-point labels (``meta["ignore_index"]``, default -1, is ignored); encoders expose
+      ``point_features(points, levels)``.
+
+    ``class_names`` documents the label indices; ``description`` is printed under the report's tables.
     """
 
     x_train: Any
@@ -81,6 +94,7 @@ class ProbeSet:
     task: str = "classification"
     class_names: tuple[str, ...] = ()
     description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 

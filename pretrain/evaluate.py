@@ -4,6 +4,11 @@
 - :func:`knn_accuracy` / :func:`linear_probe`: a fixed-split k-NN (cosine) and a logistic-regression probe.
 - :func:`knn_regression` / :func:`ridge_probe`: the same for continuous targets (heart rate): k-NN mean and ridge
   regression, scored by R^2 and mean absolute error.
+- :func:`psnr` / :func:`ssim` / :func:`region_std` / :func:`enl` / :func:`ratio_image_stats` and
+  :func:`denoising_probe`: denoisers (CT, SAR) scored against clean references or, without one, by noise level,
+  ENL and the ratio image.
+- :func:`miou` and :func:`segmentation_probe`: per-point linear and k-NN probes of point features, all decoder
+  levels against the last one (the MSM protocol).
 - :func:`evaluate_run`: embeds each probe set with the run's pretrained encoder and with a randomly initialised
   encoder of the same architecture, and writes ``report.md`` with figures.
 """
@@ -68,13 +73,26 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mu) / sd, (test - mu) / sd
 
 
-def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int) -> np.ndarray:
+def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
     """int[N_test, k] indices of each test embedding's ``k`` nearest training embeddings: cosine similarity on
-    embeddings standardised with the training statistics (ties broken by training order)."""
+    embeddings standardised with the training statistics (ties broken by training order). Test rows are processed
+    in chunks, so that per-point probes over tens of thousands of points stay within memory."""
     a, b = _standardise(z_train, z_test)
     a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
-    return np.argsort(-(b @ a.T), axis=1, kind="stable")[:, :min(k, len(a))]
+    k = min(k, len(a))
+    out = np.empty((len(b), k), dtype=np.int64)
+    for i in range(0, len(b), chunk):
+        sim = b[i:i + chunk] @ a.T
+        if sim.shape[1] > 4 * k:  # keep the k best (plus ties at the boundary), then order them stably
+            cand = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+            kth = np.take_along_axis(sim, cand, axis=1).min(axis=1, keepdims=True)
+            for r in range(len(sim)):
+                idx = np.flatnonzero(sim[r] >= kth[r])
+                out[i + r] = idx[np.argsort(-sim[r, idx], kind="stable")[:k]]
+        else:
+            out[i:i + chunk] = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return out
 
 
 def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
@@ -141,6 +159,260 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean over classes present in ``y_true`` of the per-class recall."""
     classes = np.unique(y_true)
     return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
+
+
+# ------------------------------------------------------------------------------------------------ denoisers
+
+def psnr(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
+    """Peak signal-to-noise ratio 10 log10(R^2 / MSE(x, ref)) in dB, R = ``data_range``.
+
+    >>> round(psnr(np.zeros((4, 4)), np.full((4, 4), 0.1), 1.0), 6)
+    20.0
+    """
+    mse = float(np.mean((np.asarray(x, np.float64) - np.asarray(ref, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range ** 2 / mse))
+
+
+def ssim(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
+    """Structural similarity of two 2-D images (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03,
+    population covariances), through scikit-image."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(np.asarray(x, np.float64), np.asarray(ref, np.float64), data_range=data_range,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+Box = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open
+
+
+def region_std(img: np.ndarray, box: Box) -> float:
+    """Standard deviation of ``img`` inside ``box``: the noise level where the true image is uniform."""
+    r0, r1, c0, c1 = box
+    return float(np.std(np.asarray(img, np.float64)[r0:r1, c0:c1]))
+
+
+def enl(intensity: np.ndarray, box: Box) -> float:
+    """Equivalent number of looks mean^2 / var of an intensity image over a homogeneous ``box`` (1 for
+    single-look fully developed speckle; higher is smoother)."""
+    r0, r1, c0, c1 = box
+    v = np.asarray(intensity, np.float64)[r0:r1, c0:c1]
+    return float(v.mean() ** 2 / max(v.var(), 1e-30))
+
+
+def ratio_image_stats(noisy_intensity: np.ndarray, denoised_intensity: np.ndarray) -> dict[str, float]:
+    """Mean and variance of the ratio image noisy / denoised intensity. A despeckler that removes only speckle
+    leaves a ratio of pure single-look speckle: mean 1 (radiometry kept) and variance 1 (exponential law);
+    structure visible in the ratio image is signal the filter removed."""
+    r = np.asarray(noisy_intensity, np.float64) / np.maximum(np.asarray(denoised_intensity, np.float64), 1e-30)
+    return {"ratio_mean": float(r.mean()), "ratio_var": float(r.var())}
+
+
+def _as_image(x: Any) -> np.ndarray:
+    """A model output or input as float64[H, W] (a leading channel axis of 1 is dropped)."""
+    a = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2:
+        raise ValueError(f"denoising probe: expected a 2-D image (or [1, H, W]), got shape {a.shape}")
+    return a.astype(np.float64)
+
+
+def denoising_scores(out: np.ndarray, noisy: Any, clean: Any, meta: dict[str, Any], noisy_display: np.ndarray,
+                     index: int) -> dict[str, float]:
+    """PSNR/SSIM against ``clean`` (when given) after clipping to ``meta["window"]``, std (or ENL) in the image's
+    ``meta["uniform_regions"]`` boxes and, for speckle, the ratio-image statistics against the noisy input."""
+    scores: dict[str, float] = {}
+    window = meta.get("window")
+    if clean is not None:
+        ref = _as_image(clean)
+        a, b = out, ref
+        rng = float(meta.get("data_range", 0.0))
+        if window is not None:
+            lo, hi = window
+            a, b, rng = np.clip(a, lo, hi), np.clip(b, lo, hi), float(hi - lo)
+        if not rng:
+            rng = float(ref.max() - ref.min())
+        scores["psnr"] = psnr(a, b, rng)
+        scores["ssim"] = ssim(a, b, rng)
+    boxes = (meta.get("uniform_regions") or [])
+    boxes = boxes[index] if index < len(boxes) else []
+    if meta.get("speckle"):
+        if boxes:
+            scores["enl"] = float(np.mean([enl(out ** 2, b) for b in boxes]))
+        scores.update(ratio_image_stats(noisy_display ** 2, out ** 2))
+    elif boxes:
+        scores["region_std"] = float(np.mean([region_std(out, b) for b in boxes]))
+    return scores
+
+
+@torch.no_grad()
+def denoising_probe(encoders: dict[str, nn.Module], probe_name: str, ps: Any, fig_dir: Path | None = None,
+                    max_figures: int = 3) -> list[dict[str, Any]]:
+    """Run every denoiser (``encoder.denoise(x)``) and the modality's classical baselines
+    (``meta["baselines"]``: name -> callable) on each noisy input of a ``task="denoising"`` probe set; score
+    them and the noisy input itself with :func:`denoising_scores`. One row per (method, image) with the seconds it
+    took; with ``fig_dir``, a picture per image (noisy | each method | clean, the ratio image for speckle, and the
+    trained model's ``explain(x)`` maps such as bilateral sigmas)."""
+    import time
+
+    meta = dict(ps.meta)
+    to_display = meta.get("to_display") or (lambda x: x)
+    names = meta.get("names") or [f"image {i}" for i in range(len(ps.x_test))]
+    methods: dict[str, Callable[[Any], Any]] = {}
+    for enc_name, enc in encoders.items():
+        enc.eval()
+        methods[enc_name] = enc.denoise
+    methods.update(meta.get("baselines") or {})
+    rows = []
+    for i, x in enumerate(ps.x_test):
+        clean = ps.y_test[i] if ps.y_test is not None and i < len(ps.y_test) else None
+        noisy = _as_image(to_display(x))
+        outputs = {"noisy input": noisy}
+        rows.append({"probe": probe_name, "task": "denoising", "method": "noisy input", "image": names[i],
+                     "seconds": 0.0, **denoising_scores(noisy, x, clean, meta, noisy, i)})
+        for m_name, fn in methods.items():
+            tic = time.perf_counter()
+            out = _as_image(fn(torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x))
+            dt = time.perf_counter() - tic
+            outputs[m_name] = out
+            rows.append({"probe": probe_name, "task": "denoising", "method": m_name, "image": names[i],
+                         "seconds": dt, "megapixels": out.size / 1e6, **denoising_scores(out, x, clean, meta, noisy, i)})
+        if fig_dir is not None and i < max_figures:
+            explain = getattr(next(iter(encoders.values()), None), "explain", None)
+            maps = explain(torch.as_tensor(x)) if callable(explain) else {}
+            rows[-1 - len(methods)]["figure"] = str(_plot_denoising(
+                outputs, None if clean is None else _as_image(clean), meta, maps,
+                Path(fig_dir) / f"{probe_name}_{i}.png", names[i]))
+    return rows
+
+
+def summarise_denoising(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean of each score over images, per (probe, method), keeping the order of first appearance."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["probe"], r["method"]), []).append(r)
+    out = []
+    for (probe, method), rs in groups.items():
+        keys = [k for k in ("psnr", "ssim", "region_std", "enl", "ratio_mean", "ratio_var") if all(k in r for r in rs)]
+        mp = sum(r.get("megapixels", 0.0) for r in rs)
+        summary = {"probe": probe, "method": method, "images": len(rs), **{k: float(np.mean([r[k] for r in rs]))
+                                                                             for k in keys}}
+        if mp:
+            summary["s_per_megapixel"] = sum(r["seconds"] for r in rs) / mp
+        out.append(summary)
+    return out
+
+
+def _plot_denoising(outputs: dict[str, np.ndarray], clean: np.ndarray | None, meta: dict[str, Any],
+                    maps: dict[str, Any], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(outputs.items()) + ([("clean reference", clean)] if clean is not None else [])
+    window = meta.get("window")
+    if window is None:  # display range from the noisy input's robust range
+        window = tuple(np.percentile(outputs["noisy input"], [1, 99]))
+    extra = []
+    if meta.get("speckle"):
+        trained = [k for k in outputs if k != "noisy input"][:1]
+        if trained:
+            ratio = outputs["noisy input"] ** 2 / np.maximum(outputs[trained[0]] ** 2, 1e-30)
+            extra.append((f"ratio image ({trained[0]})", ratio, (0.0, 3.0)))
+    for k, v in (maps or {}).items():
+        a = _as_image(v)
+        extra.append((k, a, tuple(np.percentile(a, [1, 99]))))
+    n = len(panels) + len(extra)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    for ax, (name, img) in zip(axes[0], panels):
+        ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1])
+        ax.set_title(name, fontsize=8)
+    for ax, (name, img, rng) in zip(axes[0, len(panels):], extra):
+        im = ax.imshow(img, cmap="viridis" if "ratio" not in name else "gray", vmin=rng[0], vmax=rng[1])
+        ax.set_title(name, fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in axes[0]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ point labels
+
+def miou(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = None, ignore_index: int = -1) -> float:
+    """Mean intersection over union over the classes present in ``y_true`` (points labelled ``ignore_index`` are
+    left out); a class predicted but absent from ``y_true`` only lowers the IoU of the classes it steals from.
+
+    >>> miou(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    0.5833333333333333
+    """
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    keep = y_true != ignore_index
+    y_true, y_pred = y_true[keep], y_pred[keep]
+    ious = []
+    for c in np.unique(y_true):
+        inter = np.sum((y_true == c) & (y_pred == c))
+        union = np.sum((y_true == c) | (y_pred == c))
+        ious.append(inter / union)
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+@torch.no_grad()
+def _point_features(enc: nn.Module, scenes: list[dict[str, Any]], labels: list[Any], levels: str, budget: int,
+                    ignore_index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point features of every scene, each scene subsampled to its share of ``budget`` labelled points."""
+    feats, ys = [], []
+    per_scene = max(1, budget // max(1, len(scenes)))
+    for pts, y in zip(scenes, labels):
+        y = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y).astype(np.int64)
+        f = enc.point_features(pts, levels=levels)
+        f = (f.detach().float().cpu().numpy() if isinstance(f, torch.Tensor) else np.asarray(f, np.float32))
+        if len(f) != len(y):
+            raise ValueError(f"segmentation probe: {len(f)} point features for {len(y)} labels")
+        idx = np.flatnonzero(y != ignore_index)
+        if len(idx) > per_scene:
+            idx = np.sort(rng.choice(idx, per_scene, replace=False))
+        feats.append(f[idx])
+        ys.append(y[idx])
+    return np.concatenate(feats), np.concatenate(ys)
+
+
+def segmentation_probe(encoders: dict[str, nn.Module], probe_name: str, ps: Any, levels: tuple[str, ...] = ("all", "last"),
+                       max_train_points: int = 20000, max_test_points: int = 40000, k: int = 5,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Per-point probes of frozen point features, the MSM protocol (Hermosilla et al. 2025): features of every
+    decoder level interpolated to the points and concatenated (``levels="all"``) against the last level only.
+
+    For each encoder and level choice: a logistic-regression probe (standardised features, trained on up to
+    ``max_train_points`` labelled points sampled evenly across the training scenes) and a k-NN (cosine) vote,
+    both scored by mIoU and overall accuracy on up to ``max_test_points`` test points.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    ignore = int(ps.meta.get("ignore_index", -1))
+    rows = []
+    for enc_name, enc in encoders.items():
+        enc.eval()
+        for lv in levels:
+            rng = np.random.default_rng(seed)
+            f_tr, y_tr = _point_features(enc, list(ps.x_train), list(ps.y_train), lv, max_train_points, ignore, rng)
+            f_te, y_te = _point_features(enc, list(ps.x_test), list(ps.y_test), lv, max_test_points, ignore, rng)
+            f_tr, f_te = _standardise(f_tr, f_te)
+            clf = LogisticRegression(max_iter=300, C=1.0)
+            clf.fit(f_tr, y_tr)
+            pred_lin = clf.predict(f_te)
+            votes = y_tr[_nearest(f_tr, f_te, k)]
+            pred_knn = np.array([np.bincount(v).argmax() for v in votes])
+            rows.append({"probe": probe_name, "task": "segmentation", "encoder": enc_name, "levels": lv,
+                         "dim": int(f_tr.shape[1]), "n_train": int(len(y_tr)), "n_test": int(len(y_te)),
+                         "classes": int(len(np.unique(y_te))),
+                         "linear_miou": miou(y_te, pred_lin, ignore_index=ignore), "linear_acc": float((pred_lin == y_te).mean()),
+                         "knn_miou": miou(y_te, pred_knn, ignore_index=ignore), "knn_acc": float((pred_knn == y_te).mean())})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ the report
@@ -243,11 +515,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": random_encoder_like(encoder_dir, seed)}
     probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
-    graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
-    rows = probe_encoders(encoders, probes, collate=modality.collate if graph_inputs else None)
-
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
+    embedding_probes = {n: p for n, p in probes.items() if p.task not in ("denoising", "segmentation")}
+    rows = probe_encoders(encoders, embedding_probes, collate=modality.collate if graph_inputs else None)
+    denoising_rows: list[dict[str, Any]] = []
+    segmentation_rows: list[dict[str, Any]] = []
+    for name, ps in probes.items():
+        if ps.task == "denoising":
+            denoising_rows += denoising_probe(encoders, name, ps, fig_dir)
+        elif ps.task == "segmentation":
+            segmentation_rows += segmentation_probe(encoders, name, ps, seed=seed)
     metrics = []
     if (run_dir / "metrics.csv").is_file():
         from pretrain.loop import read_metrics
@@ -263,7 +542,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
             item = ds[0]
             figs.append(_plot_signal(item["signal"].numpy(), list(data_cfg.get("leads") or data_cfg.get("channels") or []),
                                      float(item["fs"]), fig_dir / "sample.png"))
-    (run_dir / "probes.json").write_text(json.dumps(rows, indent=2))
+    (run_dir / "probes.json").write_text(json.dumps(rows + denoising_rows + segmentation_rows, indent=2))
 
     lines = [f"# {cfg.modality} / {cfg.objective['name']} / {cfg.model['name']}", "",
              f"- run: `{run_dir}`", f"- data: `{data_cfg.get('path')}`",
@@ -284,7 +563,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
                          f"{rm[-1]['rankme']:.2f} (step {int(rm[-1]['step'])})")
     classification = [r for r in rows if r.get("task", "classification") == "classification"]
     regression = [r for r in rows if r.get("task") == "regression"]
-    if classification or not rows:
+    if classification or not (rows or denoising_rows or segmentation_rows):
         lines += ["", "## Probes (frozen encoder, fixed split, balanced accuracy)", ""]
     if classification:
         lines += ["| probe | encoder | train / test | classes | kNN | logistic | RankMe |", "|---|---|---|---|---|---|---|"]
@@ -299,13 +578,46 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
             lines.append(f"| {r['probe']} | {r['encoder']} | {r['n_train']} / {r['n_test']} | {r['target_std']:.2f} | "
                          f"{r['knn_r2']:.3f} | {r['knn_mae']:.2f} | {r['ridge_r2']:.3f} | {r['ridge_mae']:.2f} | "
                          f"{r['rankme']:.1f} |")
-    if rows:
+    lines += _denoising_section(denoising_rows) + _segmentation_section(segmentation_rows)
+    if rows or denoising_rows or segmentation_rows:
         for name, ps in probes.items():
             if ps.description:
                 lines.append(f"\n- **{name}**: {ps.description}")
     else:
         lines.append("No labelled probe data was found for this modality (see its data cards).")
+    figs += [Path(r["figure"]) for r in denoising_rows if "figure" in r]
     lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _fmt_score(v: Any, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _denoising_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## Denoising (mean over images; PSNR/SSIM against the clean reference where one exists)", "",
+             "| probe | method | images | PSNR dB | SSIM | std in uniform region | ENL | ratio mean | ratio var | s / MPix |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summarise_denoising(rows):
+        lines.append(f"| {r['probe']} | {r['method']} | {r['images']} | {_fmt_score(r.get('psnr'), 2)} | "
+                     f"{_fmt_score(r.get('ssim'))} | {_fmt_score(r.get('region_std'), 2)} | {_fmt_score(r.get('enl'), 1)} | "
+                     f"{_fmt_score(r.get('ratio_mean'))} | {_fmt_score(r.get('ratio_var'))} | "
+                     f"{_fmt_score(r.get('s_per_megapixel'), 2)} |")
+    return lines
+
+
+def _segmentation_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "## Per-point probes (frozen features; all decoder levels vs the last level only)", "",
+             "| probe | encoder | levels | dim | train / test points | classes | linear mIoU | linear acc | kNN mIoU | kNN acc |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['probe']} | {r['encoder']} | {r['levels']} | {r['dim']} | {r['n_train']} / {r['n_test']} | "
+                     f"{r['classes']} | {r['linear_miou']:.3f} | {r['linear_acc']:.3f} | {r['knn_miou']:.3f} | "
+                     f"{r['knn_acc']:.3f} |")
+    return lines

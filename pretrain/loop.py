@@ -9,8 +9,8 @@ checkpoint I/O; this file adds what pretraining needs on top:
   ``seed(p)``, and each process takes its slice of every global batch. A run with 2 processes sees exactly the
   batches of a 1-process run, and a resumed run continues the stream where it stopped;
 - torch's generator reseeded from ``(seed, step, rank)`` each step, so no RNG state has to be checkpointed;
-- metrics to ``metrics.csv`` and TensorBoard, RankMe and embedding std on a fixed held-out batch, a collapse
-  warning, a progress bar;
+- metrics to ``metrics.csv`` and TensorBoard, the objective's label-free monitor on a fixed held-out batch
+  (RankMe and embedding std by default; a denoiser's held-out loss or PSNR), a collapse warning, a progress bar;
 - a NaN/Inf guard that stops with one clear line and never writes a checkpoint from a bad state;
 - atomic checkpoints (temp file, fsync, rename) and exact resume.
 """
@@ -36,7 +36,7 @@ import modalities
 from pretrain import config as config_mod
 from pretrain import objectives
 from pretrain.config import ConfigError, RunConfig
-from pretrain.evaluate import collapsed as is_collapsed, embedding_std, rankme
+from pretrain.evaluate import collapsed as is_collapsed
 
 CKPT_NAME = "last.ckpt"
 
@@ -398,25 +398,32 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             row = {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
                    "samples_per_s": seen / dt if dt > 0 else 0.0, **scalars}
             tic, seen = time.perf_counter(), 0
-        if monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps):
-            rm, std = monitor_embeddings(raw, monitor, fabric)
-            best_rank = max(best_rank, rm)
-            collapsed = is_collapsed(rm, best_rank)
+        monitor_now = monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps)
+        if monitor_now:
+            watched = monitor_objective(raw, monitor, fabric)
+            rm = watched.get("rankme")
+            collapsed = False
+            if rm is not None:
+                best_rank = max(best_rank, rm)
+                collapsed = is_collapsed(rm, best_rank)
             if rank0:
                 row = row or {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
                               "samples_per_s": "", **scalars}
-                row.update(rankme=rm, embed_std=std, collapse=int(collapsed))
+                row.update(watched)
+                if rm is not None:
+                    row["collapse"] = int(collapsed)
                 if bar is not None:
-                    bar.set_postfix_str(f"loss {loss_value:.4f} rankme {rm:.1f}" + (" COLLAPSE?" if collapsed else ""))
+                    bar.set_postfix_str(f"loss {loss_value:.4f} " + " ".join(f"{k} {v:.3g}" for k, v in watched.items())
+                                        + (" COLLAPSE?" if collapsed else ""))
                 if collapsed:
                     fabric.print(f"warning: step {done}: possible collapse (RankMe {rm:.2f}, best {best_rank:.2f}, "
-                                 f"embedding std {std:.4f})")
+                                 f"embedding std {watched.get('embed_std', float('nan')):.4f})")
         if row is not None and metrics is not None:
             metrics.log(row)
             fabric.log_dict({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=done)
         if bar is not None:
             bar.update(1)
-            if row is not None and "rankme" not in row:
+            if row is not None and not monitor_now:
                 bar.set_postfix_str(f"loss {loss_value:.4f}")
         if done % t.ckpt_every == 0 or done == t.max_steps:
             _check_finite_params(raw, done)
@@ -449,10 +456,11 @@ def _check_finite_params(module: torch.nn.Module, step: int) -> None:
 
 
 @torch.no_grad()
-def monitor_embeddings(objective: Any, batch: dict[str, Any], fabric: Any) -> tuple[float, float]:
+def monitor_objective(objective: Any, batch: dict[str, Any], fabric: Any) -> dict[str, float]:
+    """The objective's label-free monitor scalars on the fixed held-out batch, in eval mode and under autocast."""
     was_training = objective.training
     objective.eval()
     with fabric.autocast():
-        z = objective.embed(batch).float()
+        watched = {k: float(v) for k, v in objective.monitor(batch).items()}
     objective.train(was_training)
-    return rankme(z), embedding_std(z)
+    return watched

@@ -48,6 +48,19 @@ class Objective(nn.Module):
         ``vocab.json``)."""
 
     @torch.no_grad()
+    def monitor(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Label-free scalars on the loop's fixed held-out batch (every ``train.rankme_every`` steps).
+
+        The default is RankMe and the embedding std of :meth:`embed` (the loop's collapse detector reads
+        ``"rankme"``). Objectives without an embedding, such as denoisers, override this with what tells their
+        progress without labels (a held-out loss; PSNR against a simulated clean reference when the batch has one).
+        """
+        from pretrain.evaluate import embedding_std, rankme
+
+        z = self.embed(batch).float()
+        return {"rankme": rankme(z), "embed_std": embedding_std(z)}
+
+    @torch.no_grad()
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
         """float[B, D] features of the raw (un-augmented) inputs, for monitoring and probes."""
         return self.export_encoder().embed(batch_input(batch))
