@@ -25,6 +25,8 @@ from torch import nn
 from models.eegformer import EEGFormer
 from models.efficientnet1d import EfficientNet1D
 from models.grover import GTransEncoder
+from models.second import VoxelBackBone8x
+from models.sparse_unet import SparseUNet
 from models.vit1d import ViT1D
 
 CONFIG_FILE = "config.json"
@@ -55,6 +57,13 @@ _REGISTRY: dict[str, ModelSpec] = {
                              "GROVER-base GTransEncoder (molecules), hidden 800, 4 heads, 48M parameters"),
     "grover_large": ModelSpec(GTransEncoder, dict(hidden=1200, heads=4, depth=4, dropout=0.1),
                               "GROVER-large GTransEncoder (molecules), hidden 1200, 4 heads, 107M parameters"),
+    "sparse_unet": ModelSpec(SparseUNet, dict(in_channels=4, channels=[32, 64, 128, 256, 384], enc_blocks=2,
+                                              dec_blocks=2),
+                             "spconv sparse-voxel UNet, 5 levels 32-384 (LiDAR / 3D scenes, MSM), 37M parameters"),
+    "sparse_unet_xs": ModelSpec(SparseUNet, dict(in_channels=4, channels=[16, 32, 64], enc_blocks=1, dec_blocks=1),
+                                "spconv sparse-voxel UNet, 3 levels 16-64, for CPU tests and demos"),
+    "second_8x": ModelSpec(VoxelBackBone8x, dict(in_channels=4, channels=[16, 32, 64, 64], out_channels=128),
+                           "SECOND / VoxelBackBone8x sparse encoder (LiDAR detection backbone), 8x downsampling"),
 }
 
 
