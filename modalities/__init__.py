@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str] = {
     "eeg": "modalities.eeg",
     "molecules": "modalities.molecules",
     "ppg": "modalities.ppg",
+    "scenes": "modalities.scenes",
 }
 
 
