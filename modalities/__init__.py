@@ -14,6 +14,7 @@ from modalities.base import DataError, Modality, ProbeSet
 _REGISTRY: dict[str, str] = {
     "ecg": "modalities.ecg",
     "eeg": "modalities.eeg",
+    "lidar": "modalities.lidar",
     "molecules": "modalities.molecules",
     "ppg": "modalities.ppg",
     "scenes": "modalities.scenes",

@@ -8,8 +8,10 @@ The CPU wheel of spconv 2.3.8 has two defects (found here and verified against d
 2. **Racy scatter-add.** The CPU gather-GEMM-scatter path accumulates each kernel offset's partial
    products with ``SpconvOps.scatter_add_cpu``, parallelised over rows without atomics: with more than one
    intra-op thread two rows that target the same output site race, so forward outputs and input gradients
-   are wrong (max error ~0.7; weight gradients are right because they are plain GEMMs). ``index_add_``
-   accumulates rows in index order, so it is race-free and deterministic.
+   are wrong (max error ~0.7; weight gradients are right because they are plain GEMMs). torch's
+   ``scatter_add_`` with a row index expanded over the channels takes its sorted-index path (radix sort of the
+   targets, then a segmented sum per target row), which is race-free and ~100x faster here than ``index_add_``
+   (whose CPU kernel adds one row at a time: 130 ms vs 1 ms for 10k rows x 32 channels on 2 threads).
 
 :func:`apply_cpu_fixes` patches both, only when CUDA is unavailable (on a CUDA machine spconv uses its GPU
 kernels and nothing is touched), and is idempotent. ``models.sparse_unet`` calls it on import, so any
@@ -32,14 +34,14 @@ def _as_torch(t) -> torch.Tensor:  # noqa: ANN001 (cumm tensorview.Tensor has no
     return torch.from_numpy(t.numpy_view())
 
 
-def _scatter_add_index_add(out, inp, inds) -> None:  # noqa: ANN001
-    """``out[inds[i]] += inp[i]`` for ``i < len(inds)``, race-free (``index_add_`` walks indices in order)."""
+def _scatter_add_rows(out, inp, inds) -> None:  # noqa: ANN001
+    """``out[inds[i]] += inp[i]`` for ``i < len(inds)``, race-free (sorted-index ``scatter_add_``)."""
     idx = _as_torch(inds)
     n = idx.shape[0]
     if n == 0:
         return
     dst = _as_torch(out)
-    dst.index_add_(0, idx.long(), _as_torch(inp)[:n])
+    dst.scatter_add_(0, idx.long()[:, None].expand(n, dst.shape[1]), _as_torch(inp)[:n])
 
 
 def cpu_fixes_applied() -> bool:
@@ -78,7 +80,7 @@ def apply_cpu_fixes() -> bool:
     class _RaceFreeSpconvOps(base_ops):  # type: ignore[misc, valid-type]
         """spconv's ops with a race-free CPU scatter-add; every other static method is inherited."""
 
-        scatter_add_cpu = staticmethod(_scatter_add_index_add)
+        scatter_add_cpu = staticmethod(_scatter_add_rows)
 
     ops.SpconvOps = _RaceFreeSpconvOps
     setattr(ops, _PATCH_MARK, True)

@@ -1,0 +1,202 @@
+"""Indexing sweep folders into frames with poses, consecutive frame pairs in a common frame, and batching.
+
+A folder is read as SemanticKITTI / KITTI odometry when it has ``velodyne/`` sub-folders (``sequences/SS/velodyne``
+or a single ``SS/velodyne``): frames in name order, LiDAR poses from ``poses.txt`` + ``calib.txt`` when both
+exist, labels from ``labels/``, true scene flow from ``flow/`` (the simulator). Any other folder: every sweep file
+(``.bin``, ``.pcd.bin``, ``.pcd``, ``.ply``, ``.las``, ``.laz``) found recursively; consecutive files of one folder
+form pairs with identity ego motion (no poses). A folder (sequence) with one frame pairs it with itself.
+
+A sample is the pair (previous, current) with the previous sweep moved into the current LiDAR frame:
+``x_cur = inv(T_cur) @ T_prev @ x_prev`` where ``T_k`` maps LiDAR_k to LiDAR_0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from modalities.base import DataError
+from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, kitti_lidar_poses, read_kitti_calib, read_kitti_poses,
+                                      read_semantickitti_labels, read_sweep)
+from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config
+
+__all__ = ["Frame", "LidarPairs", "collate_pairs", "dataset_from_config", "frame_pairs", "index_frames", "load_frame",
+           "relative_pose"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sweep of a sequence: its file, LiDAR_k -> LiDAR_0 pose (None: unknown) and optional labels / flow."""
+
+    path: Path
+    sequence: str
+    pose: np.ndarray | None = None
+    label: Path | None = None
+    flow: Path | None = None
+
+
+def _kitti_sequence(seq: Path) -> list[Frame]:
+    bins = sorted((seq / "velodyne").glob("*.bin"))
+    poses = None
+    if (seq / "poses.txt").is_file() and (seq / "calib.txt").is_file():
+        cam = read_kitti_poses(seq / "poses.txt")
+        if len(cam) < len(bins):
+            raise DataError(f"{seq / 'poses.txt'}: {len(cam)} poses for {len(bins)} sweeps in {seq / 'velodyne'}")
+        poses = kitti_lidar_poses(cam, read_kitti_calib(seq / "calib.txt")["Tr"])
+    frames = []
+    for b in bins:
+        k = int(b.stem) if b.stem.isdigit() else None
+        pose = poses[k] if poses is not None and k is not None and k < len(poses) else None
+        label = seq / "labels" / f"{b.stem}.label"
+        flow = seq / "flow" / f"{b.stem}.npz"
+        frames.append(Frame(b, str(seq), pose, label if label.is_file() else None, flow if flow.is_file() else None))
+    return frames
+
+
+def index_frames(root: str | Path) -> list[Frame]:
+    """Every frame under ``root`` (see the module docstring), sequences in name order."""
+    root = Path(root)
+    if root.is_file():
+        return [Frame(root, str(root.parent))]
+    seqs = sorted({v.parent for v in root.rglob("velodyne") if v.is_dir()})
+    if seqs:
+        return [f for s in seqs for f in _kitti_sequence(s)]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SWEEP_SUFFIXES)
+    if not files:
+        raise DataError(f"{root}: no LiDAR sweeps (looked for {', '.join(SWEEP_SUFFIXES)} and velodyne/ folders)")
+    return [Frame(f, str(f.parent)) for f in files]
+
+
+def frame_pairs(frames: list[Frame]) -> list[tuple[int, int]]:
+    """(previous, current) frame indices of consecutive frames of each sequence; a lone frame pairs with itself."""
+    pairs = []
+    for i, f in enumerate(frames):
+        if i > 0 and frames[i - 1].sequence == f.sequence:
+            pairs.append((i - 1, i))
+        elif i + 1 >= len(frames) or frames[i + 1].sequence != f.sequence:
+            pairs.append((i, i))
+    return pairs
+
+
+def load_frame(frame: Frame, labels: bool = True) -> tuple[Sweep, np.ndarray | None]:
+    """The sweep and its class labels (int64[N], -1 ignored) when it has a ``.label``."""
+    sweep = read_sweep(frame.path)
+    y = read_semantickitti_labels(frame.label, len(sweep))[0] if labels and frame.label is not None else None
+    return sweep, y
+
+
+def relative_pose(prev: Frame, cur: Frame) -> np.ndarray:
+    """LiDAR_prev -> LiDAR_cur (identity when either pose is unknown)."""
+    if prev.pose is None or cur.pose is None:
+        return np.eye(4)
+    return np.linalg.inv(cur.pose) @ prev.pose
+
+
+class LidarPairs(Dataset):
+    """Consecutive sweep pairs cropped to the range of a preset, each sweep subsampled to ``max_points``.
+
+    Items (keys ``(index, seed)`` or plain indices)::
+
+        {"coord": float32[N, 3], "strength": float32[N], "prev_coord": float32[M, 3] (in the current frame),
+         "prev_strength": float32[M], "segment"?: int64[N], "prev_flow"?: float32[M, 3] (simulator truth),
+         "point_range": float32[6], "voxel_size": float32[3], "name": str}
+
+    Split: the last ``val_fraction`` of each sequence's pairs (at least one when a sequence has 3 or more) is
+    ``"val"``; the rest is ``"train"``.
+    """
+
+    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
+                 val_fraction: float = 0.2) -> None:
+        self.frames = index_frames(root)
+        self.grid = grid
+        self.max_points = int(max_points)
+        pairs = frame_pairs(self.frames)
+        by_seq: dict[str, list[tuple[int, int]]] = {}
+        for p in pairs:
+            by_seq.setdefault(self.frames[p[1]].sequence, []).append(p)
+        self.pairs = []
+        for seq_pairs in by_seq.values():
+            n_val = max(1, int(round(len(seq_pairs) * val_fraction))) if len(seq_pairs) >= 3 else 0
+            self.pairs += seq_pairs[len(seq_pairs) - n_val:] if split == "val" else seq_pairs[:len(seq_pairs) - n_val]
+        if split == "val" and not self.pairs:
+            raise DataError(f"{root}: no sequence has 3 or more sweeps to hold out a validation pair")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _sweep(self, frame: Frame, rng: np.random.Generator, transform: np.ndarray | None = None,
+               labels: bool = False) -> dict[str, np.ndarray]:
+        sweep, y = load_frame(frame, labels)
+        xyz = sweep.xyz.astype(np.float64)
+        out: dict[str, np.ndarray] = {}
+        if frame.flow is not None and transform is not None:
+            flow = np.zeros_like(xyz)
+            f = np.load(frame.flow)
+            flow[f["index"]] = f["flow"]
+            out["flow"] = flow @ transform[:3, :3].T
+        if transform is not None:
+            xyz = xyz @ transform[:3, :3].T + transform[:3, 3]
+        keep = np.flatnonzero(crop_to_range(xyz, self.grid))
+        if len(keep) == 0:
+            raise DataError(f"{frame.path}: no points inside data.point_range {list(self.grid.point_range)}")
+        if self.max_points and len(keep) > self.max_points:
+            keep = np.sort(rng.choice(keep, self.max_points, replace=False))
+        out = {k: v[keep] for k, v in out.items()}
+        out.update(coord=xyz[keep].astype(np.float32), strength=sweep.intensity[keep])
+        if y is not None:
+            out["segment"] = y[keep]
+        return out
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
+        p, c = self.pairs[index]
+        rng = np.random.default_rng(seed)
+        cur = self._sweep(self.frames[c], rng, labels=True)
+        prev = self._sweep(self.frames[p], rng, transform=relative_pose(self.frames[p], self.frames[c]))
+        item = {"coord": torch.from_numpy(cur["coord"]), "strength": torch.from_numpy(cur["strength"]),
+                "prev_coord": torch.from_numpy(prev["coord"]), "prev_strength": torch.from_numpy(prev["strength"]),
+                "point_range": torch.tensor(self.grid.point_range, dtype=torch.float32),
+                "voxel_size": torch.tensor(self.grid.voxel_size, dtype=torch.float32),
+                "name": str(self.frames[c].path)}
+        if "segment" in cur:
+            item["segment"] = torch.from_numpy(cur["segment"])
+        if "flow" in prev:
+            item["prev_flow"] = torch.from_numpy(prev["flow"].astype(np.float32))
+        return item
+
+
+def index_seed(index: int) -> int:
+    return int(np.random.SeedSequence([17, index]).generate_state(1)[0])
+
+
+_CAT = ("coord", "strength", "prev_coord", "prev_strength", "segment", "prev_flow")
+
+
+def collate_pairs(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Concatenate the pairs Pointcept-style: ``offset`` / ``prev_offset`` int64[B] cumulative counts; ``segment``
+    and ``prev_flow`` only when every sample has them; ``seed`` int64[B] when the samples carry one."""
+    batch: dict[str, Any] = {}
+    for k in _CAT:
+        if all(k in s for s in samples):
+            batch[k] = torch.cat([s[k] for s in samples])
+    batch["offset"] = torch.cumsum(torch.tensor([len(s["coord"]) for s in samples]), 0)
+    batch["prev_offset"] = torch.cumsum(torch.tensor([len(s["prev_coord"]) for s in samples]), 0)
+    batch["point_range"] = samples[0]["point_range"]
+    batch["voxel_size"] = samples[0]["voxel_size"]
+    batch["name"] = [s["name"] for s in samples]
+    if all("seed" in s for s in samples):
+        batch["seed"] = torch.tensor([int(s["seed"]) for s in samples], dtype=torch.int64)
+    return batch
+
+
+def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs:
+    path = cfg.get("path")
+    if not path:
+        raise DataError("data.path: no LiDAR data given")
+    return LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
+                      val_fraction=float(cfg.get("val_fraction", 0.2)))

@@ -1,0 +1,279 @@
+"""E-SSL3D: equivariant spatio-temporal self-supervision for LiDAR sparse-voxel backbones.
+
+After "Equivariant Spatio-Temporal Self-Supervision for LiDAR Object Detection" (Hegde, Lohit, Peng, Jones,
+Patel, ECCV 2024), which builds on E-SSL (Dangovski et al., ICLR 2022). For each pair (previous sweep, current
+sweep), with the previous sweep already moved into the current frame by the ego poses:
+
+1. **Rotation by classification.** The current sweep is rotated about z by ``theta`` drawn uniformly in one of
+   ``K`` equal bins of ``[-max_rotation, max_rotation]`` (view A); a head on the pooled decoder features predicts
+   the bin: ``L_rot = CE(h(pool(f(A))), k)`` (:class:`~pretrain.objectives.equivariance.EquivarianceClassificationLoss`).
+2. **Point contrast for translation / scale / flip.** View B = A flipped in y (p = 0.5), scaled by
+   ``s ~ U(0.95, 1.05)`` and translated by ``t ~ U(-0.2, 0.2)^3`` m. The same physical points in both views
+   (``contrast_points`` per scan) are positives, all other sampled points negatives (PointInfoNCE, Xie et al.
+   ECCV 2020): ``L_con = InfoNCE(g(f_A(p_i)), g(f_B(p_i)))`` (:class:`~pretrain.objectives.infonce.InfoNCELoss`).
+   Point features following the points under these transforms is what equivariance means at the point level.
+3. **Temporal equivariance by scene flow.** The previous sweep's points are moved by a scene-flow estimate: zero
+   for the static world (ego motion is removed by the poses, so a point within ``static_radius`` of the current
+   sweep is static) and a nearest-neighbour flow for the rest (the displacement to the nearest current point,
+   kept when shorter than ``max_flow``). Each sampled current point is matched to the nearest warped previous
+   point (within ``match_radius``). An EMA target encoder (BYOL-style, momentum 0.999 -> 1, cosine) encodes the
+   previous sweep under the same rotation as view A, and the online features are regressed onto it:
+   ``L_flow = mean_{i, d} (q(f_A(p_i)) / ||.|| - f_T(p'_j) / ||.||)_d^2``, i.e. ``(2 - 2 cos) / D``.
+
+``L = w_rot L_rot + w_con L_con + w_flow L_flow`` with the paper's weights 1, 0.01, 300.
+
+The encoder is a point-wise sparse network (:class:`models.sparse_unet.SparseUNet` or
+:class:`models.second.VoxelBackBone8x`): ``forward(points)`` returns ``levels``, ``num_sites`` and
+``point_feat`` [N, embed_dim]. Nearest-neighbour searches run on the CPU with scipy's cKDTree (coordinates only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.spatial import cKDTree
+from torch import nn
+
+from modalities.lidar.voxels import VoxelGrid, crop_to_range, point_dict
+from models.heads import MLPHead
+from pretrain.config import ConfigError
+from pretrain.ema import cosine_momentum_at, ema_update, make_teacher
+from pretrain.objectives.base import Objective
+from pretrain.objectives.equivariance import EquivarianceClassificationLoss
+from pretrain.objectives.infonce import InfoNCELoss
+
+__all__ = ["ESSL3D", "estimate_flow", "flow_matches", "pool_levels", "rotation_z"]
+
+
+def rotation_z(theta: float) -> torch.Tensor:
+    """3x3 rotation about z by ``theta`` (radians), float32."""
+    c, s = math.cos(theta), math.sin(theta)
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def estimate_flow(prev: np.ndarray, cur: np.ndarray, static_radius: float, max_flow: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-neighbour scene flow of ``prev`` [M, 3] (ego motion removed) towards ``cur`` [N, 3].
+
+    Returns (flow float[M, 3], valid bool[M]): 0 where the nearest current point is within ``static_radius``
+    (static world), the displacement to it where that distance is below ``max_flow``; invalid beyond.
+    """
+    d, nn_idx = cKDTree(cur).query(prev, k=1)
+    flow = cur[nn_idx] - prev
+    flow[d <= static_radius] = 0.0
+    return flow, d < max_flow
+
+
+def flow_matches(prev: np.ndarray, cur: np.ndarray, query: np.ndarray, flow: np.ndarray, valid: np.ndarray,
+                 match_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (row of ``query`` in ``cur``, row of ``prev``) whose warped previous point ``prev + flow`` is the
+    nearest one to the current point, within ``match_radius``."""
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0 or len(query) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d, j = cKDTree(prev[rows] + flow[rows]).query(cur[query], k=1)
+    ok = d <= match_radius
+    return query[ok], rows[j[ok]]
+
+
+def pool_levels(out: dict[str, Any], batch_size: int) -> torch.Tensor:
+    """Per-scan mean over the (original) sites of every level, concatenated: [B, sum(level channels)]."""
+    pooled = []
+    for lv, n in zip(out["levels"], out["num_sites"]):
+        b = lv.indices[:n, 0].long()
+        s = lv.features.new_zeros(batch_size, lv.features.shape[1]).index_add_(0, b, lv.features[:n])
+        c = torch.bincount(b, minlength=batch_size).clamp_min(1).to(s.dtype)
+        pooled.append(s / c[:, None])
+    return torch.cat(pooled, 1)
+
+
+class ESSL3D(Objective):
+    """E-SSL3D (see the module docstring for the maths).
+
+    Args (the YAML ``objective:`` options):
+        rotation_bins: ``K`` rotation classes; max_rotation: half-range in radians (pi / 2).
+        translation: max |t| per axis (m); scale: (lo, hi); flip: random y-flip in view B.
+        contrast_points: matched points per scan for the point contrast; temperature: of InfoNCE.
+        flow_points: current points per scan sampled for the temporal loss.
+        static_radius, max_flow, match_radius: flow estimate and matching distances (m).
+        true_flow: use the simulator's true scene flow (``prev_flow``) instead of the estimate when present.
+        proj_dim, head_hidden_dim: projector / predictor / rotation head widths.
+        momentum: EMA start momentum (cosine to 1).
+        weight_rotation, weight_contrast, weight_flow: loss weights (paper: 1, 0.01, 300).
+    """
+
+    name: ClassVar[str] = "e_ssl3d"
+    views: ClassVar[int] = 0
+    sample_kinds: ClassVar[tuple[str, ...]] = ("points",)
+
+    def __init__(self, encoder: nn.Module, *, rotation_bins: int = 8, max_rotation: float = math.pi / 2,
+                 translation: float = 0.2, scale: tuple[float, float] | list[float] = (0.95, 1.05),
+                 flip: bool = True, contrast_points: int = 2048, temperature: float = 0.1, flow_points: int = 2048,
+                 static_radius: float = 0.3, max_flow: float = 2.0, match_radius: float = 0.5,
+                 true_flow: bool = False, proj_dim: int = 64, head_hidden_dim: int = 256, momentum: float = 0.999,
+                 weight_rotation: float = 1.0, weight_contrast: float = 0.01, weight_flow: float = 300.0) -> None:
+        super().__init__(encoder)
+        for opt, v in (("rotation_bins", rotation_bins), ("contrast_points", contrast_points),
+                       ("flow_points", flow_points), ("proj_dim", proj_dim), ("head_hidden_dim", head_hidden_dim)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if opt == "rotation_bins" else 1):
+                raise ConfigError(f"objective.{opt}: must be a positive integer (rotation_bins >= 2), got {v!r}")
+        if not 0 < max_rotation <= math.pi:
+            raise ConfigError(f"objective.max_rotation: must be in (0, pi], got {max_rotation}")
+        lo, hi = (float(v) for v in scale)
+        if not 0 < lo <= hi:
+            raise ConfigError(f"objective.scale: needs 0 < lo <= hi, got {list(scale)}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ConfigError(f"objective.momentum: must be in [0, 1], got {momentum}")
+        for opt, v in (("static_radius", static_radius), ("max_flow", max_flow), ("match_radius", match_radius)):
+            if not v > 0:
+                raise ConfigError(f"objective.{opt}: must be > 0 (metres), got {v}")
+        if not all(hasattr(encoder, a) for a in ("embed_dim", "level_channels")):
+            raise ConfigError("model.name: e_ssl3d needs a sparse point encoder (sparse_unet*, second_8x)")
+        self.bins, self.max_rotation = int(rotation_bins), float(max_rotation)
+        self.translation, self.scale, self.flip = float(translation), (lo, hi), bool(flip)
+        self.contrast_points, self.flow_points = int(contrast_points), int(flow_points)
+        self.static_radius, self.max_flow, self.match_radius = float(static_radius), float(max_flow), float(match_radius)
+        self.true_flow = bool(true_flow)
+        self.momentum = float(momentum)
+        self.weights = {"rotation": float(weight_rotation), "contrast": float(weight_contrast),
+                        "flow": float(weight_flow)}
+        d = int(encoder.embed_dim)
+        self.rotation_head = MLPHead(int(sum(encoder.level_channels)), [head_hidden_dim], self.bins)
+        self.projector = MLPHead(d, [head_hidden_dim], proj_dim)
+        self.predictor = MLPHead(d, [head_hidden_dim], d)
+        self.target = make_teacher(encoder)
+        self.rotation_loss = EquivarianceClassificationLoss()
+        self.contrast_loss = InfoNCELoss(temperature=temperature, gather=True)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def grid_of(batch: dict[str, Any]) -> VoxelGrid:
+        return VoxelGrid(tuple(float(v) for v in batch["point_range"].tolist()),  # type: ignore[arg-type]
+                         tuple(float(v) for v in batch["voxel_size"].tolist()))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _scans(batch: dict[str, Any], prefix: str = "") -> list[tuple[torch.Tensor, torch.Tensor]]:
+        offset = batch[f"{prefix}offset"].tolist()
+        starts = [0, *offset[:-1]]
+        xyz, inten = batch[f"{prefix}coord"], batch[f"{prefix}strength"]
+        return [(xyz[s:e], inten[s:e]) for s, e in zip(starts, offset)]
+
+    def _angle(self, k: int, jitter: float) -> float:
+        width = 2 * self.max_rotation / self.bins
+        return -self.max_rotation + (k + jitter) * width
+
+    # ------------------------------------------------------------------------------------------- training
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        grid = self.grid_of(batch)
+        cur_scans, prev_scans = self._scans(batch), self._scans(batch, "prev_")
+        true_flow = None
+        if self.true_flow and "prev_flow" in batch:
+            starts = [0, *batch["prev_offset"].tolist()[:-1]]
+            true_flow = [batch["prev_flow"][s:e] for s, e in zip(starts, batch["prev_offset"].tolist())]
+        device = batch["coord"].device
+        view_a, view_b, view_p = [], [], []
+        con_a, con_b, flow_a, flow_p = [], [], [], []
+        labels = torch.randint(0, self.bins, (len(cur_scans),))
+        base = {"a": 0, "b": 0, "p": 0}
+        for s, ((cur, ci), (prev, pi)) in enumerate(zip(cur_scans, prev_scans)):
+            rot = rotation_z(self._angle(int(labels[s]), float(torch.rand(()))) ).to(device)
+            a = cur @ rot.T
+            pa = prev @ rot.T
+            flip = torch.tensor([1.0, -1.0 if (self.flip and torch.rand(()) < 0.5) else 1.0, 1.0], device=device)
+            sc = self.scale[0] + (self.scale[1] - self.scale[0]) * float(torch.rand(()))
+            t = (torch.rand(3, device=device) * 2 - 1) * self.translation
+            b = a * flip * sc + t
+            in_a, in_b, in_p = crop_to_range(a, grid), crop_to_range(b, grid), crop_to_range(pa, grid)
+            if not (in_a.any() and in_b.any() and in_p.any()):
+                in_a = in_b = torch.ones(len(a), dtype=torch.bool, device=device)  # keep the scan, voxelise clamped
+                in_p = torch.ones(len(pa), dtype=torch.bool, device=device)
+            pos_a = torch.cumsum(in_a.long(), 0) - 1
+            pos_b = torch.cumsum(in_b.long(), 0) - 1
+            pos_p = torch.cumsum(in_p.long(), 0) - 1
+            view_a.append((a[in_a], ci[in_a]))
+            view_b.append((b[in_b], ci[in_b]))
+            view_p.append((pa[in_p], pi[in_p]))
+            both = torch.nonzero(in_a & in_b).squeeze(1)
+            pick = both[torch.randperm(len(both), device=device)[: self.contrast_points]]
+            con_a.append(base["a"] + pos_a[pick])
+            con_b.append(base["b"] + pos_b[pick])
+            # temporal pairs on the un-rotated coordinates (rotation preserves distances)
+            cur_np, prev_np = cur.detach().cpu().double().numpy(), prev.detach().cpu().double().numpy()
+            in_a_np, in_p_np = in_a.cpu().numpy(), in_p.cpu().numpy()
+            if true_flow is not None:
+                flow = true_flow[s].detach().cpu().double().numpy()
+                valid = np.ones(len(prev_np), bool)
+            else:
+                flow, valid = estimate_flow(prev_np, cur_np, self.static_radius, self.max_flow)
+            cand = np.flatnonzero(in_a_np)
+            gen = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+            query = np.sort(gen.choice(cand, min(self.flow_points, len(cand)), replace=False))
+            qi, pj = flow_matches(prev_np, cur_np, query, flow, valid & in_p_np, self.match_radius)
+            flow_a.append(base["a"] + pos_a[torch.from_numpy(qi).to(device)])
+            flow_p.append(base["p"] + pos_p[torch.from_numpy(pj).to(device)])
+            base["a"] += int(in_a.sum())
+            base["b"] += int(in_b.sum())
+            base["p"] += int(in_p.sum())
+
+        out_a = self.encoder(point_dict(view_a, grid))
+        out_b = self.encoder(point_dict(view_b, grid))
+        with torch.no_grad():
+            out_p = self.target(point_dict(view_p, grid))
+
+        logits = self.rotation_head(pool_levels(out_a, len(cur_scans)))
+        l_rot = self.rotation_loss(logits, labels.to(device))
+        ia, ib = torch.cat(con_a), torch.cat(con_b)
+        l_con = self.contrast_loss(self.projector(out_a["point_feat"][ia]), self.projector(out_b["point_feat"][ib]))
+        fa, fp = torch.cat(flow_a), torch.cat(flow_p)
+        if len(fa) >= 2:
+            q = F.normalize(self.predictor(out_a["point_feat"][fa]).float(), dim=1)
+            z = F.normalize(out_p["point_feat"][fp].float(), dim=1)
+            l_flow = F.mse_loss(q, z)
+        else:  # no temporal match (e.g. a lone sweep paired with itself far out of range): no flow signal
+            l_flow = out_a["point_feat"].sum() * 0.0
+        w = self.weights
+        loss = w["rotation"] * l_rot + w["contrast"] * l_con + w["flow"] * l_flow
+        acc = (logits.argmax(1).cpu() == labels).float().mean()
+        return {"loss": loss, "rotation": l_rot.detach(), "contrast": l_con.detach(), "flow": l_flow.detach(),
+                "rotation_acc": acc, "flow_pairs": torch.tensor(float(len(fa)))}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        ema_update(self.target, self.encoder, cosine_momentum_at(step, total_steps, self.momentum, 1.0))
+
+    # ---------------------------------------------------------------------------------------- monitoring
+    def _current_points(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return point_dict(self._scans(batch), self.grid_of(batch))
+
+    @torch.no_grad()
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Pooled features [B, sum(level_channels)] of the un-augmented current sweeps."""
+        return self.encoder.embed(self._current_points(batch))
+
+    @torch.no_grad()
+    def rotation_accuracy(self, batch: dict[str, Any], max_scans: int = 2) -> float:
+        """Held-out rotation classification: every scan (up to ``max_scans``) at every bin centre; chance 1 / K."""
+        grid = self.grid_of(batch)
+        scans = self._scans(batch)[:max_scans]
+        views, labels = [], []
+        for cur, ci in scans:
+            for k in range(self.bins):
+                a = cur @ rotation_z(self._angle(k, 0.5)).to(cur.device).T
+                keep = crop_to_range(a, grid)
+                views.append((a[keep], ci[keep]))
+                labels.append(k)
+        logits = self.rotation_head(pool_levels(self.encoder(point_dict(views, grid)), len(views)))
+        return float((logits.argmax(1).cpu() == torch.tensor(labels)).float().mean())
+
+    @torch.no_grad()
+    def monitor(self, batch: dict[str, Any]) -> dict[str, float]:
+        """RankMe and std of up to 4096 point features of the held-out sweeps, and held-out rotation accuracy."""
+        from pretrain.evaluate import embedding_std, rankme
+
+        f = self.encoder(self._current_points(batch))["point_feat"].float()
+        g = torch.Generator().manual_seed(0)
+        f = f[torch.randperm(len(f), generator=g)[:4096].to(f.device)]
+        return {"rankme": rankme(f), "embed_std": embedding_std(f), "rotation_acc": self.rotation_accuracy(batch)}
