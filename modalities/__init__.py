@@ -12,6 +12,7 @@ from modalities.base import DataError, Modality, ProbeSet
 
 # name -> module that defines ``MODALITY``
 _REGISTRY: dict[str, str] = {
+    "ct": "modalities.ct",
     "ecg": "modalities.ecg",
     "eeg": "modalities.eeg",
     "lidar": "modalities.lidar",

@@ -25,6 +25,8 @@ _REGISTRY: dict[str, str] = {
     "grover": "pretrain.objectives.grover_tasks:GroverTasks",
     "e_ssl3d": "pretrain.objectives.e_ssl3d:ESSL3D",
     "msm": "pretrain.objectives.msm:MSM",
+    "filter2noise": "pretrain.objectives.filter2noise:Filter2Noise",
+    "zs_n2n": "pretrain.objectives.zs_n2n:ZSN2N",
 }
 
 

@@ -1,0 +1,78 @@
+"""Low-dose CT: DICOM / NIfTI slices in Hounsfield units, simulated low dose, Filter2Noise and ZS-N2N denoisers.
+
+Slices are read through MONAI's PydicomReader (compressed transfer syntaxes decoded by pylibjpeg) or nibabel,
+rescaled to HU and sorted by position within each series (:mod:`modalities.ct.volumes`); samples are whole slices
+or patches in HU, with the pixel spacing kept (:mod:`modalities.ct.dataset`). ``data.dose_i0`` simulates a low-dose
+acquisition of each slice (Poisson counts + electronic noise on its sinogram, filtered back-projection:
+:mod:`modalities.ct.lowdose`) and adds the clean reference. The embedded default is the real CT slices shipped in
+the ``pydicom-data`` and ``pydicom`` packages (data_cards/pydicom_data_ct.md) at simulated low doses.
+
+Two modes through the one loop (modalities/ct/recipe.yaml): dataset training (one filter for many slices or
+patches: the recipe's default) and per-image zero-shot training (``--set data.slices=[0] --set data.patch=null
+--set train.batch_size=2 --set train.max_steps=500``: one slice, the objective filters it once per step).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from modalities.base import DataError, Modality, build_corpus
+from modalities.ct.dataset import CTSlices
+from modalities.ct.probes import pydicom_data_ct_files, probe_targets
+from modalities.ct.volumes import index_ct
+
+__all__ = ["MODALITY", "build_dataset", "default_data"]
+
+
+def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> CTSlices:
+    path = data_cfg.get("path")
+    if not path:
+        raise DataError("data.path: no CT data given")
+    if views:
+        raise DataError("objective: CT samples have no augmented views; use filter2noise or zs_n2n")
+    refs = index_ct(path)
+    chosen = data_cfg.get("slices")
+    if chosen is not None:
+        chosen = [chosen] if isinstance(chosen, int) else list(chosen)
+        bad = [i for i in chosen if not isinstance(i, int) or not -len(refs) <= i < len(refs)]
+        if bad:
+            raise DataError(f"data.slices: {bad[0]!r} is not a slice index; {path} has {len(refs)} slices")
+        refs = [refs[i] for i in chosen]
+    patch = data_cfg.get("patch")
+    return CTSlices(refs, split, patch=int(patch) if patch else None, dose_i0=data_cfg.get("dose_i0"),
+                    val_fraction=float(data_cfg.get("val_fraction", 0.25)), n_angles=int(data_cfg.get("n_angles", 360)),
+                    sigma_e=float(data_cfg.get("sigma_e", 10.0)), seed=int(data_cfg.get("noise_seed", 0)),
+                    cache_dir=data_cfg.get("cache_dir"))
+
+
+CORPUS_VERSION = 1
+
+
+def default_data(cache_dir: Path) -> Path:
+    """The embedded default: the real CT slices of the installed pydicom-data and pydicom packages, copied once
+    into ``cache_dir/pydicom_data`` (see data_cards/pydicom_data_ct.md); the low dose is simulated by the recipe."""
+    files = pydicom_data_ct_files()
+    out = Path(cache_dir) / "pydicom_data"
+    spec = {"source": "pydicom-data + pydicom CT slices", "version": CORPUS_VERSION, "files": sorted(files)}
+
+    def build() -> dict[str, Any]:
+        for name, src in files.items():
+            shutil.copyfile(src, out / name)
+        return {}
+
+    return build_corpus(out, spec, list(files), re.compile(r".*\.dcm"), build)
+
+
+MODALITY = Modality(
+    name="ct",
+    description="CT slices (DICOM incl. compressed, NIfTI) in HU; Filter2Noise / ZS-N2N low-dose denoising",
+    recipe=Path(__file__).with_name("recipe.yaml"),
+    build_dataset=build_dataset,
+    default_data=default_data,
+    probe_targets=probe_targets,
+    sample_kind="image",
+    view_augmentations=False,
+)
