@@ -38,6 +38,9 @@ def estimate_normals(coord: np.ndarray, radius: float, max_nn: int = 30, viewpoi
       normal faces the point the surface was seen from (floors up, walls inwards, ceilings down);
     - ``up``: ``n_z >= 0`` (aerial / photogrammetric scenes seen from above).
 
+    The rule is exact for surfaces seen from the viewpoint (floors, walls, a LiDAR's whole scan); faces of indoor
+    objects turned away from the room centre get the inward sign (tested: tests/modalities/scenes/test_points.py).
+
     Fewer than 3 points (or a point without neighbours) cannot define a plane: those normals are ``(0, 0, 1)``.
     """
     coord = np.asarray(coord, dtype=np.float64)

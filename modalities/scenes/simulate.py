@@ -31,7 +31,7 @@ from modalities.base import build_corpus
 __all__ = ["CLASSES", "PALETTES", "simulate_corpus", "simulate_room"]
 
 _GENERATOR = "modalities.scenes.simulate/furnished-rooms"
-_VERSION = 1
+_VERSION = 2
 _ROOM = "room_{:04d}"
 _ROOM_PATTERN = re.compile(r"room_\d{4}")
 
@@ -175,14 +175,17 @@ def simulate_room(seed: int, index: int, density: float = 2500.0) -> dict[str, n
             taken.append((xy, r))
     for _ in range(int(rng.integers(1, 3))):  # tables with chairs around them
         size = (rng.uniform(0.8, 1.8), rng.uniform(0.6, 1.0))
-        r = float(np.hypot(*size) / 2) + 0.55
-        for _try in range(20):
+        for _try in range(30):
+            if _try and _try % 5 == 0:  # no room for it: try a smaller table
+                size = (max(0.6, size[0] * 0.85), max(0.5, size[1] * 0.85))
+            r = float(np.hypot(*size) / 2) + 0.55
             xy = np.array([rng.uniform(r, w - r), rng.uniform(r, d - r)]) if w > 2 * r and d > 2 * r else None
             if xy is not None and free(xy, r):
                 heading = rng.uniform(0, np.pi)
                 _table(smp, rng, xy, heading, size)
                 for _obj in range(int(rng.integers(0, 4))):
-                    bw, bd, bh = rng.uniform(0.08, 0.3, 3)
+                    bw, bd = rng.uniform(0.08, min(0.3, size[0] / 3)), rng.uniform(0.08, min(0.3, size[1] / 3))
+                    bh = rng.uniform(0.08, 0.3)
                     p = _local(xy, heading, rng.uniform(-size[0] / 2 + bw, size[0] / 2 - bw),
                                rng.uniform(-size[1] / 2 + bd, size[1] / 2 - bd))
                     smp.box((*p, 0.76 + bh / 2), (bw, bd, bh), heading + rng.uniform(-0.3, 0.3),
