@@ -155,3 +155,54 @@ def build_corpus(out_dir: Path, spec: Mapping[str, Any], files: Iterable[str], s
             json.dump(meta, f, indent=1)
         os.replace(tmp, out_dir / CORPUS_FILE)
     return out_dir
+
+
+class LabelledSubset(Dataset):
+    """The items ``indices`` of a labelled dataset; keys ``(index, seed)`` pass through, ``targets()`` follows."""
+
+    def __init__(self, base: Any, indices: Any) -> None:
+        import numpy as np
+
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+        for attr in ("vocab", "scaler", "target_names"):  # what objectives and fine-tuning read off a dataset
+            if hasattr(base, attr):
+                setattr(self, attr, getattr(base, attr))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, tuple):
+            return self.base[(int(self.indices[key[0]]), *key[1:])]
+        return self.base[int(self.indices[key])]
+
+    def targets(self) -> Any:
+        return self.base.targets()[self.indices]
+
+
+def labelled_subset(dataset: Any, fraction: float, seed: int = 0, bins: int = 5) -> LabelledSubset:
+    """A seeded, stratified ``fraction`` of a labelled dataset (its ``targets()`` float/int[N, T]): strata are the
+    classes of the first target when its values are integral with few levels, otherwise ``bins`` quantile bins, so
+    that a 1 % budget still sees every class and the whole range of a property. At least one item per stratum."""
+    import numpy as np
+
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"data.label_fraction: must be in (0, 1], got {fraction!r}")
+    if not hasattr(dataset, "targets"):
+        raise DataError("data.label_fraction: this dataset carries no labels (targets()) to subsample")
+    y = np.asarray(dataset.targets(), dtype=np.float64)
+    y = y.reshape(len(y), -1)[:, 0]
+    finite = np.isfinite(y)
+    levels = np.unique(y[finite])
+    if len(levels) <= 20 and np.all(levels == np.round(levels)):
+        strata = np.where(finite, y, np.nan)
+    else:
+        edges = np.quantile(y[finite], np.linspace(0, 1, bins + 1)[1:-1]) if finite.any() else np.array([])
+        strata = np.where(finite, np.searchsorted(edges, y), -1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for s in np.unique(strata[~np.isnan(strata)]):
+        members = np.flatnonzero(strata == s)
+        k = max(1, int(round(fraction * len(members))))
+        chosen.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    return LabelledSubset(dataset, np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64))

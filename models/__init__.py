@@ -26,6 +26,7 @@ from models.bilateral import BilateralDenoiser
 from models.eegformer import EEGFormer
 from models.efficientnet1d import EfficientNet1D
 from models.grover import GTransEncoder
+from models.heads import PredictionModel
 from models.second import VoxelBackBone8x
 from models.sparse_unet import SparseUNet
 from models.vit1d import ViT1D
@@ -44,6 +45,8 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {
+    "prediction_model": ModelSpec(PredictionModel, dict(encoder={"name": "grover_tiny"}),
+                                  "a fine-tuned model: any encoder + one prediction head per embedding view"),
     "vit1d_xs": ModelSpec(ViT1D, dict(dim=192, depth=8, num_heads=4), "ECG-JEPA ViT-XS, 3.6M parameters"),
     "vit1d_s": ModelSpec(ViT1D, dict(dim=384, depth=8, num_heads=6), "ECG-JEPA ViT-S, 14.3M parameters"),
     "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),

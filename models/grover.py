@@ -343,6 +343,18 @@ class GTransEncoder(nn.Module):
         """Molecule embeddings float[G, embed_dim] (see :meth:`readout`)."""
         return self.readout(self(data), data)
 
+    @property
+    def view_dims(self) -> tuple[int, int]:
+        """Widths of the two :meth:`embed_views` readouts."""
+        return (self.hidden, self.hidden)
+
+    def embed_views(self, data: Any) -> list[Tensor]:
+        """GROVER's two fine-tuning readouts, float[G, hidden] each: the per-molecule means of the atom embeddings
+        from the node view (``atom_from_atom``) and from the edge view (``atom_from_bond``); each gets its own
+        prediction head and the two predictions are averaged (the reference's two-branch fine-tuning)."""
+        z = self.embed(data)
+        return [z[:, :self.hidden], z[:, self.hidden:]]
+
 
 def _num_graphs(data: Any) -> int:
     n = getattr(data, "num_graphs", None)

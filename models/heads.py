@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["LinearHead", "MLPHead"]
+__all__ = ["LinearHead", "MLPHead", "PredictionHead", "PredictionModel"]
 
 
 def _check_width(name: str, value: int) -> None:
@@ -107,3 +107,89 @@ class LinearHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x))
+
+
+class PredictionHead(nn.Module):
+    """The fine-tuning head of one embedding view (chemprop / GROVER feed-forward network)::
+
+        [x ; extra] -> [Dropout -> Linear(h_i) -> ReLU] for i = 1..L -> Dropout -> Linear(out_dim)
+
+    ``extra`` are per-sample features concatenated to the embedding (GROVER's normalised RDKit descriptors).
+    No hidden widths gives a linear head (the linear-probe mode).
+
+    Shapes: ``[B, in_dim], [B, extra_dim] -> [B, out_dim]``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (), dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_width("in_dim", in_dim)
+        _check_width("out_dim", out_dim)
+        layers: list[nn.Module] = []
+        width = in_dim
+        for i, h in enumerate(hidden_dims):
+            _check_width(f"hidden_dims[{i}]", h)
+            layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers += [nn.Dropout(dropout), nn.Linear(width, out_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x if extra is None else torch.cat([x, extra.to(x.dtype)], dim=1))
+
+
+class PredictionModel(nn.Module):
+    """A fine-tuned model: an encoder plus one :class:`PredictionHead` per embedding view.
+
+    Encoders with several readouts (``embed_views(x)`` and ``view_dims``; GROVER's node-view and edge-view atom
+    means) get one head each and the prediction is their mean (GROVER's two-branch fine-tuning); others get one head
+    on ``embed(x)``. Regression outputs are learnt on standardised targets: :meth:`predict` maps them back with the
+    buffers ``target_mean`` / ``target_std`` (set from the training labels by the fine-tuning objective), so the
+    saved model predicts in the data's units. Classification outputs are logits.
+
+    Args:
+        encoder: the encoder's config (``name`` plus options) as :func:`models.create` takes it.
+        out_dim: number of targets (regression), classes (multiclass) or labels (binary / multilabel).
+        extra_dim: width of per-sample extra features concatenated to each view (0: none).
+        hidden_dims: widths of the heads' hidden layers (empty: linear heads).
+        dropout: dropout in the heads.
+        task: ``regression``, ``binary``, ``multiclass`` or ``multilabel`` (kept in the config for users).
+
+    Shapes: ``forward(x, extra) -> float[V, B, out_dim]`` (one row per view); ``predict(x, extra) -> float[B, out_dim]``.
+    """
+
+    TASKS = ("regression", "binary", "multiclass", "multilabel")
+
+    def __init__(self, encoder: dict, out_dim: int = 1, extra_dim: int = 0, hidden_dims: Sequence[int] = (256,),
+                 dropout: float = 0.1, task: str = "regression") -> None:
+        super().__init__()
+        from models import create
+
+        if not isinstance(encoder, dict) or "name" not in encoder:
+            raise ValueError("encoder: must be an encoder config with a 'name'")
+        if task not in self.TASKS:
+            raise ValueError(f"task: {task!r} is not one of {', '.join(self.TASKS)}")
+        if isinstance(extra_dim, bool) or not isinstance(extra_dim, int) or extra_dim < 0:
+            raise ValueError(f"extra_dim: must be an integer >= 0, got {extra_dim!r}")
+        cfg = dict(encoder)
+        self.encoder = create(cfg.pop("name"), **cfg)
+        dims = list(getattr(self.encoder, "view_dims", ())) if hasattr(self.encoder, "embed_views") else []
+        self.multi_view = bool(dims)
+        dims = dims or [int(self.encoder.embed_dim)]
+        self.heads = nn.ModuleList(PredictionHead(d + extra_dim, out_dim, list(hidden_dims), dropout) for d in dims)
+        self.task, self.out_dim, self.extra_dim = task, out_dim, extra_dim
+        self.register_buffer("target_mean", torch.zeros(out_dim))
+        self.register_buffer("target_std", torch.ones(out_dim))
+
+    def views(self, x: object) -> list[torch.Tensor]:
+        return self.encoder.embed_views(x) if self.multi_view else [self.encoder.embed(x)]
+
+    def forward(self, x: object, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([head(z, extra) for head, z in zip(self.heads, self.views(x))])
+
+    def predict(self, x: object, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean over views, in the targets' units (regression) or as logits (classification)."""
+        out = self(x, extra).mean(0)
+        return out * self.target_std + self.target_mean if self.task == "regression" else out
+
+    def embed(self, x: object) -> torch.Tensor:
+        return self.encoder.embed(x)

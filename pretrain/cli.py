@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _listing() -> str:
-    lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR", "", "modalities:"]
+    lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR | "
+             "finetune RUN_DIR --data PATH --target NAME", "", "modalities:"]
     for n in modalities.names():
         lines.append(f"  {n:14s} {modalities.get(n).description}")
     lines += ["", "objectives:"]
@@ -142,6 +143,38 @@ def run_evaluate(argv: list[str]) -> int:
     return 0
 
 
+def run_finetune(argv: list[str]) -> int:
+    from pretrain.finetune import MODES, finetune
+
+    p = _Parser(prog="python -m pretrain finetune",
+                description="Fine-tune a pretrained encoder on labels, against the same architecture from scratch.")
+    p.add_argument("encoder", metavar="RUN_OR_ENCODER_DIR")
+    p.add_argument("--data", required=True, help="labelled data (molecules: a CSV / SDF with property columns / tags)")
+    p.add_argument("--target", dest="targets", action="append", default=[], required=True,
+                   help="label column / property to predict (repeat for multi-task)")
+    p.add_argument("--task", default="regression", help="regression | binary | multiclass | multilabel")
+    p.add_argument("--mode", default="full,scratch", help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--label-fractions", default="1.0", help="comma-separated fractions of the training labels")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", help="output folder (default RUN_DIR/finetune/<timestamp>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        fractions = [float(f) for f in args.label_fractions.split(",") if f.strip()]
+    except ValueError:
+        raise config_mod.ConfigError(f"--label-fractions: expected numbers, got {args.label_fractions!r}") from None
+    if args.seeds < 1:
+        raise config_mod.ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
+    result = finetune(args.encoder, args.data, args.targets, task=args.task,
+                      modes=[m.strip() for m in args.mode.split(",") if m.strip()], label_fractions=fractions,
+                      seeds=args.seeds, out_dir=args.out, overrides=args.overrides, progress=not args.quiet)
+    if result.report is not None:
+        print(result.report.read_text())
+        print(f"report: {result.report}")
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
@@ -157,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if argv[0] == "evaluate":
             return run_evaluate(argv[1:])
+        if argv[0] == "finetune":
+            return run_finetune(argv[1:])
         if argv[0].startswith("-"):
             raise config_mod.ConfigError(f"{argv[0]}: expected a modality first; known: {', '.join(modalities.names())}")
         return run_pretrain(argv[0], argv[1:])

@@ -254,6 +254,7 @@ def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides
     """Recipe (plus its ``demo`` section when ``demo``) -> user YAML -> ``--set`` overrides -> ``extra`` (the
     CLI's own flags), validated."""
     tree = load_yaml(recipe)
+    tree.pop("finetune", None)  # the fine-tuning defaults (pretrain.finetune), not part of a pretraining run
     demo_tree = tree.pop("demo", None) or {}
     if demo:
         tree = merge(tree, demo_tree)

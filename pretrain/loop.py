@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import models
 import modalities
+from modalities.base import labelled_subset
 from pretrain import config as config_mod
 from pretrain import objectives
 from pretrain.config import ConfigError, RunConfig
@@ -308,6 +309,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         except modalities.DataError as e:  # e.g. records too short to hold out a window: monitor on train windows
             fabric.print(f"warning: no held-out split ({e}); RankMe uses fixed training windows")
             val_ds = modality.build_dataset(data_cfg, "train", 0)
+    fraction = data_cfg.get("label_fraction")
+    if fraction is not None and float(fraction) < 1.0:  # fine-tuning at a label budget: a stratified subset
+        train_ds = labelled_subset(train_ds, float(fraction), int(data_cfg.get("split_seed") or 0))
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
     if rank0 and not resume:
@@ -320,7 +324,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         raise ConfigError(str(e)) from None
     objective = objectives.create(encoder, cfg.objective)
     objective.bind_dataset(train_ds)
-    optimizer = torch.optim.AdamW(param_groups(objective, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+    groups = objective.param_groups(o.weight_decay) if hasattr(objective, "param_groups") else \
+        param_groups(objective, o.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     raw = objective
     objective, optimizer = fabric.setup(objective, optimizer)
 
@@ -362,7 +368,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         lr = lr_at(step, t.max_steps, o.lr, o.min_lr, o.warmup_steps)
         wd = wd_at(step, t.max_steps, o.weight_decay, o.weight_decay_end)
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # layer-wise learning-rate decay (fine-tuning)
             g["weight_decay"] = wd if g.get("decay") else 0.0
         scalars: dict[str, float] = {}
         loss_sum = torch.zeros((), device=fabric.device)

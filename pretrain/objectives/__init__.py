@@ -27,6 +27,7 @@ _REGISTRY: dict[str, str] = {
     "msm": "pretrain.objectives.msm:MSM",
     "filter2noise": "pretrain.objectives.filter2noise:Filter2Noise",
     "zs_n2n": "pretrain.objectives.zs_n2n:ZSN2N",
+    "supervised": "pretrain.objectives.supervised:Supervised",
 }
 
 

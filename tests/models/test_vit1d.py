@@ -14,10 +14,9 @@ from models.vit1d import ViT1D, ViT1DPredictor
 PAPER_PARAMS = {"vit1d_xs": 3.6e6, "vit1d_s": 14.3e6, "vit1d_b": 85.2e6}
 
 
-# eegformer_* take any channel count (in_channels None) and keep a codebook that only the VQ objective trains:
-# tests/models/test_eegformer.py checks their forward/backward contract. grover_* encode molecular graphs, not
-# signals: tests/models/test_grover.py checks theirs.
-@pytest.mark.parametrize("name", [n for n in models.list_models() if not n.startswith(("eegformer", "grover"))])
+# The fixed-channel 1-D signal encoders. eegformer_* take any channel count and keep a codebook that only the VQ
+# objective trains (tests/models/test_eegformer.py); graph, point, image and fine-tuned models have their own tests.
+@pytest.mark.parametrize("name", models.list_models("vit1d_*") + models.list_models("efficientnet1d*"))
 def test_every_model_forward_backward(name):
     torch.manual_seed(0)
     enc = models.create(name, depth=1) if name.startswith("vit1d") else models.create(name)

@@ -1,0 +1,305 @@
+"""Fine-tuning a pretrained encoder on labels, against the same architecture trained from scratch.
+
+``python -m pretrain finetune ENCODER_OR_RUN_DIR --data PATH --target NAME [...]`` (or :func:`finetune`) runs, for
+every mode x label fraction x seed, one supervised run on the one training loop (:mod:`pretrain.loop`, objective
+:class:`~pretrain.objectives.supervised.Supervised`, model :class:`models.heads.PredictionModel`), then scores the
+fine-tuned model on the held-out test split and writes ``report.md`` / ``results.json`` / a metric-vs-label-fraction
+plot. Modes:
+
+- ``full``: the pretrained encoder and the heads trained together (layer-wise learning-rate decay);
+- ``linear``: the pretrained encoder frozen, linear heads (the linear-probe protocol);
+- ``scratch``: the same architecture randomly initialised and trained like ``full`` (the control).
+
+Seeds change the split (e.g. a different balanced scaffold split for molecules), the label subset and the
+initialisation of the heads, so the spread over seeds is the spread a user would see. The modality's recipe may
+carry a ``finetune:`` section (data options such as the split kind and descriptors, head widths, optimiser and
+schedule); ``--set`` overrides win over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+import models
+import modalities
+from pretrain import config as config_mod
+from pretrain.config import ConfigError
+from pretrain.objectives.supervised import TASKS, batch_extra, batch_targets, model_input
+
+MODES = ("full", "linear", "scratch")
+METRICS = {"regression": ("rmse", "mae", "r2"), "binary": ("auroc", "accuracy", "f1"),
+           "multiclass": ("accuracy", "f1", "auroc"), "multilabel": ("auroc", "f1", "accuracy")}
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
+@dataclass
+class FinetuneResult:
+    out_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    report: Path | None = None
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R^2 over the finite targets (averaged over target columns)."""
+    y, p = np.asarray(y, np.float64).reshape(len(y), -1), np.asarray(p, np.float64).reshape(len(p), -1)
+    out = {"rmse": [], "mae": [], "r2": []}
+    for j in range(y.shape[1]):
+        k = np.isfinite(y[:, j])
+        err = p[k, j] - y[k, j]
+        out["rmse"].append(math.sqrt(float(np.mean(err ** 2))))
+        out["mae"].append(float(np.mean(np.abs(err))))
+        ss = float(np.sum((y[k, j] - y[k, j].mean()) ** 2))
+        out["r2"].append(1.0 - float(np.sum(err ** 2)) / ss if ss > 0 else float("nan"))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def classification_metrics(y: np.ndarray, logits: np.ndarray, task: str) -> dict[str, float]:
+    """Macro AUROC (over labels / one-vs-rest classes present in ``y``), accuracy and macro F1."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    logits = np.asarray(logits, np.float64)
+    if task == "multiclass":
+        y = np.asarray(y).reshape(-1).astype(int)
+        prob = np.exp(logits - logits.max(1, keepdims=True))
+        prob /= prob.sum(1, keepdims=True)
+        pred = prob.argmax(1)
+        present = np.unique(y)
+        aucs = [roc_auc_score(y == c, prob[:, c]) for c in present if 0 < np.sum(y == c) < len(y)]
+        return {"accuracy": float(np.mean(pred == y)), "f1": float(f1_score(y, pred, average="macro")),
+                "auroc": float(np.mean(aucs)) if aucs else float("nan")}
+    y = np.asarray(y, np.float64).reshape(len(logits), -1)
+    prob = 1.0 / (1.0 + np.exp(-logits.reshape(len(logits), -1)))
+    aucs, f1s, accs = [], [], []
+    for j in range(y.shape[1]):
+        k = np.isfinite(y[:, j])
+        t, s = y[k, j].astype(int), prob[k, j]
+        if 0 < t.sum() < len(t):
+            aucs.append(roc_auc_score(t, s))
+        f1s.append(f1_score(t, s >= 0.5, zero_division=0))
+        accs.append(float(np.mean((s >= 0.5) == t)))
+    return {"auroc": float(np.mean(aucs)) if aucs else float("nan"), "f1": float(np.mean(f1s)),
+            "accuracy": float(np.mean(accs))}
+
+
+def score(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    return regression_metrics(y, out) if task == "regression" else classification_metrics(y, out, task)
+
+
+@torch.no_grad()
+def predict_dataset(model: torch.nn.Module, dataset: Any, collate: Any, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, predictions) of a fine-tuned :class:`~models.heads.PredictionModel` over a dataset."""
+    model.eval()
+    ys, ps = [], []
+    for i in range(0, len(dataset), batch_size):
+        batch = collate([dataset[j] for j in range(i, min(len(dataset), i + batch_size))])
+        ps.append(model.predict(model_input(batch), batch_extra(batch)).float().cpu().numpy())
+        ys.append(batch_targets(batch).float().cpu().numpy().reshape(len(ps[-1]), -1))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+def _encoder_folder(path: Path) -> Path:
+    """An encoder folder, or a run folder holding ``encoder/``."""
+    path = Path(path)
+    if (path / "encoder" / models.CONFIG_FILE).is_file():
+        return path / "encoder"
+    if (path / models.CONFIG_FILE).is_file():
+        return path
+    raise ConfigError(f"{path}: neither a pretrained encoder folder nor a run folder with encoder/ "
+                      f"(no {models.CONFIG_FILE})")
+
+
+def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task: str, mode: str, fraction: float,
+               seed: int, overrides: Sequence[str] = ()) -> config_mod.RunConfig:
+    """The fully resolved config of one fine-tuning run."""
+    meta = models.read_pretrained_config(encoder_dir)
+    modality_name = (meta.get("extra") or {}).get("modality")
+    if modality_name not in modalities.names():
+        raise ConfigError(f"{encoder_dir}: the encoder does not say which modality it was trained on (config.json "
+                          f"extra.modality = {modality_name!r})")
+    modality = modalities.get(modality_name)
+    recipe = config_mod.load_yaml(modality.recipe)
+    ft = recipe.get("finetune") or {}
+    head = dict(ft.get("model") or {})
+    hidden = [] if mode == "linear" else head.pop("hidden_dims", [256])
+    head.pop("hidden_dims", None)
+    tree: dict[str, Any] = {
+        "modality": modality_name,
+        "data": config_mod.merge(recipe.get("data") or {}, ft.get("data") or {}),
+        "optim": config_mod.merge(recipe.get("optim") or {}, ft.get("optim") or {}),
+        "train": config_mod.merge(recipe.get("train") or {}, ft.get("train") or {}),
+        "model": {"name": "prediction_model", "encoder": dict(meta["model"]), "task": task,
+                  "hidden_dims": hidden, **head},
+        "objective": {"name": "supervised", "task": task, "init_from": None if mode == "scratch" else str(encoder_dir),
+                      "freeze_encoder": mode == "linear", **(ft.get("objective") or {})},
+    }
+    tree["data"].update(path=str(Path(data).expanduser().resolve()), targets=list(targets), split_seed=int(seed),
+                        label_fraction=float(fraction))
+    tree["train"].update(seed=int(seed), evaluate=False)
+    if mode == "linear":
+        tree["objective"]["layer_decay"] = 1.0
+    tree = config_mod.apply_overrides(tree, list(overrides))
+    return config_mod.build_config(tree)
+
+
+def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> None:
+    """Output and extra-feature widths from the training data (number of targets / classes, descriptors)."""
+    ds = modality.build_dataset(cfg.data, "train", 0)
+    if len(ds) == 0:
+        raise modalities.DataError(f"{cfg.data['path']}: no labelled training items")
+    y = np.asarray(ds.targets())
+    if task == "multiclass":
+        levels = np.unique(y[np.isfinite(y)])
+        if not np.all(levels == np.round(levels)) or levels.min() < 0:
+            raise ConfigError(f"--task multiclass: targets {', '.join(cfg.data.get('targets') or [])} are not class "
+                              f"indices (found values such as {levels[:3].tolist()})")
+        out_dim = int(levels.max()) + 1
+    else:
+        out_dim = int(y.reshape(len(y), -1).shape[1])
+        if task in ("binary", "multilabel"):
+            finite = y[np.isfinite(y)]
+            if not np.all(np.isin(finite, (0.0, 1.0))):
+                raise ConfigError(f"--task {task}: targets must be 0/1 labels, found values such as "
+                                  f"{np.unique(finite)[:3].tolist()} (use --task regression for measured values)")
+    extra = batch_extra(modality.collate([ds[0]]))
+    cfg.model["out_dim"] = out_dim
+    cfg.model["extra_dim"] = 0 if extra is None else int(extra.shape[-1])
+
+
+def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task: str = "regression",
+             modes: Sequence[str] = ("full", "scratch"), label_fractions: Sequence[float] = (1.0,),
+             seeds: int | Sequence[int] = 3, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
+             progress: bool = False) -> FinetuneResult:
+    """Fine-tune ``encoder`` (an encoder or run folder) on ``data``'s ``targets``; see the module docstring.
+
+    Returns the per-run rows (test metrics), the mean/std summary per (mode, fraction) and the report path.
+    """
+    from pretrain.loop import train
+
+    if task not in TASKS:
+        raise ConfigError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ConfigError(f"--mode: {bad[0]!r} is not one of {', '.join(MODES)}")
+    for f in label_fractions:
+        if not 0.0 < float(f) <= 1.0:
+            raise ConfigError(f"--label-fractions: {f!r} is not in (0, 1]")
+    if not targets:
+        raise ConfigError("--target: name at least one label column / property")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    encoder_dir = _encoder_folder(Path(encoder))
+    out = Path(out_dir) if out_dir else encoder_dir.parent / "finetune" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    result = FinetuneResult(out)
+    for mode in modes:
+        for fraction in label_fractions:
+            for seed in seed_list:
+                cfg = run_config(encoder_dir, data, targets, task, mode, float(fraction), seed, overrides)
+                modality = modalities.get(cfg.modality)
+                _size_model(cfg, modality, task)
+                run_dir = out / f"{mode}_f{float(fraction):g}_s{seed}"
+                tic = time.perf_counter()
+                res = train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=progress)
+                seconds = time.perf_counter() - tic
+                if res.rank != 0:
+                    continue
+                model = models.load_pretrained(res.encoder_dir)
+                row: dict[str, Any] = {"mode": mode, "label_fraction": float(fraction), "seed": seed,
+                                       "train_items": None, "seconds": seconds, "run": str(run_dir)}
+                for split in ("val", "test"):
+                    ds = modality.build_dataset(cfg.data, split, 0)
+                    if len(ds) == 0:
+                        raise modalities.DataError(f"{cfg.data['path']}: the {split} split is empty (too few labelled "
+                                                   f"items for a train / val / test split)")
+                    y, p = predict_dataset(model, ds, modality.collate)
+                    row.update({f"{split}_{k}": v for k, v in score(task, y, p).items()})
+                    row[f"{split}_items"] = len(ds)
+                row["train_items"] = _train_items(cfg, modality)
+                result.rows.append(row)
+                (out / "results.json").write_text(json.dumps(result.rows, indent=2))
+    result.summary = summarise(result.rows, task)
+    result.report = write_report(result, encoder_dir, data, targets, task)
+    return result
+
+
+def _train_items(cfg: config_mod.RunConfig, modality: Any) -> int:
+    from modalities.base import labelled_subset
+
+    ds = modality.build_dataset(cfg.data, "train", 0)
+    fraction = float(cfg.data.get("label_fraction") or 1.0)
+    return len(labelled_subset(ds, fraction, int(cfg.data.get("split_seed") or 0))) if fraction < 1 else len(ds)
+
+
+def summarise(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Mean and std over seeds of each test metric, per (mode, label fraction)."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["mode"], r["label_fraction"]), []).append(r)
+    out = []
+    for (mode, fraction), rs in groups.items():
+        s: dict[str, Any] = {"mode": mode, "label_fraction": fraction, "seeds": len(rs),
+                             "train_items": float(np.mean([r["train_items"] for r in rs]))}
+        for m in METRICS[task]:
+            v = np.array([r[f"test_{m}"] for r in rs], dtype=np.float64)
+            s[f"{m}_mean"], s[f"{m}_std"] = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        out.append(s)
+    return out
+
+
+def write_report(result: FinetuneResult, encoder_dir: Path, data: str | Path, targets: Sequence[str], task: str) -> Path:
+    metrics = METRICS[task]
+    lines = [f"# Fine-tuning `{encoder_dir}` on `{data}` ({', '.join(targets)}; {task})", "",
+             "Test-split metrics, mean +- std over seeds (each seed: its own split, label subset and head init).", "",
+             "| mode | label fraction | train items | seeds | " + " | ".join(metrics) + " |",
+             "|---|---|---|---|" + "---|" * len(metrics)]
+    for s in result.summary:
+        lines.append(f"| {s['mode']} | {s['label_fraction']:g} | {s['train_items']:.0f} | {s['seeds']} | "
+                     + " | ".join(f"{s[f'{m}_mean']:.3f} +- {s[f'{m}_std']:.3f}" for m in metrics) + " |")
+    fig = _plot(result, metrics[0], task)
+    if fig is not None:
+        lines += ["", f"![{fig.stem}]({fig.name})"]
+    lines += ["", "Runs (one folder each, with config.yaml, metrics.csv and the fine-tuned model in encoder/):", ""]
+    lines += [f"- `{r['run']}`: test " + ", ".join(f"{m} {r[f'test_{m}']:.3f}" for m in metrics) for r in result.rows]
+    path = result.out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    (result.out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2))
+    return path
+
+
+def _plot(result: FinetuneResult, metric: str, task: str) -> Path | None:
+    fractions = sorted({s["label_fraction"] for s in result.summary})
+    if len(fractions) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for mode in dict.fromkeys(s["mode"] for s in result.summary):
+        pts = sorted((s["label_fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in result.summary
+                     if s["mode"] == mode)
+        x, y, e = map(np.array, zip(*pts))
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=mode)
+    ax.set_xscale("log")
+    ax.set_xlabel("label fraction")
+    ax.set_ylabel(f"test {metric}" + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = result.out_dir / f"{metric}_vs_label_fraction.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
