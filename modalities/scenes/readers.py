@@ -14,8 +14,8 @@ Formats (recognised by :func:`scene_format`):
 - ``sensaturban``: the SensatUrban crop format: ``<name>.bin`` float32[N, 6] ``x y z r g b`` (colour 0-1) and an
   optional ``<name>.label`` uint8[N] (13 classes, :data:`SENSATURBAN_CLASSES`).
 - ``semantickitti``: a SemanticKITTI frame ``.../velodyne/<id>.bin`` float32[N, 4] ``x y z reflectance`` with
-  optional ``.../labels/<id>.label`` uint32[N] (``& 0xFFFF`` semantic raw id, mapped to the 19 training classes,
-  unlabelled -> -1). No colour: the constant-colour fallback applies.
+  optional ``.../labels/<id>.label`` uint32[N] (``& 0xFFFF`` semantic raw id, mapped to the 19 evaluated classes,
+  ignored -> -1), read by :mod:`modalities.lidar.readers`. No colour: the constant-colour fallback applies.
 
 Every reader returns the file's own values (float32 coordinates, colour scaled to [0, 1], int64 labels with -1
 for ignored points); a label file whose length differs from the point count is one :class:`DataError` line.
@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from modalities.base import DataError
+from modalities.lidar.readers import CLASS_NAMES as LIDAR_CLASS_NAMES
+from modalities.lidar.readers import read_bin, read_semantickitti_labels
 
 __all__ = ["S3DIS_CLASSES", "SEMANTICKITTI_CLASSES", "SENSATURBAN_CLASSES", "Scene", "index_scenes", "read_ply",
            "read_pointcept", "read_s3dis", "read_scene", "read_semantickitti", "read_sensaturban", "scene_format"]
@@ -37,14 +39,8 @@ S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door",
                  "bookcase", "board", "clutter")
 SENSATURBAN_CLASSES = ("ground", "vegetation", "building", "wall", "bridge", "parking", "rail", "traffic_road",
                        "street_furniture", "car", "footpath", "bike", "water")
-SEMANTICKITTI_CLASSES = ("car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist",
-                         "motorcyclist", "road", "parking", "sidewalk", "other-ground", "building", "fence",
-                         "vegetation", "trunk", "terrain", "pole", "traffic-sign")
-# SemanticKITTI raw semantic id -> training class (semantic-kitti.yaml's learning_map; moving classes folded into
-# their static class, everything else ignored).
-_KITTI_LEARNING_MAP = {10: 0, 11: 1, 13: 4, 15: 2, 16: 4, 18: 3, 20: 4, 30: 5, 31: 6, 32: 7, 40: 8, 44: 9, 48: 10,
-                       49: 11, 50: 12, 51: 13, 70: 14, 71: 15, 72: 16, 80: 17, 81: 18, 252: 0, 253: 6, 254: 5,
-                       255: 7, 256: 4, 257: 4, 258: 3, 259: 4}
+# SemanticKITTI's 19 evaluated classes and raw-id map are the LiDAR modality's (one copy in the library).
+SEMANTICKITTI_CLASSES = LIDAR_CLASS_NAMES
 
 
 @dataclass
@@ -258,20 +254,14 @@ def read_sensaturban(path: str | Path) -> Scene:
 
 
 def read_semantickitti(path: str | Path) -> Scene:
-    """A SemanticKITTI frame (``velodyne/<id>.bin`` + optional ``labels/<id>.label``), labels mapped to the 19
-    training classes (:data:`SEMANTICKITTI_CLASSES`; unlabelled/outlier -> -1). The sensor sits at the origin."""
+    """A SemanticKITTI frame (``velodyne/<id>.bin`` + optional ``labels/<id>.label``) through the LiDAR modality's
+    readers: labels mapped to the 19 evaluated classes (:data:`SEMANTICKITTI_CLASSES`; ignored -> -1), no colour,
+    the sensor at the origin. Reflectance is not a scene feature (colour + normal), so it is dropped."""
     path = Path(path)
-    a = _read_float_bin(path, 4)
+    sweep = read_bin(path, columns=4)
     label = path.parent.parent / "labels" / (path.stem + ".label")
-    segment = None
-    if label.is_file():
-        raw = np.fromfile(label, dtype=np.uint32)
-        raw = _check_labels(raw, len(a), label, path) & 0xFFFF
-        lut = np.full(260, -1, np.int64)
-        for k, v in _KITTI_LEARNING_MAP.items():
-            lut[k] = v
-        segment = np.where(raw < len(lut), lut[np.minimum(raw, len(lut) - 1)], -1)
-    return Scene(a[:, :3].copy(), None, None, segment, path, sensor=np.zeros(3))
+    segment = read_semantickitti_labels(label, len(sweep))[0] if label.is_file() else None
+    return Scene(sweep.xyz, None, None, segment, path, sensor=np.zeros(3))
 
 
 # ------------------------------------------------------------------------------------------- dispatch

@@ -51,8 +51,8 @@ def test_semantickitti_reader_equals_the_file_and_maps_labels():
     s = read_semantickitti(root / "000000.bin")
     np.testing.assert_array_equal(s.coord, raw[:, :3])
     assert s.color is None and np.array_equal(s.sensor, np.zeros(3))
-    # learning map: road 40 -> 8, car 10 -> 0, vegetation 70 -> 14, unlabelled 0 / outlier 1 -> ignored
-    for raw_id, cls in ((40, 8), (10, 0), (70, 14), (0, -1), (1, -1), (50, 12)):
+    # learning map: road 40 and lane marking 60 -> 8, car 10 -> 0, vegetation 70 -> 14, unlabelled 0 / outlier 1 -> -1
+    for raw_id, cls in ((40, 8), (60, 8), (10, 0), (70, 14), (0, -1), (1, -1), (50, 12)):
         assert (s.segment[sem == raw_id] == cls).all(), raw_id
     assert read_semantickitti(root / "000003.bin").segment is None  # frame 3 has no label file
 
