@@ -250,7 +250,11 @@ def read_sensaturban(path: str | Path) -> Scene:
     segment = None
     if label.is_file():
         segment = _check_labels(np.fromfile(label, dtype=np.uint8), len(a), label, path)
-    return Scene(a[:, :3].copy(), _colour01(a[:, 3:6], path), None, segment, path)
+    rgb = a[:, 3:6]
+    if rgb.min() < 0.0 or rgb.max() > 1.0:  # e.g. a KITTI .bin outside a velodyne/ folder, read 6 columns wide
+        raise DataError(f"{path}: columns 4-6 hold values in [{rgb.min():.3g}, {rgb.max():.3g}], not colours in "
+                        f"[0, 1]: not a SensatUrban crop (float32 x y z r g b rows)")
+    return Scene(a[:, :3].copy(), rgb.astype(np.float32), None, segment, path)
 
 
 def read_semantickitti(path: str | Path) -> Scene:

@@ -165,3 +165,12 @@ def test_single_point_scene_runs_through_the_unet(tmp_path):
     enc = models.create("sparse_unet_xs", in_channels=6).eval()
     f = enc.point_features(pts, "all")
     assert f.shape == (1, sum(enc.level_channels)) and bool(f.isfinite().all())
+
+
+def test_a_lidar_bin_outside_velodyne_is_not_taken_for_a_sensaturban_crop(tmp_path):
+    src = shared_data(KITTI) / "000000.bin"
+    n = (src.stat().st_size // 48) * 48  # a whole number of 6-float rows, so only the values can tell
+    (tmp_path / "scan.bin").write_bytes(src.read_bytes()[:n])
+    with pytest.raises(DataError, match="not a SensatUrban crop") as e:
+        read_scene(tmp_path / "scan.bin")
+    assert "\n" not in str(e.value)
