@@ -36,11 +36,12 @@ class VoxelBackBone8x(nn.Module):
         in_channels: point feature width.
         channels: widths of conv1..conv4 (default 16, 32, 64, 64); ``out_channels`` of conv_out (128).
         sparse_shape: fixed (z, y, x) grid of the range preset (KITTI [41, 1600, 1408]); None: from the data
-            (max grid coordinate + 1 per axis, z at least 11 so that conv_out keeps one layer).
+            (max grid coordinate + 1 per axis, z at least 25 so that conv_out keeps one layer).
 
     Shapes:
         forward(points) -> ``{"encoded": SparseConvTensor [M', out_channels] (stride (16 in z), 8, 8),
-        "levels": [conv1, conv2, conv3, conv4] SparseConvTensors (strides 1, 2, 4, 8), "point2voxel": int64[N],
+        "levels": [conv1, conv2, conv3, conv4] SparseConvTensors (strides 1, 2, 4, 8), "num_sites": their rows,
+        "point_feat": [N, point_dim = 176] every level gathered to the points, "point2voxel": int64[N],
         "voxels": the stride-1 input}``.
     """
 
@@ -54,6 +55,7 @@ class VoxelBackBone8x(nn.Module):
         self.sparse_shape = None if sparse_shape is None else [int(s) for s in sparse_shape]
         self.level_channels: tuple[int, ...] = (c1, c2, c3, c4)
         self.embed_dim: int = int(out_channels)
+        self.point_dim: int = c1 + c2 + c3 + c4
         subm = spconv.SubMConv3d
         self.conv_input = _block(subm(in_channels, c1, 3, padding=1, bias=False, indice_key="subm1"), c1)
         self.conv1 = _block(subm(c1, c1, 3, padding=1, bias=False, indice_key="subm1"), c1)
@@ -81,8 +83,8 @@ class VoxelBackBone8x(nn.Module):
                 raise ValueError(f"points: grid_coord beyond the encoder's sparse_shape {self.sparse_shape} (z, y, x)")
             shape = self.sparse_shape
         else:
-            # z needs >= 11 cells so that conv4 (no z padding) and conv_out keep at least one layer
-            shape = [max(int(x.spatial_shape[0]), 11), *x.spatial_shape[1:]]
+            # z needs >= 25 cells: 25 -> 13 -> 7 -> 3 (conv4, no z padding) -> 1 (conv_out)
+            shape = [max(int(x.spatial_shape[0]), 25), *x.spatial_shape[1:]]
         return sparse_tensor(x.features, x.indices, shape, x.batch_size), p2v
 
     def forward(self, points: dict) -> dict:
@@ -93,7 +95,12 @@ class VoxelBackBone8x(nn.Module):
         x3 = self.conv3(x2)
         x4 = self.conv4(x3)
         out = self.conv_out(x4)
-        return {"encoded": out, "levels": [x1, x2, x3, x4], "point2voxel": p2v, "voxels": voxels}
+        levels = [x1, x2, x3, x4]
+        num_sites = [lv.features.shape[0] for lv in levels]
+        point_feat = torch.cat([level_point_features(voxels.indices, p2v, lv, n, s)
+                                for lv, n, s in zip(levels, num_sites, self.strides)], 1)
+        return {"encoded": out, "levels": levels, "num_sites": num_sites, "point_feat": point_feat,
+                "point2voxel": p2v, "voxels": voxels}
 
     def point_features(self, points: dict, levels: str = "all") -> torch.Tensor:
         """[N, D]: ``"last"`` conv4 (stride 8, D = 64) or ``"all"`` conv1..conv4 concatenated (D = 176), each the
@@ -101,11 +108,9 @@ class VoxelBackBone8x(nn.Module):
         if levels not in ("all", "last"):
             raise ValueError(f"point_features: levels must be 'all' or 'last', got {levels!r}")
         out = self(points)
-        pairs = list(zip(out["levels"], self.strides))
-        if levels == "last":
-            pairs = pairs[-1:]
-        return torch.cat([level_point_features(out["voxels"].indices, out["point2voxel"], lv, lv.features.shape[0], s)
-                          for lv, s in pairs], 1)
+        if levels == "all":
+            return out["point_feat"]
+        return out["point_feat"][:, -self.level_channels[-1]:]
 
     def embed(self, points: dict) -> torch.Tensor:
         """Per-scan mean of the encoded (stride-8, BEV-ready) features: [B, out_channels]."""

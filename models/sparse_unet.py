@@ -39,7 +39,7 @@ apply_cpu_fixes()
 
 DecoderHook = Callable[[int, spconv.SparseConvTensor], spconv.SparseConvTensor]
 
-_BN = dict(eps=1e-3, momentum=0.01)
+_BN = dict(eps=1e-3, momentum=0.01)  # OpenPCDet's SECOND norm settings
 
 
 def sparse_tensor(features: torch.Tensor, indices: torch.Tensor, spatial_shape: Sequence[int], batch_size: int,
@@ -140,12 +140,12 @@ def level_point_features(points_vox: torch.Tensor, point2voxel: torch.Tensor, le
 class BasicBlock(spconv.SparseModule):
     """Residual block of two 3x3x3 submanifold convs: ``ReLU(x + BN(SubM(ReLU(BN(SubM(x))))))``."""
 
-    def __init__(self, channels: int, indice_key: str) -> None:
+    def __init__(self, channels: int, indice_key: str, bn_momentum: float = 0.01) -> None:
         super().__init__()
         self.conv1 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
-        self.bn1 = nn.BatchNorm1d(channels, **_BN)
+        self.bn1 = nn.BatchNorm1d(channels, eps=1e-3, momentum=bn_momentum)
         self.conv2 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
-        self.bn2 = nn.BatchNorm1d(channels, **_BN)
+        self.bn2 = nn.BatchNorm1d(channels, eps=1e-3, momentum=bn_momentum)
 
     def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
         h = self.conv1(x)
@@ -154,8 +154,8 @@ class BasicBlock(spconv.SparseModule):
         return h.replace_feature(F.relu(self.bn2(h.features) + x.features))
 
 
-def _conv_bn_relu(conv: nn.Module, channels: int) -> spconv.SparseSequential:
-    return spconv.SparseSequential(conv, nn.BatchNorm1d(channels, **_BN), nn.ReLU())
+def _conv_bn_relu(conv: nn.Module, channels: int, bn_momentum: float = 0.01) -> spconv.SparseSequential:
+    return spconv.SparseSequential(conv, nn.BatchNorm1d(channels, eps=1e-3, momentum=bn_momentum), nn.ReLU())
 
 
 def _as_tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
@@ -171,6 +171,8 @@ class SparseUNet(nn.Module):
         decoder_channels: decoder output channels per decoder level, coarsest first (``L - 1`` of them);
             default mirrors the encoder: ``channels[L-2], ..., channels[0]``.
         enc_blocks, dec_blocks: BasicBlocks per level (an int or one per level).
+        bn_momentum: of every BatchNorm (0.1, PyTorch's default: running statistics settle within a few
+            hundred steps, so short CPU runs evaluate in eval mode correctly; OpenPCDet uses 0.01).
 
     Attributes:
         embed_dim: channels of the finest decoder level (``point_feat`` width).
@@ -183,8 +185,9 @@ class SparseUNet(nn.Module):
 
     def __init__(self, in_channels: int = 4, channels: Sequence[int] = (32, 64, 128, 256, 384),
                  decoder_channels: Sequence[int] | None = None, enc_blocks: int | Sequence[int] = 2,
-                 dec_blocks: int | Sequence[int] = 2) -> None:
+                 dec_blocks: int | Sequence[int] = 2, bn_momentum: float = 0.1) -> None:
         super().__init__()
+        m = float(bn_momentum)
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2:
             raise ValueError("SparseUNet: channels needs at least 2 levels")
@@ -200,14 +203,14 @@ class SparseUNet(nn.Module):
         self.strides: tuple[int, ...] = tuple(2 ** (n_levels - 2 - i) for i in range(n_levels - 1))
 
         self.stem = _conv_bn_relu(spconv.SubMConv3d(in_channels, channels[0], 3, padding=1, bias=False,
-                                                    indice_key="subm0"), channels[0])
+                                                    indice_key="subm0"), channels[0], m)
         self.enc = nn.ModuleList()
         for lvl in range(n_levels):
             layers: list[nn.Module] = []
             if lvl > 0:
                 layers.append(_conv_bn_relu(spconv.SparseConv3d(channels[lvl - 1], channels[lvl], 2, stride=2,
-                                                                bias=False, indice_key=f"down{lvl}"), channels[lvl]))
-            layers += [BasicBlock(channels[lvl], f"subm{lvl}") for _ in range(eb[lvl])]
+                                                                bias=False, indice_key=f"down{lvl}"), channels[lvl], m))
+            layers += [BasicBlock(channels[lvl], f"subm{lvl}", m) for _ in range(eb[lvl])]
             self.enc.append(spconv.SparseSequential(*layers))
         self.up = nn.ModuleList()
         self.fuse = nn.ModuleList()
@@ -216,10 +219,10 @@ class SparseUNet(nn.Module):
         for i, d in enumerate(dec):
             t = n_levels - 2 - i
             self.up.append(_conv_bn_relu(spconv.SparseInverseConv3d(prev, d, 2, bias=False,
-                                                                    indice_key=f"down{t + 1}"), d))
-            self.fuse.append(nn.Sequential(nn.Linear(d + channels[t], d, bias=False), nn.BatchNorm1d(d, **_BN),
-                                           nn.ReLU()))
-            self.dec.append(spconv.SparseSequential(*[BasicBlock(d, f"dec{t}") for _ in range(db[i])]))
+                                                                    indice_key=f"down{t + 1}"), d, m))
+            self.fuse.append(nn.Sequential(nn.Linear(d + channels[t], d, bias=False),
+                                           nn.BatchNorm1d(d, eps=1e-3, momentum=m), nn.ReLU()))
+            self.dec.append(spconv.SparseSequential(*[BasicBlock(d, f"dec{t}", m) for _ in range(db[i])]))
             prev = d
 
     def forward(self, points: dict, decoder_hook: DecoderHook | None = None) -> dict:

@@ -141,7 +141,7 @@ class ESSL3D(Objective):
         self.momentum = float(momentum)
         self.weights = {"rotation": float(weight_rotation), "contrast": float(weight_contrast),
                         "flow": float(weight_flow)}
-        d = int(encoder.embed_dim)
+        d = int(getattr(encoder, "point_dim", encoder.embed_dim))  # width of forward()["point_feat"]
         self.rotation_head = MLPHead(int(sum(encoder.level_channels)), [head_hidden_dim], self.bins)
         self.projector = MLPHead(d, [head_hidden_dim], proj_dim)
         self.predictor = MLPHead(d, [head_hidden_dim], d)
@@ -276,4 +276,4 @@ class ESSL3D(Objective):
         f = self.encoder(self._current_points(batch))["point_feat"].float()
         g = torch.Generator().manual_seed(0)
         f = f[torch.randperm(len(f), generator=g)[:4096].to(f.device)]
-        return {"rankme": rankme(f), "embed_std": embedding_std(f), "rotation_acc": self.rotation_accuracy(batch)}
+        return {"rankme": rankme(f), "embed_std": embedding_std(f), "heldout_rotation_acc": self.rotation_accuracy(batch)}

@@ -1,0 +1,144 @@
+"""Frame indexing and pairs, voxel presets, the street simulator and the SemanticKITTI probe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modalities.base import DataError
+from modalities.lidar import MODALITY
+from modalities.lidar.probes import probe_targets, semantickitti_probe
+from modalities.lidar.readers import read_semantickitti_labels, read_sweep
+from modalities.lidar.simulate import beam_directions, simulate_corpus
+from modalities.lidar.sweeps import LidarPairs, collate_pairs, frame_pairs, index_frames
+from modalities.lidar.voxels import PRESETS, VoxelGrid, crop_to_range, grid_from_config, point_dict, voxelize
+from pretrain.objectives.e_ssl3d import estimate_flow
+from tests.conftest import shared_data
+
+SMALL = VoxelGrid((-25.6, -25.6, -3.0, 25.6, 25.6, 1.8), (0.2, 0.2, 0.2))
+
+
+@pytest.fixture(scope="module")
+def kitti_root():
+    return shared_data("3d/semantickitti")
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory):
+    return simulate_corpus(tmp_path_factory.mktemp("sim"), n_sequences=1, n_frames=4, seed=3, n_azimuth=512)
+
+
+def test_presets_match_openpcdet_shapes():
+    assert PRESETS["kitti"].sparse_shape == (41, 1600, 1408)
+    assert PRESETS["nuscenes"].sparse_shape == (41, 1024, 1024)
+    assert PRESETS["waymo"].sparse_shape == (41, 1504, 1504)
+    g = grid_from_config({"preset": "kitti", "voxel_size": 0.2})
+    assert g.voxel_size == (0.2, 0.2, 0.2) and g.point_range == PRESETS["kitti"].point_range
+    with pytest.raises(DataError, match="data.preset: unknown preset 'lyft'"):
+        grid_from_config({"preset": "lyft"})
+    with pytest.raises(DataError, match="data.point_range"):
+        grid_from_config({"point_range": [0, 0, 0, -1, 1, 1]})
+
+
+def test_voxelize_is_floor_of_offset_over_size(kitti_root):
+    xyz = read_sweep(kitti_root / "sequences/00/velodyne/000000.bin").xyz
+    keep = crop_to_range(xyz, PRESETS["kitti"])
+    xyz = xyz[keep]
+    g = voxelize(torch.from_numpy(xyz), PRESETS["kitti"]).numpy()
+    ref = np.floor((xyz.astype(np.float64) - [0.0, -40.0, -3.0]) / [0.05, 0.05, 0.1]).astype(np.int64)
+    assert g.dtype == np.int32 and (np.abs(g - ref) <= 1).all() and (g == ref).mean() > 0.999  # float32 rounding
+    assert (g >= 0).all() and (g < np.array(PRESETS["kitti"].grid_size)).all()
+    pts = point_dict([(torch.from_numpy(xyz), torch.zeros(len(xyz)))], PRESETS["kitti"])
+    assert pts["feat"].shape == (len(xyz), 4) and pts["feat"][:, :3].abs().max() <= 1.0 + 1e-6
+    assert pts["offset"].tolist() == [len(xyz)]
+
+
+def test_kitti_frames_pairs_and_split(kitti_root):
+    frames = index_frames(kitti_root)
+    assert [f.path.name for f in frames] == [f"{k:06d}.bin" for k in range(4)]
+    assert [f.label is not None for f in frames] == [True, True, True, False]
+    assert all(f.pose is not None for f in frames) and np.allclose(frames[0].pose, np.eye(4), atol=1e-9)
+    assert frame_pairs(frames) == [(0, 1), (1, 2), (2, 3)]
+    train = LidarPairs(kitti_root, SMALL, "train", max_points=5000)
+    val = LidarPairs(kitti_root, SMALL, "val")
+    assert train.pairs == [(0, 1), (1, 2)] and val.pairs == [(2, 3)]
+    a, b = train[(0, 7)], train[(0, 7)]
+    assert torch.equal(a["coord"], b["coord"]) and len(a["coord"]) == 5000  # the seed fixes the subsample
+    assert crop_to_range(a["prev_coord"].numpy(), SMALL).all() and a["segment"].shape == (5000,)
+    batch = collate_pairs([a, train[(1, 3)]])
+    assert batch["offset"].tolist() == [5000, 10000] and batch["prev_offset"].tolist() == [5000, 10000]
+    assert "segment" in batch
+
+
+def test_previous_sweep_is_moved_into_the_current_frame(kitti_root):
+    """Static points of the previous sweep, moved by the poses, lie on the current sweep."""
+    from scipy.spatial import cKDTree
+
+    item = LidarPairs(kitti_root, SMALL, "train")[0]  # pair (0, 1), every point in range
+    cur = read_sweep(kitti_root / "sequences/00/velodyne/000001.bin").xyz
+    flow, valid = estimate_flow(item["prev_coord"].double().numpy(), cur.astype(np.float64), 0.3, 2.0)
+    static = (np.abs(flow).sum(1) == 0).mean()
+    assert static > 0.9
+    d_ego = np.median(cKDTree(cur).query(item["prev_coord"].numpy())[0])
+    assert d_ego < 0.1
+
+
+def test_simulator_writes_semantickitti_layout_with_labels_and_true_flow(sim_root):
+    seq = sim_root / "sequences" / "00"
+    s = read_sweep(seq / "velodyne" / "000001.bin")
+    cls, inst = read_semantickitti_labels(seq / "labels" / "000001.label", len(s))
+    assert 15000 < len(s) <= len(beam_directions(64, 512))
+    assert {"road", "sidewalk", "building", "car"} <= {_class_name(c) for c in np.unique(cls[cls >= 0])}
+    f = np.load(seq / "flow" / "000001.npz")
+    raw = np.fromfile(seq / "labels" / "000001.label", dtype=np.uint32) & 0xFFFF
+    assert set(np.unique(raw[f["index"]])) <= {252, 254}  # only moving cars and pedestrians carry flow
+    speeds = np.linalg.norm(f["flow"], axis=1) / 0.1
+    assert len(speeds) and 0.5 < speeds.min() and speeds.max() < 15
+    # the ego moves 0.8 m per frame: its pose file says so
+    frames = index_frames(sim_root)
+    assert abs(np.linalg.norm(frames[1].pose[:3, 3] - frames[0].pose[:3, 3]) - 0.8) < 0.1
+    assert simulate_corpus(sim_root, n_sequences=1, n_frames=4, seed=3, n_azimuth=512) == sim_root  # built once
+
+
+def test_nearest_neighbour_flow_follows_moving_objects_in_the_simulator(sim_root):
+    pairs = LidarPairs(sim_root, SMALL, "train")
+    item = pairs[0]
+    prev, cur = item["prev_coord"].double().numpy(), item["coord"].double().numpy()
+    true = item["prev_flow"].double().numpy()
+    flow, valid = estimate_flow(prev, cur, 0.3, 2.0)
+    true_moving = np.linalg.norm(true, axis=1) > 0.3
+    flagged = (np.abs(flow).sum(1) > 0) & valid
+    both = true_moving & flagged
+    assert both.sum() > 100
+    # where it sees motion, the nearest-neighbour flow is closer to the truth than "static" (a crude estimate:
+    # surfaces sliding along themselves, e.g. a car's flank, look static to it)
+    err_est = np.median(np.linalg.norm(flow[both] - true[both], axis=1))
+    err_zero = np.median(np.linalg.norm(true[both], axis=1))
+    assert err_est < 0.8 * err_zero, (err_est, err_zero)
+    static = np.linalg.norm(true, axis=1) == 0
+    assert (~flagged[static]).mean() > 0.8  # most of the static world is explained by the ego poses
+
+
+def _class_name(c: int) -> str:
+    from modalities.lidar.readers import CLASS_NAMES
+
+    return CLASS_NAMES[c]
+
+
+def test_semantickitti_probe_frames_and_labels(kitti_root):
+    ps = semantickitti_probe(kitti_root, SMALL)
+    assert ps.task == "segmentation" and len(ps.x_train) == 2 and len(ps.x_test) == 1
+    for pts, y in zip(ps.x_train + ps.x_test, ps.y_train + ps.y_test):
+        assert len(pts["coord"]) == len(y) and pts["grid_coord"].dtype == torch.int32
+        assert (y >= -1).all() and (y < 19).all() and len(torch.unique(y[y >= 0])) >= 8
+    assert "semantickitti_points" in probe_targets({"point_range": list(SMALL.point_range), "voxel_size": 0.2}, None)
+
+
+def test_modality_contract(kitti_root, sim_root):
+    ds = MODALITY.build_dataset({"path": str(kitti_root), "voxel_size": 0.2}, "train", 0)
+    assert len(ds) == 2
+    with pytest.raises(DataError, match="without augmented views"):
+        MODALITY.build_dataset({"path": str(kitti_root)}, "train", 2)
+    with pytest.raises(DataError, match="no LiDAR sweeps"):
+        index_frames(sim_root / "sequences" / "00" / "flow")
