@@ -120,8 +120,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("MODALITIES_CACHE", str(Path(tempfile.gettempdir()) / "modalities_bench_cache"))
-    rows = []
+    rows: list[dict] = []
     load_start = os.getloadavg()
+    timing = time_reference(args.reference, args.reference_steps) if args.reference else []
+    if timing:
+        print(json.dumps(timing), flush=True)
+
+    def save(partial: bool) -> None:  # after every row: a long run interrupted under load still leaves its rows
+        out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "steps": args.steps,
+               "window_hu": WINDOW, "load_start": load_start, "load_now": os.getloadavg(), "partial": partial,
+               "rows": rows, "step_timing_vs_reference": timing}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1))
+
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.slices:
             path = SHARED / name
@@ -138,7 +149,7 @@ def main() -> None:
                                    "load": os.getloadavg()[0]}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    timing = time_reference(args.reference, args.reference_steps) if args.reference else []
+                save(partial=True)
     means = {m: {k: float(np.mean([r[m][k] for r in rows])) for k in ("psnr", "ssim", "std")}
              for m in ("noisy", *METHODS)}
     verdict = {"f2n_raises_psnr_every_slice": all(r["F2N"]["psnr"] > r["noisy"]["psnr"] for r in rows),
@@ -158,11 +169,9 @@ def main() -> None:
         lines += ["", "| implementation | round | s / step (512 x 512, 1 thread) | load |", "|---|---|---|---|"]
         lines += [f"| {t['impl']} | {t['round']} | {t['s_per_step']:.2f} | {t['load']:.1f} |" for t in timing]
     print("\n".join(lines))
-    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "steps": args.steps, "window_hu": WINDOW,
-           "load_start": load_start, "load_end": os.getloadavg(), "rows": rows, "means": means, "verdict": verdict,
-           "step_timing_vs_reference": timing, "table": lines}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    save(partial=False)
+    out = json.loads(args.out.read_text())
+    args.out.write_text(json.dumps({**out, "means": means, "verdict": verdict, "table": lines}, indent=1))
 
 
 if __name__ == "__main__":

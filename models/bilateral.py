@@ -25,8 +25,8 @@ units; :meth:`BilateralDenoiser.explain` reports sigma_r back in HU.
 
 Interpretability knob: ``denoise(x, sigma_r_scale=m)`` multiplies every stage's sigma_r by the map ``m``
 float[H, W] (1 = as trained): values > 1 in a region smooth it more (the range kernel admits larger intensity
-differences), values < 1 keep more of its texture; pixels further than the filters' reach from the region are
-unchanged.
+differences), values < 1 keep more of its texture. Pixels further than the filters' reach from the region change
+only through the second stage's sigmas (its attention sees the whole first-stage output), by a negligible amount.
 
 >>> model = BilateralDenoiser(stages=2)
 >>> model.denoise(torch.full((1, 40, 40), 40.0)).shape
