@@ -69,9 +69,9 @@ def check_compatible(cls: type[Objective], modality: Any) -> None:
     fits = []
     for n in names():
         c = get(n)
-        if modality.sample_kind in c.sample_kinds and (c.views == 0 or modality.view_augmentations):
+        if c.self_supervised and modality.sample_kind in c.sample_kinds and (c.views == 0 or modality.view_augmentations):
             fits.append(n)
-    if cls.name not in fits:
+    if cls.name not in fits and not (not cls.self_supervised and modality.sample_kind in cls.sample_kinds):
         why = (f"it needs {cls.views} augmented views" if modality.sample_kind in cls.sample_kinds
                else f"it serves {', '.join(cls.sample_kinds)} samples, not {modality.sample_kind}")
         raise ConfigError(f"--objective {cls.name}: modality {modality.name} cannot use it ({why}); "

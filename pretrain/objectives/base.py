@@ -27,6 +27,7 @@ class Objective(nn.Module):
     name: ClassVar[str] = ""
     views: ClassVar[int] = 0
     sample_kinds: ClassVar[tuple[str, ...]] = ()
+    self_supervised: ClassVar[bool] = True  # False: needs labels (fine-tuning); not offered for pretraining
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()

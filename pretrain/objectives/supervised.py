@@ -65,6 +65,7 @@ class Supervised(Objective):
     """
 
     name = "supervised"
+    self_supervised = False
     views = 0
     sample_kinds = ("signal", "image", "graph", "points")
 
