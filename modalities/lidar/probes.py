@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from modalities.base import DataError, ProbeSet
@@ -31,8 +32,12 @@ def _shared_semantickitti() -> Path:
 
 
 def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequence[int] = (0, 1),
-                        test_frames: Sequence[int] = (2,)) -> ProbeSet:
-    """Point dicts and labels of the labelled frames of the first sequence under ``root`` (see the module doc)."""
+                        test_frames: Sequence[int] = (2,), max_points: int = 0, seed: int = 0) -> ProbeSet:
+    """Point dicts and labels of the labelled frames of the first sequence under ``root`` (see the module doc).
+
+    ``max_points`` > 0 subsamples each frame (fixed ``seed``) as pretraining does with ``data.max_points``, so the
+    probe sees the point density the encoder was trained on.
+    """
     frames = [f for f in index_frames(root) if f.label is not None]
     if not frames:
         raise DataError(f"{root}: no labelled SemanticKITTI frames (labels/*.label next to velodyne/)")
@@ -44,7 +49,9 @@ def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequenc
 
     def scene(i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         sweep, y = load_frame(frames[i])
-        keep = crop_to_range(sweep.xyz, grid)
+        keep = np.flatnonzero(crop_to_range(sweep.xyz, grid))
+        if max_points and len(keep) > max_points:
+            keep = np.sort(np.random.default_rng([seed, i]).choice(keep, max_points, replace=False))
         pts = point_dict([(torch.from_numpy(sweep.xyz[keep]), torch.from_numpy(sweep.intensity[keep]))], grid)
         return pts, torch.from_numpy(y[keep])
 
@@ -67,5 +74,6 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
         if not c or not Path(c).is_dir():
             continue
         if sum(f.label is not None for f in index_frames(c)) >= 3:
-            return {"semantickitti_points": semantickitti_probe(c, grid)}
+            max_points = int(data_cfg.get("max_points") or 0)
+            return {"semantickitti_points": semantickitti_probe(c, grid, max_points=max_points)}
     return {}

@@ -58,18 +58,33 @@ def _kitti_sequence(seq: Path) -> list[Frame]:
     return frames
 
 
+def _check_size(path: Path) -> None:
+    """``.bin`` sizes are checked when indexing (a stat, no read), so a truncated file is named before training."""
+    if path.suffix.lower() != ".bin":
+        return
+    row = 4 * (5 if path.name.endswith(".pcd.bin") else 4)
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: empty sweep (no points)")
+    if size % row:
+        raise DataError(f"{path}: size {size} bytes is not a multiple of the {row}-byte row ({row // 4} float32 columns)")
+
+
 def index_frames(root: str | Path) -> list[Frame]:
     """Every frame under ``root`` (see the module docstring), sequences in name order."""
     root = Path(root)
     if root.is_file():
-        return [Frame(root, str(root.parent))]
-    seqs = sorted({v.parent for v in root.rglob("velodyne") if v.is_dir()})
-    if seqs:
-        return [f for s in seqs for f in _kitti_sequence(s)]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SWEEP_SUFFIXES)
-    if not files:
-        raise DataError(f"{root}: no LiDAR sweeps (looked for {', '.join(SWEEP_SUFFIXES)} and velodyne/ folders)")
-    return [Frame(f, str(f.parent)) for f in files]
+        frames = [Frame(root, str(root.parent))]
+    elif seqs := sorted({v.parent for v in root.rglob("velodyne") if v.is_dir()}):
+        frames = [f for s in seqs for f in _kitti_sequence(s)]
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SWEEP_SUFFIXES)
+        if not files:
+            raise DataError(f"{root}: no LiDAR sweeps (looked for {', '.join(SWEEP_SUFFIXES)} and velodyne/ folders)")
+        frames = [Frame(f, str(f.parent)) for f in files]
+    for f in frames:
+        _check_size(f.path)
+    return frames
 
 
 def frame_pairs(frames: list[Frame]) -> list[tuple[int, int]]:
