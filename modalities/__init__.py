@@ -18,6 +18,7 @@ _REGISTRY: dict[str, str] = {
     "lidar": "modalities.lidar",
     "molecules": "modalities.molecules",
     "ppg": "modalities.ppg",
+    "sar": "modalities.sar",
     "scenes": "modalities.scenes",
 }
 

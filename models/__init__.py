@@ -29,6 +29,7 @@ from models.grover import GTransEncoder
 from models.heads import PredictionModel
 from models.second import VoxelBackBone8x
 from models.sparse_unet import SparseUNet
+from models.unet2d import MerlinUNet
 from models.vit1d import ViT1D
 from models.zsn2n import ZSN2NNet
 
@@ -69,6 +70,7 @@ _REGISTRY: dict[str, ModelSpec] = {
                                 "spconv sparse-voxel UNet, 3 levels 16-64, for CPU tests and demos"),
     "second_8x": ModelSpec(VoxelBackBone8x, dict(in_channels=4, channels=[16, 32, 64, 64], out_channels=128),
                            "SECOND / VoxelBackBone8x sparse encoder (LiDAR detection backbone), 8x downsampling"),
+    "merlin_unet": ModelSpec(MerlinUNet, dict(width=48), "MERLIN despeckling U-Net (SAR, residual log domain), 0.99M parameters"),
     "bilateral": ModelSpec(BilateralDenoiser, dict(stages=2, patch_size=8, hidden=8),
                            "Filter2Noise attention-guided bilateral filter (CT, HU in/out), 2 stages, 3.6k parameters"),
     "zsn2n": ModelSpec(ZSN2NNet, dict(channels=48), "ZS-N2N noise-predicting CNN (CT baseline, HU in/out), 21k parameters"),

@@ -23,6 +23,7 @@ _REGISTRY: dict[str, str] = {
     "equivariance": "pretrain.objectives.equivariance:Equivariance",
     "vq_reconstruction": "pretrain.objectives.vq_reconstruction:VQReconstruction",
     "grover": "pretrain.objectives.grover_tasks:GroverTasks",
+    "merlin": "pretrain.objectives.merlin:Merlin",
     "e_ssl3d": "pretrain.objectives.e_ssl3d:ESSL3D",
     "msm": "pretrain.objectives.msm:MSM",
     "filter2noise": "pretrain.objectives.filter2noise:Filter2Noise",

@@ -1,0 +1,121 @@
+"""Despeckling probes: simulated speckle with a clean reference, and real SLCs scored without one.
+
+Both are ``task="denoising"`` :class:`~modalities.base.ProbeSet` s evaluated generically by ``pretrain/evaluate.py``:
+every despeckler's ``denoise(x)`` (x: Doppler-centred complex64[H, W]) returns amplitude float32[1, H, W]; boxcar,
+Lee and refined Lee run on the same inputs (``meta["baselines"]``).
+
+- ``simulated speckle`` (only when the run's data is the simulated default, whose sensor it shares): the held-out
+  pictures :data:`~modalities.sar.simulate.TEST_IMAGES` under a fresh speckle draw; PSNR/SSIM of the amplitude
+  against the expected amplitude ``sqrt(|h|^2 * R)`` in the range ``[0, A0]``.
+- ``real SLC``: central crops (at most ``probe_size`` a side) of up to ``probe_scenes`` of the run's scenes. No
+  clean reference: ENL (mean^2 / var of the output intensity) in automatically found homogeneous boxes, and the
+  ratio image noisy / despeckled intensity (mean 1 and variance 1 for a filter that removes only single-look
+  speckle; structure in its picture is removed signal).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from modalities.base import ProbeSet
+from modalities.sar.baselines import BASELINES
+from modalities.sar.doppler import centre_spectrum
+from modalities.sar.readers import find_slc_files, open_slc
+from modalities.sar.simulate import AMPLITUDE_SCALE, TEST_IMAGES, clean_reflectivity, simulate_slc
+
+__all__ = ["homogeneous_boxes", "probe_targets", "real_probe", "simulated_probe"]
+
+Box = tuple[int, int, int, int]
+
+
+def homogeneous_boxes(intensity: np.ndarray, size: int = 48, n: int = 3, block: int = 8, border: int = 8) -> list[Box]:
+    """``n`` non-overlapping ``size x size`` boxes where the intensity looks most homogeneous.
+
+    Homogeneity of a box: the coefficient of variation of its ``block x block`` means (pure speckle leaves only the
+    small spread of block averages; an edge or a texture raises it). Boxes touching exact zeros (no-data borders)
+    or within ``border`` pixels of the image edge are skipped.
+    """
+    img = np.asarray(intensity, np.float64)
+    h, w = img.shape
+    means = ndimage.uniform_filter(img, block, mode="reflect")
+    nodata = ndimage.maximum_filter((img == 0).astype(np.uint8), size, mode="constant") > 0
+    cands = []
+    step = max(4, size // 4)
+    for r in range(border, h - size - border + 1, step):
+        for c in range(border, w - size - border + 1, step):
+            if nodata[r + size // 2, c + size // 2]:
+                continue
+            sub = means[r + block // 2:r + size:block, c + block // 2:c + size:block]
+            cands.append((float(sub.std() / max(sub.mean(), 1e-30)), r, c))
+    boxes: list[Box] = []
+    for _, r, c in sorted(cands):
+        if all(r >= b[1] or r + size <= b[0] or c >= b[3] or c + size <= b[2] for b in boxes):
+            boxes.append((r, r + size, c, c + size))
+        if len(boxes) == n:
+            break
+    return boxes
+
+
+def _amplitude(x: Any) -> np.ndarray:
+    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return np.abs(a).astype(np.float32)
+
+
+def simulated_probe(seed: int = 7, names: tuple[str, ...] = TEST_IMAGES,
+                    bandwidth: tuple[float, float] = (0.8, 0.85), doppler: tuple[float, float] = (0.15, 0.02)) -> ProbeSet:
+    """Held-out pictures under simulated correlated speckle, with their clean amplitude."""
+    xs, ys, boxes = [], [], []
+    for i, name in enumerate(names):
+        r = clean_reflectivity(name)
+        z, expected = simulate_slc(r, seed=seed * 1000 + i, bandwidth=bandwidth, doppler=doppler)
+        xs.append(centre_spectrum(z))
+        ys.append(np.sqrt(expected)[None])
+        boxes.append(homogeneous_boxes(expected, n=2))
+    return ProbeSet(x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising",
+                    description=f"scikit-image pictures {', '.join(names)} (not in the default corpus) under simulated "
+                                f"correlated complex speckle; PSNR/SSIM of the amplitude in [0, {AMPLITUDE_SCALE:g}]",
+                    meta={"speckle": True, "data_range": AMPLITUDE_SCALE, "uniform_regions": boxes,
+                          "to_display": _amplitude, "names": list(names), "baselines": dict(BASELINES)})
+
+
+def real_probe(path: str | Path, probe_size: int = 512, probe_scenes: int = 4) -> ProbeSet:
+    """Central crops of the SLC scenes under ``path``; scored by ENL and the ratio image (no clean reference)."""
+    files = find_slc_files(path)[:probe_scenes]
+    xs, boxes, names = [], [], []
+    for f in files:
+        scene = open_slc(f)
+        h, w = scene.shape
+        r0, c0 = max(0, (h - probe_size) // 2), max(0, (w - probe_size) // 2)
+        z = centre_spectrum(scene.window(r0, min(h, r0 + probe_size), c0, min(w, c0 + probe_size)))
+        xs.append(z)
+        boxes.append(homogeneous_boxes(np.abs(z.astype(np.complex128)) ** 2))
+        names.append(f.name)
+    return ProbeSet(x_train=[], y_train=[], x_test=xs, y_test=[None] * len(xs), task="denoising",
+                    description="real SLC crops without ground truth: ENL in automatically found homogeneous boxes "
+                                "and ratio-image statistics (ideal: ENL high, ratio mean 1, ratio variance 1)",
+                    meta={"speckle": True, "uniform_regions": boxes, "to_display": _amplitude, "names": names,
+                          "baselines": dict(BASELINES)})
+
+
+def _is_simulated(path: Path) -> bool:
+    meta = path / "corpus.json" if path.is_dir() else path.parent / "corpus.json"
+    try:
+        return str(json.loads(meta.read_text()).get("generator", "")).startswith("modalities.sar.simulate")
+    except (OSError, ValueError):
+        return False
+
+
+def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[str, ProbeSet]:
+    """The simulated-speckle probe for the simulated default; the real-SLC probe for real data."""
+    if data_path is None:
+        return {"simulated speckle": simulated_probe()}
+    data_path = Path(data_path)
+    if _is_simulated(data_path):
+        return {"simulated speckle": simulated_probe()}
+    return {"real SLC": real_probe(data_path, int(data_cfg.get("probe_size", 512)),
+                                   int(data_cfg.get("probe_scenes", 4)))}

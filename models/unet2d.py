@@ -1,0 +1,271 @@
+"""The MERLIN U-Net: a residual 2-D U-Net that despeckles one part (real or imaginary) of a single-look complex
+SAR image in the normalised log domain (Dalsasso, Denis, Tupin, "As if by magic: self-supervised training of deep
+despeckling networks with MERLIN", IEEE TGRS 2021; the network of Lehtinen et al., "Noise2Noise", ICML 2018).
+
+Input normalisation of one part ``a`` (real or imaginary, any sign) with the sensor statistics ``m``, ``M`` (min
+and max of ``0.5 log(a^2 + eps)`` on the sensor's training data; :meth:`MerlinUNet.set_sensor_statistics`)::
+
+    x = (log(a^2 + eps) - 2 m) / (2 (M - m))                         (about 0..1)
+
+The network predicts the normalised log-amplitude of the reflectivity with a residual output
+``y = x - n(x)``, from which ``log R = 2 (y (M - m) + m)`` and ``R = exp(log R)``. ``n`` is a U-Net with
+LeakyReLU(0.1) after every convolution but the last, five 2x2 max-poolings and nearest-neighbour upsampling::
+
+    enc0, enc1 (48)  pool  enc2 (48)  pool  enc3 (48)  pool  enc4 (48)  pool  enc5 (48)  pool  enc6 (48)
+    up, cat skip4 -> dec5, dec5b (96)     up, cat skip3 -> dec4, dec4b (96)    up, cat skip2 -> dec3, dec3b (96)
+    up, cat skip1 -> dec2, dec2b (96)     up, cat input -> dec1a (64), dec1b (32), dec1 (1)
+
+all 3x3 convolutions with zero "same" padding; 988,609 parameters at ``width=48``, the layer names and shapes of
+the published weights (:func:`load_published_merlin`), so those load exactly.
+
+Inference (:meth:`MerlinUNet.denoise`) despeckles the real and the imaginary part separately and combines them in
+intensity, ``R = (R_re + R_im) / 2``, returning the amplitude ``sqrt(R)``. Large scenes are processed in tiles whose
+origins sit on the 32-pixel pooling grid, each with an ``overlap`` margin that is computed and thrown away, so the
+result equals the untiled one up to the network's (small) response beyond the margin, with memory bounded by one
+tile. Inputs may be any array-like with ``.shape`` and slicing (a memory-mapped file, a lazily Doppler-centred view).
+
+Shapes: ``forward``: float[B, 1, H, W] with H, W multiples of 32 -> float[B, 1, H, W];
+``denoise``: complex[H, W] or float[2, H, W] (real, imaginary) -> float[1, H, W] amplitude.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MerlinUNet", "PUBLISHED_MERLIN", "load_published_merlin", "tile_windows"]
+
+POOLING = 32  # 2^5: tile origins and padded sizes are multiples of this, so the pooling grid never shifts
+
+
+class MerlinUNet(nn.Module):
+    """MERLIN despeckling U-Net (residual output in the normalised log domain).
+
+    Args:
+        width: channels of the encoder (48 in the paper); the decoder uses ``2 width`` and the last two
+            convolutions ``4 width / 3`` and ``2 width / 3``.
+        log_min: ``m``, the sensor's minimum of ``0.5 log(a^2 + eps)``; None until the training data sets it.
+        log_max: ``M``, the sensor's maximum.
+        eps: added to ``a^2`` before the log (1e-3 in the paper's code, where amplitudes are in the hundreds; our
+            training sets it relative to the data's mean intensity).
+        tile: side of an inference tile (a multiple of 32).
+        overlap: margin computed around each tile's kept core and discarded (a multiple of 32).
+
+    >>> net = MerlinUNet(log_min=-1.429, log_max=10.089)
+    >>> sum(p.numel() for p in net.parameters())
+    988609
+    >>> net.denoise(np.ones((64, 64), np.complex64)).shape
+    (1, 64, 64)
+    """
+
+    def __init__(self, width: int = 48, log_min: float | None = None, log_max: float | None = None,
+                 eps: float = 1e-3, tile: int = 512, overlap: int = 64) -> None:
+        super().__init__()
+        if tile % POOLING or overlap % POOLING or tile <= 2 * overlap:
+            raise ValueError(f"model.tile {tile} and model.overlap {overlap} must be multiples of {POOLING} "
+                             f"with tile > 2 * overlap")
+        w, d = int(width), 2 * int(width)
+        conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1)  # noqa: E731
+        self.enc0, self.enc1 = conv(1, w), conv(w, w)
+        self.enc2, self.enc3, self.enc4, self.enc5, self.enc6 = (conv(w, w) for _ in range(5))
+        self.dec5, self.dec5b = conv(2 * w, d), conv(d, d)
+        self.dec4, self.dec4b = conv(d + w, d), conv(d, d)
+        self.dec3, self.dec3b = conv(d + w, d), conv(d, d)
+        self.dec2, self.dec2b = conv(d + w, d), conv(d, d)
+        self.dec1a, self.dec1b = conv(d + 1, (4 * w) // 3), conv((4 * w) // 3, (2 * w) // 3)
+        self.dec1 = conv((2 * w) // 3, 1)
+        self.tile, self.overlap = int(tile), int(overlap)
+        self.eps = float(eps)
+        self.log_min = None if log_min is None else float(log_min)
+        self.log_max = None if log_max is None else float(log_max)
+        self.embed_dim = w
+
+    # ----------------------------------------------------------------------------------------- the network
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``n(x)``: float[B, 1, H, W] -> float[B, 1, H, W] (H, W multiples of 32)."""
+        act = lambda t: F.leaky_relu(t, 0.1)  # noqa: E731
+        skips = [x]
+        h = act(self.enc1(act(self.enc0(x))))
+        for layer in (self.enc2, self.enc3, self.enc4, self.enc5):
+            h = F.max_pool2d(h, 2)
+            skips.append(h)
+            h = act(layer(h))
+        h = act(self.enc6(F.max_pool2d(h, 2)))
+        for a, b in ((self.dec5, self.dec5b), (self.dec4, self.dec4b), (self.dec3, self.dec3b), (self.dec2, self.dec2b)):
+            h = torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), skips.pop()], dim=1)
+            h = act(b(act(a(h))))
+        h = torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), skips.pop()], dim=1)
+        return self.dec1(act(self.dec1b(act(self.dec1a(h)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised log-amplitude estimate ``y = x - n(x)``; float[B, 1, H, W] -> float[B, 1, H, W]."""
+        if x.ndim != 4 or x.shape[1] != 1 or x.shape[-1] % POOLING or x.shape[-2] % POOLING:
+            raise ValueError(f"MerlinUNet: expected float[B, 1, H, W] with H, W multiples of {POOLING}, "
+                             f"got {tuple(x.shape)}")
+        return x - self.residual(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """float[B, width]: the bottleneck of a normalised part float[B, 1, H, W], averaged over space (for
+        monitoring only; MERLIN has no embedding)."""
+        h = F.leaky_relu(self.enc1(F.leaky_relu(self.enc0(x), 0.1)), 0.1)
+        for layer in (self.enc2, self.enc3, self.enc4, self.enc5, self.enc6):
+            h = F.leaky_relu(layer(F.max_pool2d(h, 2)), 0.1)
+        return h.mean(dim=(-2, -1))
+
+    # ---------------------------------------------------------------------------------------- normalisation
+
+    def set_sensor_statistics(self, log_min: float, log_max: float, eps: float) -> None:
+        """Store the sensor's normalisation (also in ``config``, so that it is saved with the model)."""
+        if not (math.isfinite(log_min) and math.isfinite(log_max) and log_max > log_min and eps > 0):
+            raise ValueError(f"bad sensor statistics: log_min {log_min}, log_max {log_max}, eps {eps}")
+        self.log_min, self.log_max, self.eps = float(log_min), float(log_max), float(eps)
+        if isinstance(getattr(self, "config", None), dict):
+            self.config.update(log_min=self.log_min, log_max=self.log_max, eps=self.eps)
+
+    def _stats(self) -> tuple[float, float]:
+        if self.log_min is None or self.log_max is None:
+            raise ValueError("MerlinUNet has no sensor statistics (log_min/log_max): train it on the sensor's data "
+                             "or pass them to models.create")
+        return self.log_min, self.log_max
+
+    def normalise(self, part: torch.Tensor) -> torch.Tensor:
+        """``(log(a^2 + eps) - 2m) / (2(M - m))`` of a real or imaginary part (any shape)."""
+        m, big_m = self._stats()
+        return (torch.log(part.float().square() + self.eps) - 2.0 * m) / (2.0 * (big_m - m))
+
+    def log_reflectivity(self, y: torch.Tensor) -> torch.Tensor:
+        """``log R = 2 (y (M - m) + m)`` from a normalised network output."""
+        m, big_m = self._stats()
+        return 2.0 * (y * (big_m - m) + m)
+
+    # -------------------------------------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def _log_r_window(self, parts: torch.Tensor) -> torch.Tensor:
+        """float[2, h, w] real/imag parts -> float[h, w] log of ``(R_re + R_im) / 2``; pads to the pooling grid
+        by reflection (bottom/right), exactly as a tile that ends at the scene border does."""
+        h, w = parts.shape[-2:]
+        ph, pw = (-h) % POOLING, (-w) % POOLING
+        x = self.normalise(parts).unsqueeze(1)  # [2, 1, h, w]: real and imaginary parts as a batch of two
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        log_r = self.log_reflectivity(self(x))[:, 0, :h, :w]
+        return torch.logaddexp(log_r[0], log_r[1]) - math.log(2.0)
+
+    @torch.no_grad()
+    def denoise(self, x: Any, out: Any = None) -> np.ndarray:
+        """Despeckled amplitude ``sqrt((R_re + R_im) / 2)`` of a single-look complex image.
+
+        Args:
+            x: complex[H, W] (numpy, torch or any array-like with ``.shape``/``.dtype`` and 2-D slicing, e.g. a
+                memory map) or float[2, H, W] real and imaginary parts. Its Doppler spectrum should be centred
+                (:func:`modalities.sar.doppler.centre_spectrum`); centring does not change the amplitude.
+            out: optional float32 array-like [1, H, W] (e.g. a memory-mapped ``.npy``) written tile by tile.
+
+        Returns float32[1, H, W] amplitude (``out`` when given). Peak memory: one ``tile x tile`` window.
+        """
+        parts_first = _parts_first(x)
+        h, w = x.shape[-2:]
+        if out is None:
+            out = np.empty((1, h, w), np.float32)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        for (r0, r1, c0, c1), (kr0, kr1, kc0, kc1) in tile_windows(h, w, self.tile, self.overlap):
+            window = _read_parts(x, r0, r1, c0, c1, parts_first)
+            log_r = self._log_r_window(torch.from_numpy(window).to(device))
+            core = log_r[kr0 - r0:kr1 - r0, kc0 - c0:kc1 - c0]
+            out[0, kr0:kr1, kc0:kc1] = torch.exp(0.5 * core).cpu().numpy()
+        self.train(was_training)
+        return out
+
+
+def tile_windows(h: int, w: int, tile: int, overlap: int) -> list[tuple[tuple[int, int, int, int],
+                                                                         tuple[int, int, int, int]]]:
+    """Tiles covering an ``h x w`` scene: ``(window, core)`` pairs of ``(r0, r1, c0, c1)`` boxes.
+
+    Cores partition the scene; each window is its core grown by ``overlap`` (clipped at the scene border), with
+    origins on multiples of 32 so that every tile pools on the same grid as the whole scene would. A scene no
+    larger than ``tile`` is one window.
+    """
+    def axis(n: int) -> list[tuple[int, int, int, int]]:
+        if n <= tile:
+            return [(0, n, 0, n)]
+        step = tile - 2 * overlap
+        spans = []
+        for k0 in range(0, n, step):
+            k1 = min(n, k0 + step)
+            lo, hi = max(0, k0 - overlap), min(n, k1 + overlap)
+            spans.append((lo, hi, k0, k1))
+        return spans
+
+    return [((a0, a1, b0, b1), (k0, k1, l0, l1)) for a0, a1, k0, k1 in axis(h) for b0, b1, l0, l1 in axis(w)]
+
+
+def _parts_first(x: Any) -> bool:
+    dtype = np.dtype(str(x.dtype).replace("torch.", ""))
+    if np.issubdtype(dtype, np.complexfloating):
+        if len(x.shape) != 2:
+            raise ValueError(f"denoise: expected complex[H, W], got shape {tuple(x.shape)}")
+        return False
+    if len(x.shape) == 3 and x.shape[0] == 2:
+        return True
+    raise ValueError(f"denoise: expected complex[H, W] or float[2, H, W] (real, imaginary), got {dtype} "
+                     f"{tuple(x.shape)}")
+
+
+def _read_parts(x: Any, r0: int, r1: int, c0: int, c1: int, parts_first: bool) -> np.ndarray:
+    if parts_first:
+        win = x[:, r0:r1, c0:c1]
+        win = win.detach().cpu().numpy() if isinstance(win, torch.Tensor) else np.asarray(win)
+        return np.ascontiguousarray(win, dtype=np.float32)
+    win = x[r0:r1, c0:c1]
+    win = win.detach().cpu().numpy() if isinstance(win, torch.Tensor) else np.asarray(win)
+    return np.stack([win.real, win.imag]).astype(np.float32)
+
+
+# -------------------------------------------------------------------------------- published MERLIN weights
+
+# Published MERLIN models in the ``deepdespeckling`` package (MIT): file and the (M, m) constants of its code.
+PUBLISHED_MERLIN: dict[str, dict[str, Any]] = {
+    "stripmap": {"file": "saved_models/stripmap.pth", "log_max": 10.089038980848645, "log_min": -1.429329123112601,
+                 "sensor": "TerraSAR-X stripmap"},
+    "spotlight": {"file": "saved_models/spotlight.pth", "log_max": 10.089038980848645, "log_min": -1.429329123112601,
+                  "sensor": "TerraSAR-X spotlight"},
+    "sentinel_tops": {"file": "saved_models/sentinel_tops.pth", "log_max": 12.385, "log_min": -math.log(0.001),
+                      "sensor": "Sentinel-1 TOPS"},
+}
+
+
+def load_published_merlin(name: str, path: str | Path | None = None, **kwargs: Any) -> MerlinUNet:
+    """A :class:`MerlinUNet` with the published MERLIN weights ``name`` (``stripmap``, ``spotlight``,
+    ``sentinel_tops``) from the installed ``deepdespeckling`` package (or ``path``) and that model's constants.
+
+    The ``.pth`` file is read with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+    containers (no arbitrary objects are unpickled); the layer names are already ours, and every tensor's shape
+    is checked by ``load_state_dict(strict=True)``.
+    """
+    if name not in PUBLISHED_MERLIN:
+        raise ValueError(f"unknown published MERLIN model {name!r}; known: {', '.join(PUBLISHED_MERLIN)}")
+    spec = PUBLISHED_MERLIN[name]
+    if path is None:
+        import importlib.util
+
+        found = importlib.util.find_spec("deepdespeckling")
+        if found is None or not found.submodule_search_locations:
+            raise FileNotFoundError("the published MERLIN weights ship in the 'deepdespeckling' package; install it")
+        path = Path(list(found.submodule_search_locations)[0]) / "merlin" / spec["file"]
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    model = MerlinUNet(width=48, log_min=spec["log_min"], log_max=spec["log_max"], eps=1e-3, **kwargs)
+    model.load_state_dict({str(k): v for k, v in state.items()}, strict=True)
+    model.config = {"name": "merlin_unet", "width": 48, "log_min": spec["log_min"], "log_max": spec["log_max"],
+                    "eps": 1e-3, "tile": model.tile, "overlap": model.overlap}
+    return model.eval()
