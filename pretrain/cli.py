@@ -151,7 +151,8 @@ def run_finetune(argv: list[str]) -> int:
     p.add_argument("encoder", metavar="RUN_OR_ENCODER_DIR")
     p.add_argument("--data", required=True, help="labelled data (molecules: a CSV / SDF with property columns / tags)")
     p.add_argument("--target", dest="targets", action="append", default=[], required=True,
-                   help="label column / property to predict (repeat for multi-task)")
+                   help="label column / property / annotation class to predict (repeat; 'T1+T2' joins labels)")
+    p.add_argument("--labels", help="signals: 'events' (the records' annotations) or a per-record label CSV")
     p.add_argument("--task", default="regression", help="regression | binary | multiclass | multilabel")
     p.add_argument("--mode", default="full,scratch", help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--label-fractions", default="1.0", help="comma-separated fractions of the training labels")
@@ -168,7 +169,8 @@ def run_finetune(argv: list[str]) -> int:
         raise config_mod.ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
     result = finetune(args.encoder, args.data, args.targets, task=args.task,
                       modes=[m.strip() for m in args.mode.split(",") if m.strip()], label_fractions=fractions,
-                      seeds=args.seeds, out_dir=args.out, overrides=args.overrides, progress=not args.quiet)
+                      seeds=args.seeds, out_dir=args.out, overrides=args.overrides, progress=not args.quiet,
+                      labels=args.labels)
     if result.report is not None:
         print(result.report.read_text())
         print(f"report: {result.report}")

@@ -122,7 +122,7 @@ def _encoder_folder(path: Path) -> Path:
 
 
 def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task: str, mode: str, fraction: float,
-               seed: int, overrides: Sequence[str] = ()) -> config_mod.RunConfig:
+               seed: int, overrides: Sequence[str] = (), labels: str | None = None) -> config_mod.RunConfig:
     """The fully resolved config of one fine-tuning run."""
     meta = models.read_pretrained_config(encoder_dir)
     modality_name = (meta.get("extra") or {}).get("modality")
@@ -147,6 +147,8 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
     }
     tree["data"].update(path=str(Path(data).expanduser().resolve()), targets=list(targets), split_seed=int(seed),
                         label_fraction=float(fraction))
+    if labels:  # signals: "events" (the records' annotations) or a per-record label table
+        tree["data"]["labels"] = labels if labels == "events" else str(Path(labels).expanduser().resolve())
     tree["train"].update(seed=int(seed), evaluate=False)
     if mode == "linear":
         tree["objective"]["layer_decay"] = 1.0
@@ -181,8 +183,11 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> None:
 def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task: str = "regression",
              modes: Sequence[str] = ("full", "scratch"), label_fractions: Sequence[float] = (1.0,),
              seeds: int | Sequence[int] = 3, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
-             progress: bool = False) -> FinetuneResult:
+             progress: bool = False, labels: str | None = None) -> FinetuneResult:
     """Fine-tune ``encoder`` (an encoder or run folder) on ``data``'s ``targets``; see the module docstring.
+
+    ``labels`` (signals): ``"events"`` to label windows from the records' annotations, or a per-record label table
+    (:mod:`modalities.signals.labelled`); molecules read their labels from the data file's columns / SD tags.
 
     Returns the per-run rows (test metrics), the mean/std summary per (mode, fraction) and the report path.
     """
@@ -206,7 +211,7 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
     for mode in modes:
         for fraction in label_fractions:
             for seed in seed_list:
-                cfg = run_config(encoder_dir, data, targets, task, mode, float(fraction), seed, overrides)
+                cfg = run_config(encoder_dir, data, targets, task, mode, float(fraction), seed, overrides, labels)
                 modality = modalities.get(cfg.modality)
                 _size_model(cfg, modality, task)
                 run_dir = out / f"{mode}_f{float(fraction):g}_s{seed}"

@@ -26,6 +26,8 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> EE
     if views:
         raise DataError("objective: EEG samples have no augmented views; use vq_reconstruction or jepa")
     band = data_cfg.get("band")
+    if data_cfg.get("labels"):  # fine-tuning: labelled windows (annotated events or a per-record table)
+        return _labelled(data_cfg, path, split, tuple(band) if band else None)
     return EEGWindows(
         index_eeg(path), fs=float(data_cfg.get("fs", 128)), window_s=float(data_cfg.get("window_s", 4.0)),
         n_channels=int(data_cfg.get("n_channels", 4)), split=split,
@@ -33,6 +35,30 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> EE
         notch_hz=tuple(data_cfg.get("notch_hz") or ()), reref_min_channels=int(data_cfg.get("reref_min_channels", 8)),
         clip=data_cfg.get("clip", 10.0), random_crop=(split == "train"),
     )
+
+
+def _labelled(data_cfg: Mapping[str, Any], path: str, split: str, band: tuple[float, float] | None) -> Any:
+    """Labelled windows on ``data.channels`` (default: every EEG channel of each recording)."""
+    from modalities.eeg.recordings import eeg_record, read_eeg_window
+    from modalities.signals.labelled import labelled_windows
+
+    fs, window_s = float(data_cfg.get("fs", 128)), float(data_cfg.get("label_window_s") or data_cfg.get("window_s", 4.0))
+    channels = data_cfg.get("channels")
+    recordings = {r.info.path: r for r in index_eeg(path)}
+
+    def read(info: Any, start_s: float) -> Any:
+        rec = recordings.get(info.path) or eeg_record(info)
+        rows = None
+        if channels:
+            missing = [c for c in channels if c not in rec.names]
+            if missing:
+                raise DataError(f"{info.path}: no channel {missing[0]!r} for data.channels")
+            rows = [rec.names.index(c) for c in channels]
+        return read_eeg_window(rec, start_s, window_s, fs, band=band, notch_hz=tuple(data_cfg.get("notch_hz") or ()),
+                               reref_min_channels=int(data_cfg.get("reref_min_channels", 8)),
+                               clip=data_cfg.get("clip", 10.0), rows=rows)
+
+    return labelled_windows(data_cfg, [r.info for r in recordings.values()], read, split, window_s)
 
 
 def default_data(cache_dir: Path) -> Path:

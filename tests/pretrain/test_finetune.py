@@ -172,3 +172,27 @@ def test_finetune_label_fractions_and_seeds_in_the_report(grover_run, tmp_path):
     assert {s["seeds"] for s in result.summary} == {2}
     assert (tmp_path / "rmse_vs_label_fraction.png").is_file()
     assert "rmse_vs_label_fraction.png" in result.report.read_text()
+
+
+def test_eeg_motor_imagery_events_fine_tune_through_the_cli(signals_dir, tmp_path, run_cache, capsys):
+    edf = signals_dir / "eeg" / "test_edf_overlapping_annotations.edf"
+    run = tmp_path / "eeg"
+    assert main(["eeg", "--data", str(edf), "--out", str(run), "--max-steps", "2", "--batch-size", "4",
+                 "--set", "model.name=eegformer_xs", "--no-eval", "--quiet"]) == 0
+    out = tmp_path / "ft"
+    rc = main(["finetune", str(run), "--data", str(edf), "--labels", "events", "--target", "T0", "--target", "T1+T2",
+               "--task", "multiclass", "--mode", "full,scratch", "--seeds", "1", "--out", str(out), "--quiet",
+               "--set", "train.max_steps=4", "--set", "train.batch_size=8", "--set", "data.label_window_s=1.25",
+               "--set", "data.channels=[C3,Cz,C4]"])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["mode"] for r in rows] == ["full", "scratch"]
+    # 38 events in one recording: split by time 80/10/10, no window in two splits
+    assert all(r["train_items"] + r["val_items"] + r["test_items"] <= 38 and r["test_items"] >= 3 for r in rows)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("record,label\nnot_a_recording,1\n")
+    rc = main(["finetune", str(run), "--data", str(edf), "--labels", str(labels), "--target", "label",
+               "--seeds", "1", "--out", str(tmp_path / "bad"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "matches a record" in err, err
