@@ -112,9 +112,18 @@ def main() -> None:
     torch.set_num_threads(1)  # spconv's CPU kernels slow down badly when threads share busy cores
     load_before = os.getloadavg()
     rows: list[dict] = []
+
+    def write() -> None:  # after every dataset, so a long run keeps what it has measured
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps({
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "threads": 1, "model": MODEL,
+            "datasets": DATASETS, "rows": rows}, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="scenes_probe_") as tmp:
         for name in args.datasets.split(","):
             rows += run(name, args.steps, args.batch, Path(tmp), args.seed)
+            write()
     print("| data | encoder | levels | dim | train / test points | classes | linear mIoU | linear acc | kNN mIoU | "
           "kNN acc | loss first -> last | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -122,11 +131,6 @@ def main() -> None:
         print(f"| {r['probe']} | {r['encoder']} | {r['levels']} | {r['dim']} | {r['n_train']} / {r['n_test']} | "
               f"{r['classes']} | {r['linear_miou']:.3f} | {r['linear_acc']:.3f} | {r['knn_miou']:.3f} | "
               f"{r['knn_acc']:.3f} | {r['loss_first']:.3f} -> {r['loss_last']:.3f} | {r['train_s']:.0f} |")
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps({
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "threads": 1, "model": MODEL,
-        "datasets": DATASETS, "rows": rows}, indent=2))
     print(f"\nwrote {RESULT.relative_to(REPO)}")
 
 

@@ -79,7 +79,7 @@ class SceneDataset(Dataset):
             a, b = two_views(scene, self.augment, rng)
             return {"view_a": a, "view_b": b, "scene_points": len(scene.coord), "scene": path}
         centre = scene.coord[rng.integers(len(scene.coord))]
-        idx = self.augment.crop_indices(scene.coord, centre, rng) if len(scene.coord) > self.augment.max_points \
-            else np.arange(len(scene.coord))
+        idx = self.augment.crop_indices(scene.coord, centre, self.augment.max_points) \
+            if len(scene.coord) > self.augment.max_points else np.arange(len(scene.coord))
         return point_dict(scene.coord[idx], None if scene.color is None else scene.color[idx], scene.normal[idx],
                           self.grid_size, None if scene.segment is None else scene.segment[idx], index=idx)

@@ -161,9 +161,10 @@ def point_dict(coord: np.ndarray, color: np.ndarray | None, normal: np.ndarray, 
 class ViewAugment:
     """Two-view generation (Pointcept / MSC-style augmentations).
 
-    Each view is a crop of the grid-sampled scene: the ``round(f * M)`` points nearest (in x-y) to a centre
-    ``c + d`` (``f ~ U(crop)``, at most ``max_points``; ``c`` a random scene point shared by both views, ``d`` a
-    uniform shift of up to ``shift`` x the crop radius, so the views overlap partly), then rotated about z by
+    Each view is a crop of the grid-sampled scene: the ``n = round(f * M)`` points nearest (in x-y) to a centre
+    ``c + d`` (``f ~ U(crop)``, at most ``max_points``; ``c`` a random scene point shared by both views; ``d`` a
+    shift in a random direction of ``U(0, shift)`` x ``r``, ``r`` the radius of the ``n`` points nearest ``c``;
+    with ``shift < 1`` both views hold the neighbourhood of ``c``, so they always overlap), then rotated about z by
     ``U(-rotate, rotate)`` (radians) and tilted about x and y by ``U(-tilt, tilt)``, scaled by ``U(scale)``,
     mirrored in x with probability ``flip``, jittered by ``N(0, jitter^2)`` metres (clipped at 5 sigma), and its
     colour changed by a brightness shift ``U(-b, b)``, a contrast factor ``U(1 - c, 1 + c)`` and per-point noise
@@ -198,9 +199,14 @@ class ViewAugment:
             raise DataError(f"data.augment.max_points: must be >= 1, got {aug.max_points}")
         return aug
 
-    def crop_indices(self, coord: np.ndarray, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def view_size(self, m: int, rng: np.random.Generator) -> int:
+        """Points in a view of a scene of ``m`` points: ``round(f * m)``, ``f ~ U(crop)``, at most ``max_points``."""
+        return int(np.clip(round(rng.uniform(*self.crop) * m), 1, min(m, self.max_points)))
+
+    @staticmethod
+    def crop_indices(coord: np.ndarray, centre: np.ndarray, n: int) -> np.ndarray:
+        """Sorted indices of the ``n`` points nearest to ``centre`` in x-y."""
         m = len(coord)
-        n = int(np.clip(round(rng.uniform(*self.crop) * m), 1, min(m, self.max_points)))
         d2 = ((coord[:, :2] - centre[None, :2]) ** 2).sum(1)
         idx = np.argpartition(d2, n - 1)[:n] if n < m else np.arange(m)
         return np.sort(idx)
@@ -236,11 +242,14 @@ def two_views(scene: PreparedScene, aug: ViewAugment, rng: np.random.Generator
     rows of ``scene`` it holds (see :class:`ViewAugment`)."""
     m = len(scene.coord)
     c = scene.coord[rng.integers(m)].astype(np.float64)
-    radius = float(np.sqrt(((scene.coord[:, :2] - c[None, :2]) ** 2).sum(1).max())) if m > 1 else 0.0
+    d2 = ((scene.coord[:, :2] - c[None, :2]) ** 2).sum(1)
     views = []
     for _ in range(2):
-        centre = c + np.r_[rng.uniform(-1, 1, 2) * aug.shift * radius * (1 - aug.crop[0]), 0.0]
-        idx = aug.crop_indices(scene.coord, centre, rng)
+        n = aug.view_size(m, rng)
+        radius = float(np.sqrt(np.partition(d2, n - 1)[n - 1]))  # the crop's radius around c
+        angle = rng.uniform(0, 2 * np.pi)
+        centre = c + np.array([np.cos(angle), np.sin(angle), 0.0]) * rng.uniform(0, aug.shift) * radius
+        idx = aug.crop_indices(scene.coord, centre, n)
         colour = None if scene.color is None else scene.color[idx]
         coord, normal, colour = aug.transform(scene.coord[idx].astype(np.float64), scene.normal[idx], colour, rng)
         views.append(point_dict(coord, colour, normal, scene.grid_size, index=idx))

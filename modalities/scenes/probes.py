@@ -108,12 +108,11 @@ def corpus_probe(root: str | Path, grid_size: float, max_scenes: int = 6, max_po
             break
     if len(scenes) < 2:
         return None
-    crop = ViewAugment(max_points=max_points, crop=(1.0, 1.0))
     dicts = []
     for scene in scenes:
         s = prepare_scene(scene, grid_size)
         centre = (s.coord.min(0) + s.coord.max(0)) / 2
-        idx = crop.crop_indices(s.coord, centre, np.random.default_rng(0))
+        idx = ViewAugment.crop_indices(s.coord, centre, min(max_points, len(s.coord)))
         dicts.append(_probe_dict(s.coord[idx], None if s.color is None else s.color[idx], s.normal[idx],
                                  s.segment[idx], grid_size))
     n_train = max(1, int(round(len(dicts) * 2 / 3)))

@@ -238,7 +238,8 @@ class MSM(Objective):
                 stats["target_sites"] += float(valid.sum())
         per_level = per_level / n_levels_used.clamp_min(1)
         w = self.level_weights.to(per_level.device)
-        loss = (per_level * w).sum() / w.sum()
+        # + 0 x the mask tokens: a batch without any target (no masked site in the overlap) still has a graph
+        loss = (per_level * w).sum() / w.sum() + 0.0 * sum(t.sum() for t in self.mask_tokens)
         out = {"loss": loss, "momentum": torch.tensor(self._momentum)}
         for i, v in enumerate(per_level.detach()):
             out[f"loss_l{i}"] = v

@@ -166,6 +166,15 @@ def test_training_steps_reduce_the_loss_and_train_mask_tokens():
     assert obj.embed(batch["view_a"]).shape == (2, sum(obj.encoder.level_channels))
 
 
+def test_views_without_shared_points_give_a_zero_loss_that_backpropagates():
+    obj = MSM(_encoder(), patch_size=8)
+    pts = _hand_scene()
+    other = {**{k: v.clone() for k, v in pts.items()}, "index": pts["index"] + 10_000}  # no point in common
+    out = obj({"view_a": pts, "view_b": other, "seed": torch.tensor([1, 2])})
+    assert float(out["loss"]) == 0.0 and float(out["target_sites"]) == 0.0
+    out["loss"].backward()  # the loop can always call backward
+
+
 def test_non_unet_encoder_is_refused():
     with pytest.raises(ConfigError, match="sparse UNet"):
         MSM(models.create("vit1d_xs"))
