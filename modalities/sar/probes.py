@@ -26,7 +26,7 @@ from modalities.base import ProbeSet
 from modalities.sar.baselines import BASELINES
 from modalities.sar.doppler import centre_spectrum
 from modalities.sar.readers import find_slc_files, open_slc
-from modalities.sar.simulate import AMPLITUDE_SCALE, TEST_IMAGES, clean_reflectivity, simulate_slc
+from modalities.sar.simulate import AMPLITUDE_SCALE, BANDWIDTH, DOPPLER, TEST_IMAGES, clean_reflectivity, simulate_slc
 
 __all__ = ["homogeneous_boxes", "probe_targets", "real_probe", "simulated_probe"]
 
@@ -61,13 +61,24 @@ def homogeneous_boxes(intensity: np.ndarray, size: int = 48, n: int = 3, block: 
     return boxes
 
 
+def _trim_nodata(z: np.ndarray) -> np.ndarray:
+    """Drop border rows and columns that are mostly exact zeros (no-data margins of resampled SLCs): they are not
+    speckle and would distort ENL and the ratio image."""
+    valid = z != 0
+    rows = np.flatnonzero(valid.mean(axis=1) > 0.5)
+    cols = np.flatnonzero(valid.mean(axis=0) > 0.5)
+    if len(rows) < 32 or len(cols) < 32:
+        return z
+    return z[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
 def _amplitude(x: Any) -> np.ndarray:
     a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     return np.abs(a).astype(np.float32)
 
 
 def simulated_probe(seed: int = 7, names: tuple[str, ...] = TEST_IMAGES,
-                    bandwidth: tuple[float, float] = (0.8, 0.85), doppler: tuple[float, float] = (0.15, 0.02)) -> ProbeSet:
+                    bandwidth: tuple[float, float] = BANDWIDTH, doppler: tuple[float, float] = DOPPLER) -> ProbeSet:
     """Held-out pictures under simulated correlated speckle, with their clean amplitude."""
     xs, ys, boxes = [], [], []
     for i, name in enumerate(names):
@@ -91,7 +102,8 @@ def real_probe(path: str | Path, probe_size: int = 512, probe_scenes: int = 4) -
         scene = open_slc(f)
         h, w = scene.shape
         r0, c0 = max(0, (h - probe_size) // 2), max(0, (w - probe_size) // 2)
-        z = centre_spectrum(scene.window(r0, min(h, r0 + probe_size), c0, min(w, c0 + probe_size)))
+        z = _trim_nodata(scene.window(r0, min(h, r0 + probe_size), c0, min(w, c0 + probe_size)))
+        z = centre_spectrum(z)
         xs.append(z)
         boxes.append(homogeneous_boxes(np.abs(z.astype(np.complex128)) ** 2))
         names.append(f.name)
