@@ -2,7 +2,7 @@
 
 Every reader returns a :class:`Sweep` ``(xyz float32[N, 3] in metres, intensity float32[N])`` and raises a one-line
 :class:`~modalities.base.DataError` naming the file for a size that is not a whole number of rows, NaN or Inf
-coordinates, or an empty sweep.
+coordinates (or, with ``drop_invalid``, drops them with a one-line warning), or an empty sweep.
 
 Conventions (KITTI odometry, Geiger et al. CVPR 2012; SemanticKITTI, Behley et al. ICCV 2019):
 
@@ -16,6 +16,7 @@ Conventions (KITTI odometry, Geiger et al. CVPR 2012; SemanticKITTI, Behley et a
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,20 +56,26 @@ class Sweep:
         return len(self.xyz)
 
 
-def _checked(xyz: np.ndarray, intensity: np.ndarray, path: Path) -> Sweep:
+def _checked(xyz: np.ndarray, intensity: np.ndarray, path: Path, drop_invalid: bool = False) -> Sweep:
     if len(xyz) == 0:
         raise DataError(f"{path}: empty sweep (no points)")
     bad = ~np.isfinite(xyz).all(1)
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} of {len(xyz)} points have NaN/Inf coordinates")
+        msg = f"{path}: {int(bad.sum())} of {len(xyz)} points have NaN/Inf coordinates"
+        if not drop_invalid or bad.all():
+            raise DataError(msg)
+        warnings.warn(msg + " (dropped)", stacklevel=3)
+        xyz, intensity = xyz[~bad], intensity[~bad]
     return Sweep(np.ascontiguousarray(xyz, dtype=np.float32), np.ascontiguousarray(intensity, dtype=np.float32),
                  str(path))
 
 
-def read_bin(path: str | Path, columns: int | None = None) -> Sweep:
+def read_bin(path: str | Path, columns: int | None = None, drop_invalid: bool = False) -> Sweep:
     """KITTI ``.bin`` (4 float32 columns) or nuScenes ``.pcd.bin`` (5 columns, intensity 0..255 scaled to 0..1).
 
     ``columns`` defaults to 5 for names ending in ``.pcd.bin`` and 4 otherwise. The file is memory-mapped.
+    ``drop_invalid``: drop NaN/Inf points with a one-line warning instead of raising (pretraining uses it; a label
+    file then no longer lines up, so labelled reads keep the default).
     """
     path = Path(path)
     if columns is None:
@@ -82,10 +89,10 @@ def read_bin(path: str | Path, columns: int | None = None) -> Sweep:
         raise DataError(f"{path}: empty sweep (no points)")
     a = np.memmap(path, dtype=np.float32, mode="r").reshape(-1, columns)
     intensity = a[:, 3] / 255.0 if columns == 5 else a[:, 3]
-    return _checked(np.array(a[:, :3]), np.array(intensity), path)
+    return _checked(np.array(a[:, :3]), np.array(intensity), path, drop_invalid)
 
 
-def read_o3d(path: str | Path) -> Sweep:
+def read_o3d(path: str | Path, drop_invalid: bool = False) -> Sweep:
     """PCD / PLY through open3d's tensor reader (keeps an ``intensity`` attribute when the file has one)."""
     import open3d as o3d
 
@@ -100,10 +107,10 @@ def read_o3d(path: str | Path) -> Sweep:
             inten = inten / max(float(inten.max()), 1.0)
     else:
         inten = np.zeros(len(xyz), np.float32)
-    return _checked(xyz, inten, path)
+    return _checked(xyz, inten, path, drop_invalid)
 
 
-def read_las(path: str | Path) -> Sweep:
+def read_las(path: str | Path, drop_invalid: bool = False) -> Sweep:
     """LAS / LAZ through laspy (LAZ needs lazrs): scaled coordinates in the file's units (metres or feet, see its
     CRS) shifted by their minimum (survey coordinates are ~1e6 and lose float32 precision), intensity / 65535."""
     import laspy
@@ -116,21 +123,21 @@ def read_las(path: str | Path) -> Sweep:
     xyz = np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], 1)
     if len(xyz) and np.isfinite(xyz).all():
         xyz = xyz - xyz.min(0)
-    return _checked(xyz.astype(np.float32), np.asarray(las.intensity, np.float32) / 65535.0, path)
+    return _checked(xyz.astype(np.float32), np.asarray(las.intensity, np.float32) / 65535.0, path, drop_invalid)
 
 
-def read_sweep(path: str | Path) -> Sweep:
+def read_sweep(path: str | Path, drop_invalid: bool = False) -> Sweep:
     """Dispatch on the suffix: ``.bin`` / ``.pcd.bin``, ``.pcd`` / ``.ply``, ``.las`` / ``.laz``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such sweep file")
     suffix = path.suffix.lower()
     if suffix == ".bin":
-        return read_bin(path)
+        return read_bin(path, drop_invalid=drop_invalid)
     if suffix in (".pcd", ".ply"):
-        return read_o3d(path)
+        return read_o3d(path, drop_invalid)
     if suffix in (".las", ".laz"):
-        return read_las(path)
+        return read_las(path, drop_invalid)
     raise DataError(f"{path}: unknown sweep format {suffix!r} (known: {', '.join(SWEEP_SUFFIXES)})")
 
 

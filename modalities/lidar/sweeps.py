@@ -99,9 +99,14 @@ def frame_pairs(frames: list[Frame]) -> list[tuple[int, int]]:
 
 
 def load_frame(frame: Frame, labels: bool = True) -> tuple[Sweep, np.ndarray | None]:
-    """The sweep and its class labels (int64[N], -1 ignored) when it has a ``.label``."""
-    sweep = read_sweep(frame.path)
-    y = read_semantickitti_labels(frame.label, len(sweep))[0] if labels and frame.label is not None else None
+    """The sweep and its class labels (int64[N], -1 ignored) when it has a ``.label``.
+
+    Without labels, NaN/Inf points are dropped with a one-line warning (real archives hold some); with labels
+    they are an error, since the labels would no longer line up with the points.
+    """
+    want = labels and frame.label is not None
+    sweep = read_sweep(frame.path, drop_invalid=not want)
+    y = read_semantickitti_labels(frame.label, len(sweep))[0] if want else None
     return sweep, y
 
 

@@ -142,3 +142,18 @@ def test_modality_contract(kitti_root, sim_root):
         MODALITY.build_dataset({"path": str(kitti_root)}, "train", 2)
     with pytest.raises(DataError, match="no LiDAR sweeps"):
         index_frames(sim_root / "sequences" / "00" / "flow")
+
+
+def test_nan_points_are_dropped_with_one_warning_when_pretraining(tmp_path, kitti_root):
+    a = np.fromfile(kitti_root / "sequences/00/velodyne/000000.bin", dtype=np.float32).reshape(-1, 4)[:3000].copy()
+    a.tofile(tmp_path / "a_000.bin")
+    a[5, 0] = np.nan
+    a[9, 2] = np.inf
+    a.tofile(tmp_path / "a_001.bin")
+    ds = LidarPairs(tmp_path, SMALL, "train")
+    assert ds.pairs == [(0, 1)]
+    with pytest.warns(UserWarning, match=r"a_001.bin: 2 of 3000 points have NaN/Inf coordinates \(dropped\)"):
+        item = ds[0]
+    assert torch.isfinite(item["coord"]).all()
+    with pytest.raises(DataError, match="a_001.bin: 2 of 3000 points have NaN/Inf coordinates$"):
+        read_sweep(tmp_path / "a_001.bin")
