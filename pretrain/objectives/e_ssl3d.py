@@ -92,7 +92,9 @@ def pool_levels(out: dict[str, Any], batch_size: int) -> torch.Tensor:
 
 
 class ESSL3D(Objective):
-    """E-SSL3D (see the module docstring for the maths).
+    """E-SSL3D: rotation classification, point contrast and scene-flow temporal equivariance on LiDAR pairs.
+
+    The maths is in the module docstring.
 
     Args (the YAML ``objective:`` options):
         rotation_bins: ``K`` rotation classes; max_rotation: half-range in radians (pi / 2).
