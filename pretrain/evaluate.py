@@ -75,23 +75,22 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
     """int[N_test, k] indices of each test embedding's ``k`` nearest training embeddings: cosine similarity on
-    embeddings standardised with the training statistics (ties broken by training order). Test rows are processed
-    in chunks, so that per-point probes over tens of thousands of points stay within memory."""
+    embeddings standardised with the training statistics. Test rows are processed in chunks; up to 4096 training
+    items the order is exact (float64, ties broken by training order), beyond (per-point probes over tens of
+    thousands of points) a float32 top-k keeps time and memory small."""
     a, b = _standardise(z_train, z_test)
     a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-12
     b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-12
     k = min(k, len(a))
     out = np.empty((len(b), k), dtype=np.int64)
+    big = len(a) > 4096  # per-point probes: float32 and a partial top-k; small probes: exact stable order
+    at = torch.from_numpy(a.astype(np.float32 if big else np.float64))
     for i in range(0, len(b), chunk):
-        sim = b[i:i + chunk] @ a.T
-        if sim.shape[1] > 4 * k:  # keep the k best (plus ties at the boundary), then order them stably
-            cand = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            kth = np.take_along_axis(sim, cand, axis=1).min(axis=1, keepdims=True)
-            for r in range(len(sim)):
-                idx = np.flatnonzero(sim[r] >= kth[r])
-                out[i + r] = idx[np.argsort(-sim[r, idx], kind="stable")[:k]]
+        sim = torch.from_numpy(b[i:i + chunk].astype(np.float32 if big else np.float64)) @ at.T
+        if big:
+            out[i:i + chunk] = torch.topk(sim, k, dim=1).indices.numpy()
         else:
-            out[i:i + chunk] = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+            out[i:i + chunk] = np.argsort(-sim.numpy(), axis=1, kind="stable")[:, :k]
     return out
 
 

@@ -373,7 +373,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         scalars: dict[str, float] = {}
         loss_sum = torch.zeros((), device=fabric.device)
         for micro in range(o.accumulate):
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except modalities.DataError as e:  # raised in a DataLoader worker: keep the reader's one line
+                raise modalities.DataError(worker_message(e)) from None
             batch["step_seed"] = sample_seed(t.seed, step * o.accumulate + micro)
             with fabric.no_backward_sync(objective, enabled=micro < o.accumulate - 1):
                 out = objective(batch)
@@ -459,6 +462,16 @@ def _check_finite_params(module: torch.nn.Module, step: int) -> None:
     for name, p in module.named_parameters():
         if not torch.isfinite(p).all():
             raise TrainingDiverged(f"step {step}: parameter {name} is not finite; checkpoint not written")
+
+
+def worker_message(error: BaseException) -> str:
+    """The original one-line message of an error re-raised from a DataLoader worker (which wraps it in a
+    traceback text ending with ``module.Class: message``)."""
+    text = str(error).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import modalities
 from pretrain.loop import SeededBatches, lr_at, read_metrics, wd_at
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +135,21 @@ def test_two_processes_match_one(tmp_path, signals_dir, run_cache):
     w2 = torch.load(tmp_path / "two" / "checkpoints" / "last.ckpt", weights_only=True)["objective"]
     for k in w1:
         assert torch.allclose(w1[k], w2[k], rtol=1e-3, atol=1e-5), k
+
+
+class _BrokenRecords(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i):
+        raise modalities.DataError("/data/sweep.bin: NaN points in a labelled frame")
+
+
+def test_a_reader_error_in_a_dataloader_worker_keeps_its_one_line():
+    from pretrain.loop import worker_message
+
+    loader = torch.utils.data.DataLoader(_BrokenRecords(), num_workers=1)
+    with pytest.raises(modalities.DataError) as caught:
+        next(iter(loader))
+    assert "Original Traceback" in str(caught.value)  # what torch re-raises ...
+    assert worker_message(caught.value) == "/data/sweep.bin: NaN points in a labelled frame"  # ... what we print
