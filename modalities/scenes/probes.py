@@ -68,8 +68,8 @@ def sensaturban_probe(path: str | Path, grid_size: float = OUTDOOR_GRID["sensatu
     parts = [_probe_dict(s.coord[m], s.color[m], s.normal[m], s.segment[m], grid_size) for m in (train, test)]
     return ProbeSet([parts[0]], [parts[0]["segment"].numpy()], [parts[1]], [parts[1]["segment"].numpy()],
                     task="segmentation", class_names=SENSATURBAN_CLASSES,
-                    description=f"SensatUrban crop {Path(path).name}: per-point classes, one spatial half trains, "
-                                f"the other tests ({grid_size} m voxels)")
+                    description=f"SensatUrban crop {Path(path).name}: per-point classes, the points on one side "
+                                f"of a plane train, the rest test ({grid_size} m voxels)")
 
 
 def semantickitti_probe(velodyne_dir: str | Path, train: Sequence[str] = ("000000", "000001"),
