@@ -11,10 +11,11 @@ initialised one of the same architecture.
 - ``semantickitti``: KITTI sequence 00, 0.2 m voxels; pretraining sees frames 0, 1 and 3 (frame 3 is unlabelled);
   the probe trains on frames 0-1 and tests on frame 2, which pretraining never sees.
 
-    python benchmarks/scenes_probe.py [--steps 400] [--datasets sensaturban,semantickitti]
+    python benchmarks/scenes_probe.py [--steps 400] [--datasets sensaturban,semantickitti] [--seed 0]
 
-Prints one markdown table and writes benchmarks/results/scenes_probe.json (with the load average: the machine is
-shared, so the times are indicative).
+Prints one markdown table and writes benchmarks/results/scenes_probe.json (``scenes_probe_seed<k>.json`` for
+``--seed k > 0``: pretraining stream, weights and random-init control all change with the seed), with the load
+average: the machine is shared, so the times are indicative.
 """
 
 from __future__ import annotations
@@ -113,9 +114,11 @@ def main() -> None:
     load_before = os.getloadavg()
     rows: list[dict] = []
 
+    result = RESULT if args.seed == 0 else RESULT.with_name(f"scenes_probe_seed{args.seed}.json")
+
     def write() -> None:  # after every dataset, so a long run keeps what it has measured
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps({
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.write_text(json.dumps({
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "threads": 1, "model": MODEL,
             "datasets": DATASETS, "rows": rows}, indent=2))
@@ -131,7 +134,7 @@ def main() -> None:
         print(f"| {r['probe']} | {r['encoder']} | {r['levels']} | {r['dim']} | {r['n_train']} / {r['n_test']} | "
               f"{r['classes']} | {r['linear_miou']:.3f} | {r['linear_acc']:.3f} | {r['knn_miou']:.3f} | "
               f"{r['knn_acc']:.3f} | {r['loss_first']:.3f} -> {r['loss_last']:.3f} | {r['train_s']:.0f} |")
-    print(f"\nwrote {RESULT.relative_to(REPO)}")
+    print(f"\nwrote {result.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
