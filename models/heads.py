@@ -152,12 +152,13 @@ class PredictionModel(nn.Module):
         extra_dim: width of per-sample extra features concatenated to each view (0: none).
         hidden_dims: widths of the heads' hidden layers (empty: linear heads).
         dropout: dropout in the heads.
-        task: ``regression``, ``binary``, ``multiclass`` or ``multilabel`` (kept in the config for users).
+        task: ``regression``, ``binary``, ``multiclass``, ``multilabel`` (one prediction per sample) or
+            ``segmentation`` (one per point: the head reads ``encoder.point_features(x, "last")``).
 
     Shapes: ``forward(x, extra) -> float[V, B, out_dim]`` (one row per view); ``predict(x, extra) -> float[B, out_dim]``.
     """
 
-    TASKS = ("regression", "binary", "multiclass", "multilabel")
+    TASKS = ("regression", "binary", "multiclass", "multilabel", "segmentation")
 
     def __init__(self, encoder: dict, out_dim: int = 1, extra_dim: int = 0, hidden_dims: Sequence[int] = (256,),
                  dropout: float = 0.1, task: str = "regression") -> None:
@@ -172,15 +173,21 @@ class PredictionModel(nn.Module):
             raise ValueError(f"extra_dim: must be an integer >= 0, got {extra_dim!r}")
         cfg = dict(encoder)
         self.encoder = create(cfg.pop("name"), **cfg)
+        if task == "segmentation":  # per-point logits on the encoder's point features (finest decoder level)
+            if not hasattr(self.encoder, "point_features"):
+                raise ValueError(f"task: segmentation needs an encoder with point_features, not {encoder['name']!r}")
+            extra_dim = 0
         dims = list(getattr(self.encoder, "view_dims", ())) if hasattr(self.encoder, "embed_views") else []
-        self.multi_view = bool(dims)
-        dims = dims or [int(self.encoder.embed_dim)]
+        self.multi_view = bool(dims) and task != "segmentation"
+        dims = (dims if self.multi_view else []) or [int(self.encoder.embed_dim)]
         self.heads = nn.ModuleList(PredictionHead(d + extra_dim, out_dim, list(hidden_dims), dropout) for d in dims)
         self.task, self.out_dim, self.extra_dim = task, out_dim, extra_dim
         self.register_buffer("target_mean", torch.zeros(out_dim))
         self.register_buffer("target_std", torch.ones(out_dim))
 
     def views(self, x: object) -> list[torch.Tensor]:
+        if self.task == "segmentation":
+            return [self.encoder.point_features(x, levels="last")]
         return self.encoder.embed_views(x) if self.multi_view else [self.encoder.embed(x)]
 
     def forward(self, x: object, extra: torch.Tensor | None = None) -> torch.Tensor:

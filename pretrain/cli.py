@@ -150,9 +150,10 @@ def run_finetune(argv: list[str]) -> int:
                 description="Fine-tune a pretrained encoder on labels, against the same architecture from scratch.")
     p.add_argument("encoder", metavar="RUN_OR_ENCODER_DIR")
     p.add_argument("--data", required=True, help="labelled data (molecules: a CSV / SDF with property columns / tags)")
-    p.add_argument("--target", dest="targets", action="append", default=[], required=True,
+    p.add_argument("--target", dest="targets", action="append", default=[],
                    help="label column / property / annotation class to predict (repeat; 'T1+T2' joins labels)")
-    p.add_argument("--labels", help="signals: 'events' (the records' annotations) or a per-record label CSV")
+    p.add_argument("--labels", help="signals: 'events' (the records' annotations) or a per-record label CSV; "
+                                    "LiDAR: 'points' (per-point .label files, --task segmentation)")
     p.add_argument("--task", default="regression", help="regression | binary | multiclass | multilabel")
     p.add_argument("--mode", default="full,scratch", help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--label-fractions", default="1.0", help="comma-separated fractions of the training labels")

@@ -11,9 +11,10 @@ plot. Modes:
 - ``scratch``: the same architecture randomly initialised and trained like ``full`` (the control).
 
 Seeds change the split (e.g. a different balanced scaffold split for molecules), the label subset and the
-initialisation of the heads, so the spread over seeds is the spread a user would see. The modality's recipe may
-carry a ``finetune:`` section (data options such as the split kind and descriptors, head widths, optimiser and
-schedule); ``--set`` overrides win over it.
+initialisation of the heads, so the spread over seeds is the spread a user would see. Data options start from the
+pretraining run's (sampling rate, window, voxel grid: the encoder sees inputs prepared as in pretraining), then the
+modality recipe's ``finetune:`` section (split kind, descriptors, head widths, optimiser and schedule), then
+``--set`` overrides.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from pretrain.objectives.supervised import TASKS, batch_extra, batch_targets, mo
 
 MODES = ("full", "linear", "scratch")
 METRICS = {"regression": ("rmse", "mae", "r2"), "binary": ("auroc", "accuracy", "f1"),
-           "multiclass": ("accuracy", "f1", "auroc"), "multilabel": ("auroc", "f1", "accuracy")}
+           "multiclass": ("accuracy", "f1", "auroc"), "multilabel": ("auroc", "f1", "accuracy"),
+           "segmentation": ("miou", "accuracy")}
 LOWER_IS_BETTER = {"rmse", "mae"}
 
 
@@ -93,6 +95,12 @@ def classification_metrics(y: np.ndarray, logits: np.ndarray, task: str) -> dict
 
 
 def score(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    if task == "segmentation":
+        from pretrain.evaluate import miou
+
+        y, pred = np.asarray(y).reshape(-1).astype(int), np.asarray(out).argmax(1)
+        known = y >= 0
+        return {"miou": miou(y, pred), "accuracy": float(np.mean(pred[known] == y[known]))}
     return regression_metrics(y, out) if task == "regression" else classification_metrics(y, out, task)
 
 
@@ -133,11 +141,14 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
     recipe = config_mod.load_yaml(modality.recipe)
     ft = recipe.get("finetune") or {}
     head = dict(ft.get("model") or {})
+    # the pretraining run's preprocessing (rate, window, voxel grid, ...), not its corpus or its split
+    pretrained_data = {k: v for k, v in ((meta.get("extra") or {}).get("data") or {}).items()
+                       if k not in ("path", "labels", "targets", "split", "split_seed", "label_fraction", "vocab")}
     hidden = [] if mode == "linear" else head.pop("hidden_dims", [256])
     head.pop("hidden_dims", None)
     tree: dict[str, Any] = {
         "modality": modality_name,
-        "data": config_mod.merge(recipe.get("data") or {}, ft.get("data") or {}),
+        "data": config_mod.merge(config_mod.merge(recipe.get("data") or {}, pretrained_data), ft.get("data") or {}),
         "optim": config_mod.merge(recipe.get("optim") or {}, ft.get("optim") or {}),
         "train": config_mod.merge(recipe.get("train") or {}, ft.get("train") or {}),
         "model": {"name": "prediction_model", "encoder": dict(meta["model"]), "task": task,
@@ -147,8 +158,9 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
     }
     tree["data"].update(path=str(Path(data).expanduser().resolve()), targets=list(targets), split_seed=int(seed),
                         label_fraction=float(fraction))
-    if labels:  # signals: "events" (the records' annotations) or a per-record label table
-        tree["data"]["labels"] = labels if labels == "events" else str(Path(labels).expanduser().resolve())
+    if labels:  # "events" (annotations), "points" (per-point label files) or a per-record label table
+        is_file = Path(labels).expanduser().is_file()  # a label table; else a keyword (events, points)
+        tree["data"]["labels"] = str(Path(labels).expanduser().resolve()) if is_file else labels
     tree["train"].update(seed=int(seed), evaluate=False)
     if mode == "linear":
         tree["objective"]["layer_decay"] = 1.0
@@ -162,7 +174,12 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> None:
     if len(ds) == 0:
         raise modalities.DataError(f"{cfg.data['path']}: no labelled training items")
     y = np.asarray(ds.targets())
-    if task == "multiclass":
+    if task == "segmentation":
+        if not hasattr(ds, "num_classes"):
+            raise ConfigError(f"--task segmentation: {cfg.modality} data has no per-point labels (use data with "
+                              f"per-point label files, e.g. --labels points for LiDAR)")
+        out_dim = int(ds.num_classes)
+    elif task == "multiclass":
         levels = np.unique(y[np.isfinite(y)])
         if not np.all(levels == np.round(levels)) or levels.min() < 0:
             raise ConfigError(f"--task multiclass: targets {', '.join(cfg.data.get('targets') or [])} are not class "
@@ -201,7 +218,7 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
     for f in label_fractions:
         if not 0.0 < float(f) <= 1.0:
             raise ConfigError(f"--label-fractions: {f!r} is not in (0, 1]")
-    if not targets:
+    if not targets and task != "segmentation":  # per-point labels come from the data's label files
         raise ConfigError("--target: name at least one label column / property")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     encoder_dir = _encoder_folder(Path(encoder))
@@ -228,7 +245,7 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
                     if len(ds) == 0:
                         raise modalities.DataError(f"{cfg.data['path']}: the {split} split is empty (too few labelled "
                                                    f"items for a train / val / test split)")
-                    y, p = predict_dataset(model, ds, modality.collate)
+                    y, p = predict_dataset(model, ds, modality.collate, batch_size=1 if task == "segmentation" else 64)
                     row.update({f"{split}_{k}": v for k, v in score(task, y, p).items()})
                     row[f"{split}_items"] = len(ds)
                 row["train_items"] = _train_items(cfg, modality)

@@ -15,7 +15,12 @@ from typing import Any, Mapping
 from modalities.base import DataError, Modality
 from modalities.lidar.probes import probe_targets
 from modalities.lidar.simulate import simulate_corpus
-from modalities.lidar.sweeps import LidarPairs, collate_pairs, dataset_from_config
+from modalities.lidar.sweeps import LidarPairs, collate_pairs, collate_points, dataset_from_config
+
+
+def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sweep pairs for pretraining; labelled sweeps (``data.labels: points``) for fine-tuning."""
+    return collate_pairs(samples) if "prev_coord" in samples[0] else collate_points(samples)
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> LidarPairs:
@@ -38,5 +43,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="points",
     view_augmentations=False,
-    collate=collate_pairs,
+    collate=collate,
 )

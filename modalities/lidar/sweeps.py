@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from modalities.base import DataError
 from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, kitti_lidar_poses, read_kitti_calib, read_kitti_poses,
                                       read_semantickitti_labels, read_sweep)
-from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config
+from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
 
 __all__ = ["Frame", "LidarPairs", "collate_pairs", "dataset_from_config", "frame_pairs", "index_frames", "load_frame",
            "relative_pose"]
@@ -214,9 +214,77 @@ def collate_pairs(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs:
+class LabelledFrames(Dataset):
+    """Labelled sweeps for per-point fine-tuning (``data.labels: points``): every frame with a ``.label`` file,
+    cropped to the range and subsampled to ``max_points``, split by frame in time order (per sequence: the first
+    ``fractions[0]`` train, then val, then test; at least one frame each when a sequence has three).
+
+    Items: ``{"coord", "grid_coord", "feat", "offset", "segment" int64[N] (-1 ignored)}`` (:func:`point_dict`);
+    :meth:`targets` gives one row per frame (its most frequent class), for label-fraction subsets of frames.
+    """
+
+    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
+                 fractions: Sequence[float] = (0.8, 0.1, 0.1), num_classes: int = 19) -> None:
+        frames = [f for f in index_frames(root) if f.label is not None]
+        if not frames:
+            raise DataError(f"{root}: no labelled frames (SemanticKITTI labels/*.label beside velodyne/) for "
+                            f"data.labels: points")
+        by_seq: dict[str, list[Frame]] = {}
+        for f in frames:
+            by_seq.setdefault(f.sequence, []).append(f)
+        self.frames: list[Frame] = []
+        for seq in by_seq.values():
+            n = len(seq)
+            n_test = max(1, int(round(n * fractions[2]))) if n >= 3 else 0
+            n_val = max(1, int(round(n * fractions[1]))) if n >= 3 else 0
+            parts = {"train": seq[:n - n_val - n_test], "val": seq[n - n_val - n_test:n - n_test], "test": seq[n - n_test:]}
+            self.frames += parts[split]
+        if not self.frames:
+            raise DataError(f"{root}: no labelled frame for the {split} split (a sequence needs 3 labelled frames)")
+        self.grid, self.max_points, self.num_classes = grid, int(max_points), int(num_classes)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index = int(key[0] if isinstance(key, tuple) else key)
+        sweep, y = load_frame(self.frames[index])
+        keep = np.flatnonzero(crop_to_range(sweep.xyz, self.grid))
+        if self.max_points and len(keep) > self.max_points:  # a fixed subset per frame: labels stay comparable
+            keep = np.sort(np.random.default_rng([23, index]).choice(keep, self.max_points, replace=False))
+        item = point_dict([(torch.from_numpy(sweep.xyz[keep]), torch.from_numpy(sweep.intensity[keep]))], self.grid)
+        item["segment"] = torch.from_numpy(y[keep])
+        return item
+
+    def targets(self) -> np.ndarray:
+        out = []
+        for f in self.frames:
+            y = load_frame(f)[1]
+            y = y[y >= 0]
+            out.append(np.bincount(y).argmax() if len(y) else -1)
+        return np.asarray(out, dtype=np.float32).reshape(-1, 1)
+
+
+def collate_points(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Concatenate labelled point dicts: ``offset`` int64[B] cumulative counts."""
+    batch = {k: torch.cat([s[k] for s in samples]) for k in ("coord", "grid_coord", "feat", "segment")}
+    batch["offset"] = torch.cumsum(torch.tensor([len(s["coord"]) for s in samples], dtype=torch.int64), 0)
+    if all("seed" in s for s in samples):
+        batch["seed"] = torch.tensor([int(s["seed"]) for s in samples], dtype=torch.int64)
+    return batch
+
+
+def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs | LabelledFrames:
     path = cfg.get("path")
     if not path:
         raise DataError("data.path: no LiDAR data given")
+    if cfg.get("labels"):
+        if cfg["labels"] != "points":
+            raise DataError(f"data.labels: LiDAR labels come from the per-point .label files: use 'points', "
+                            f"not {cfg['labels']!r}")
+        return LabelledFrames(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
+                              fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)))
+    if split == "test":
+        raise DataError("split: LiDAR pretraining pairs have train and val splits only")
     return LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
                       val_fraction=float(cfg.get("val_fraction", 0.2)))

@@ -28,13 +28,13 @@ from torch import Tensor, nn
 from pretrain.config import ConfigError
 from pretrain.objectives.base import Objective, batch_input
 
-TASKS = ("regression", "binary", "multiclass", "multilabel")
+TASKS = ("regression", "binary", "multiclass", "multilabel", "segmentation")
 
 
 def batch_targets(batch: Any) -> Tensor:
     """Targets of a batch: ``y`` of a graph batch, or ``label``/``y`` of a dict batch."""
     if isinstance(batch, dict):
-        for key in ("y", "label"):
+        for key in ("y", "label", "segment"):
             if key in batch:
                 return batch[key]
         raise KeyError(f"batch has no 'y' or 'label'; keys: {sorted(batch)}")
@@ -42,8 +42,11 @@ def batch_targets(batch: Any) -> Tensor:
 
 
 def model_input(batch: Any) -> Any:
-    """The encoder input of a batch: the tensor of a dict batch (signals, images) or the graph batch itself."""
-    return batch_input(batch) if isinstance(batch, dict) else batch
+    """The encoder input of a batch: the tensor of a dict batch (signals, images), or the batch itself (a point
+    dict, a graph batch)."""
+    if isinstance(batch, dict) and "grid_coord" not in batch:
+        return batch_input(batch)
+    return batch
 
 
 def batch_extra(batch: Any) -> Tensor | None:
@@ -128,8 +131,13 @@ class Supervised(Objective):
     def _loss(self, out: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         model = self.encoder
         scalars: dict[str, Tensor] = {}
-        if self.task == "multiclass":
+        if self.task in ("multiclass", "segmentation"):  # segmentation: one class per point, -1 ignored
             target = y.reshape(-1).long()
+            if self.task == "segmentation":
+                loss = sum(F.cross_entropy(o.float(), target, ignore_index=-1) for o in out) / len(out)
+                known = target >= 0
+                scalars["accuracy"] = (out.mean(0).argmax(1)[known] == target[known]).float().mean().detach()
+                return loss, scalars
             loss = sum(F.cross_entropy(o.float(), target) for o in out) / len(out)
             scalars["accuracy"] = (out.mean(0).argmax(1) == target).float().mean().detach()
         else:

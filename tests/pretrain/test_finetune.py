@@ -196,3 +196,28 @@ def test_eeg_motor_imagery_events_fine_tune_through_the_cli(signals_dir, tmp_pat
                "--seeds", "1", "--out", str(tmp_path / "bad"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "matches a record" in err, err
+
+
+@pytest.mark.slow
+def test_semantickitti_point_labels_fine_tune_through_the_cli(tmp_path, run_cache, capsys):
+    from tests.conftest import shared_data
+
+    data = shared_data("3d/semantickitti")
+    run = tmp_path / "lidar"
+    small = ["--set", "model.name=sparse_unet_xs", "--set", "data.voxel_size=[0.2,0.2,0.2]",
+             "--set", "data.max_points=6000", "--set", "data.point_range=[-25.6,-25.6,-3.0,25.6,25.6,1.8]",
+             "--set", "train.threads=1"]
+    assert main(["lidar", "--data", str(data), "--out", str(run), "--max-steps", "1", "--batch-size", "2",
+                 "--no-eval", "--quiet", *small[:-2]]) == 0
+    out = tmp_path / "ft"
+    rc = main(["finetune", str(run), "--data", str(data), "--labels", "points", "--task", "segmentation",
+               "--mode", "full,scratch", "--seeds", "1", "--out", str(out), "--quiet", "--set", "train.max_steps=3"])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((out / "results.json").read_text())
+    # frames 0, 1, 2 of the labelled sequence: one each for train, val and test, in time order
+    assert [(r["train_items"], r["val_items"], r["test_items"]) for r in rows] == [(1, 1, 1)] * 2
+    assert all(0.0 <= r["test_miou"] <= r["test_accuracy"] <= 1.0 for r in rows)
+    model = models.load_pretrained(out / "full_f1_s0" / "encoder")
+    assert model.task == "segmentation" and model.out_dim == 19
+    # the pretraining run's voxel grid is the fine-tuning one
+    assert "0.2" in (out / "full_f1_s0" / "config.yaml").read_text().split("voxel_size:")[1][:30]
