@@ -202,7 +202,9 @@ def ratio_image_stats(noisy_intensity: np.ndarray, denoised_intensity: np.ndarra
     """Mean and variance of the ratio image noisy / denoised intensity. A despeckler that removes only speckle
     leaves a ratio of pure single-look speckle: mean 1 (radiometry kept) and variance 1 (exponential law);
     structure visible in the ratio image is signal the filter removed."""
-    r = np.asarray(noisy_intensity, np.float64) / np.maximum(np.asarray(denoised_intensity, np.float64), 1e-30)
+    noisy = np.asarray(noisy_intensity, np.float64)
+    valid = noisy > 0  # exact zeros are no-data fill (scene borders), not speckle
+    r = noisy[valid] / np.maximum(np.asarray(denoised_intensity, np.float64)[valid], 1e-30)
     return {"ratio_mean": float(r.mean()), "ratio_var": float(r.var())}
 
 
@@ -217,7 +219,7 @@ def _as_image(x: Any) -> np.ndarray:
 
 
 def denoising_scores(out: np.ndarray, noisy: Any, clean: Any, meta: dict[str, Any], noisy_display: np.ndarray,
-                     index: int) -> dict[str, float]:
+                     index: int, ratio: bool = True) -> dict[str, float]:
     """PSNR/SSIM against ``clean`` (when given) after clipping to ``meta["window"]``, std (or ENL) in the image's
     ``meta["uniform_regions"]`` boxes and, for speckle, the ratio-image statistics against the noisy input."""
     scores: dict[str, float] = {}
@@ -238,7 +240,8 @@ def denoising_scores(out: np.ndarray, noisy: Any, clean: Any, meta: dict[str, An
     if meta.get("speckle"):
         if boxes:
             scores["enl"] = float(np.mean([enl(out ** 2, b) for b in boxes]))
-        scores.update(ratio_image_stats(noisy_display ** 2, out ** 2))
+        if ratio:  # the noisy input against itself would be 1 / 0 by construction
+            scores.update(ratio_image_stats(noisy_display ** 2, out ** 2))
     elif boxes:
         scores["region_std"] = float(np.mean([region_std(out, b) for b in boxes]))
     return scores
@@ -268,7 +271,7 @@ def denoising_probe(encoders: dict[str, nn.Module], probe_name: str, ps: Any, fi
         noisy = _as_image(to_display(x))
         outputs = {"noisy input": noisy}
         rows.append({"probe": probe_name, "task": "denoising", "method": "noisy input", "image": names[i],
-                     "seconds": 0.0, **denoising_scores(noisy, x, clean, meta, noisy, i)})
+                     "seconds": 0.0, **denoising_scores(noisy, x, clean, meta, noisy, i, ratio=False)})
         for m_name, fn in methods.items():
             tic = time.perf_counter()
             out = _as_image(fn(torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x))

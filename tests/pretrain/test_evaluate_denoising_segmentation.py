@@ -111,3 +111,11 @@ def test_segmentation_probe_on_the_real_sensaturban_crop():
     assert got[("colour", "all")]["knn_miou"] > got[("constant", "all")]["knn_miou"]
     # height separates ground from buildings and vegetation beyond what colour alone can
     assert got[("colour", "all")]["linear_miou"] > got[("colour", "last")]["linear_miou"]
+
+
+def test_ratio_image_leaves_out_no_data_zeros():
+    rng = np.random.default_rng(2)
+    intensity = rng.exponential(1.0, size=(200, 200))
+    intensity[:20] = 0.0  # a no-data border, as real SLC crops have
+    stats = ratio_image_stats(intensity, np.ones_like(intensity))
+    assert stats["ratio_mean"] == pytest.approx(1.0, abs=0.03)
