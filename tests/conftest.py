@@ -29,6 +29,17 @@ def _threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: small convolutions, graph batches and spconv's CPU kernels run several
+    times faster on one thread than on two that share busy cores. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")`` or by naming it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def signals_dir() -> Path:
     return shared_data("signals")

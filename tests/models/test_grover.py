@@ -16,13 +16,7 @@ from torch_geometric.data import Batch, Data  # noqa: E402
 ATOM_DIM, BOND_DIM, MOTIFS = 151, 14, 85
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Molecule batches are small: one thread is several times faster than two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_molecule(n_atoms: int, seed: int, rings: int = 1, chain: bool = False, atom_vocab: int = 12,

@@ -13,13 +13,6 @@ from modalities.sar.tiling import centred_scene, despeckle_scene
 from tests.conftest import shared_data
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def envisat():

@@ -23,12 +23,7 @@ from torch_geometric.data import Batch  # noqa: E402  (test_grover skips the mod
 ATOM_VOCAB, BOND_VOCAB = 12, 7
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FakeVocabulary:

@@ -77,14 +77,6 @@ def test_bind_dataset_sets_the_sensor_statistics(sim_dir):
     assert enc.log_min < 1.0 < math.log(100.0) < enc.log_max + 1.0
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run fastest on one thread (and do not spin against other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_training_steps_lower_the_held_out_nll(sim_dir, one_thread):
     """Real training steps on simulated speckle: the training and held-out NLL fall. (MERLIN's first steps

@@ -24,13 +24,7 @@ from pretrain.objectives.msm import MSM, cross_view_targets, level_sites, masked
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """spconv's CPU kernels slow down by 10-100x when two intra-op threads share two busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _encoder() -> torch.nn.Module:
