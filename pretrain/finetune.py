@@ -162,7 +162,7 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
         is_file = Path(labels).expanduser().is_file()  # a label table; else a keyword (events, points)
         tree["data"]["labels"] = str(Path(labels).expanduser().resolve()) if is_file else labels
     tree["train"].update(seed=int(seed), evaluate=False)
-    if mode == "linear":
+    if mode in ("linear", "scratch"):  # layer-wise decay protects pretrained features; a random encoder has none
         tree["objective"]["layer_decay"] = 1.0
     tree = config_mod.apply_overrides(tree, list(overrides))
     return config_mod.build_config(tree)
