@@ -118,6 +118,17 @@ def corpus_lock(out_dir: Path) -> Iterator[None]:
 CORPUS_FILE = "corpus.json"
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks: the key of caches derived from input files."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _corpus_complete(out_dir: Path, spec: Mapping[str, Any], files: Iterable[str]) -> bool:
     try:
         meta = json.loads((out_dir / CORPUS_FILE).read_text())

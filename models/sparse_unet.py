@@ -272,16 +272,20 @@ class SparseUNet(nn.Module):
 
     def embed(self, points: dict) -> torch.Tensor:
         """Per-scan embedding [B, sum(level_channels)]: mean over each decoder level's sites, concatenated."""
-        out = self(points)
-        bsz = int(points["offset"].numel())
-        pooled = []
-        for lv, n in zip(out["levels"], out["num_sites"]):
-            b = lv.indices[:n, 0].long()
-            s = lv.features.new_zeros(bsz, lv.features.shape[1]).index_add_(0, b, lv.features[:n])
-            c = torch.bincount(b, minlength=bsz).clamp_min(1).to(s.dtype)
-            pooled.append(s / c[:, None])
-        return torch.cat(pooled, 1)
+        return pool_levels(self(points), int(points["offset"].numel()))
 
 
-__all__ = ["BasicBlock", "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "sparse_tensor",
+def pool_levels(out: dict, batch_size: int) -> torch.Tensor:
+    """Per-scan mean over the (original, pre-hook) sites of every decoder level of a :class:`SparseUNet` output,
+    concatenated: [B, sum(level channels)]."""
+    pooled = []
+    for lv, n in zip(out["levels"], out["num_sites"]):
+        b = lv.indices[:n, 0].long()
+        s = lv.features.new_zeros(batch_size, lv.features.shape[1]).index_add_(0, b, lv.features[:n])
+        c = torch.bincount(b, minlength=batch_size).clamp_min(1).to(s.dtype)
+        pooled.append(s / c[:, None])
+    return torch.cat(pooled, 1)
+
+
+__all__ = ["BasicBlock", "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "pool_levels", "sparse_tensor",
            "voxelize_points", "voxel_keys"]

@@ -13,7 +13,6 @@ least one); with a single slice both splits use it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalities.base import DataError
+from modalities.base import DataError, file_digest
 from modalities.ct.lowdose import cached_low_dose
 from modalities.ct.volumes import MIN_SIZE, SliceRef, read_slice
 
@@ -76,7 +75,7 @@ class CTSlices(Dataset):
         if doses:
             cache = Path(cache_dir) if cache_dir else default_lowdose_cache()
             for i, r in enumerate(refs):
-                key = f"{_file_digest(r.path)}|{r.index}"  # content, not path: a copied file reuses the cache
+                key = f"{file_digest(r.path)}|{r.index}"  # content, not path: a copied file reuses the cache
                 self.files[i] = cached_low_dose(key, lambda r=r: read_slice(r), r.spacing[1], doses, cache, seed,
                                                 n_angles, sigma_e)
 
@@ -115,14 +114,6 @@ class CTSlices(Dataset):
         if clean is not None:
             sample["clean"] = torch.from_numpy(np.array(clean, np.float32, copy=True))[None]
         return sample
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _crop(a: np.ndarray, row0: int, col0: int, p: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from rdkit import Chem, RDLogger
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
-from modalities.base import DataError
+from modalities.base import DataError, file_digest
 from modalities.molecules import featurize as feat
 from modalities.molecules import readers
 
@@ -170,14 +170,6 @@ class DescriptorScaler:
 
 
 # ------------------------------------------------------------------------------------------------ cache
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _cache_folder(path: Path, cache_dir: Path, strip_salts: bool, smiles_column: str | None) -> Path:
     key = json.dumps([file_digest(path), feat.FEATURIZER_VERSION, CACHE_FORMAT, bool(strip_salts), smiles_column])

@@ -40,13 +40,14 @@ from torch import nn
 
 from modalities.lidar.voxels import VoxelGrid, crop_to_range, point_dict
 from models.heads import MLPHead
+from models.sparse_unet import pool_levels
 from pretrain.config import ConfigError
 from pretrain.ema import cosine_momentum_at, ema_update, make_teacher
 from pretrain.objectives.base import Objective
 from pretrain.objectives.equivariance import EquivarianceClassificationLoss
 from pretrain.objectives.infonce import InfoNCELoss
 
-__all__ = ["ESSL3D", "estimate_flow", "flow_matches", "pool_levels", "rotation_z"]
+__all__ = ["ESSL3D", "estimate_flow", "flow_matches", "rotation_z"]
 
 
 def rotation_z(theta: float) -> torch.Tensor:
@@ -78,17 +79,6 @@ def flow_matches(prev: np.ndarray, cur: np.ndarray, query: np.ndarray, flow: np.
     d, j = cKDTree(prev[rows] + flow[rows]).query(cur[query], k=1)
     ok = d <= match_radius
     return query[ok], rows[j[ok]]
-
-
-def pool_levels(out: dict[str, Any], batch_size: int) -> torch.Tensor:
-    """Per-scan mean over the (original) sites of every level, concatenated: [B, sum(level channels)]."""
-    pooled = []
-    for lv, n in zip(out["levels"], out["num_sites"]):
-        b = lv.indices[:n, 0].long()
-        s = lv.features.new_zeros(batch_size, lv.features.shape[1]).index_add_(0, b, lv.features[:n])
-        c = torch.bincount(b, minlength=batch_size).clamp_min(1).to(s.dtype)
-        pooled.append(s / c[:, None])
-    return torch.cat(pooled, 1)
 
 
 class ESSL3D(Objective):

@@ -16,14 +16,9 @@ from tests.conftest import shared_data
 VOXEL = 0.25
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: spconv's CPU path loses badly to oversubscription on a shared 2-core machine (1- and
-    2-thread correctness of the convolutions is tested in test_sparse_conv.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# spconv's CPU path loses badly to oversubscription on a shared 2-core machine (1- and 2-thread correctness of
+# the convolutions is tested in test_sparse_conv.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
