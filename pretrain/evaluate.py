@@ -218,8 +218,8 @@ def _as_image(x: Any) -> np.ndarray:
     return a.astype(np.float64)
 
 
-def denoising_scores(out: np.ndarray, noisy: Any, clean: Any, meta: dict[str, Any], noisy_display: np.ndarray,
-                     index: int, ratio: bool = True) -> dict[str, float]:
+def denoising_scores(out: np.ndarray, clean: Any, meta: dict[str, Any], noisy_display: np.ndarray, index: int,
+                     ratio: bool = True) -> dict[str, float]:
     """PSNR/SSIM against ``clean`` (when given) after clipping to ``meta["window"]``, std (or ENL) in the image's
     ``meta["uniform_regions"]`` boxes and, for speckle, the ratio-image statistics against the noisy input."""
     scores: dict[str, float] = {}
@@ -271,14 +271,14 @@ def denoising_probe(encoders: dict[str, nn.Module], probe_name: str, ps: Any, fi
         noisy = _as_image(to_display(x))
         outputs = {"noisy input": noisy}
         rows.append({"probe": probe_name, "task": "denoising", "method": "noisy input", "image": names[i],
-                     "seconds": 0.0, **denoising_scores(noisy, x, clean, meta, noisy, i, ratio=False)})
+                     "seconds": 0.0, **denoising_scores(noisy, clean, meta, noisy, i, ratio=False)})
         for m_name, fn in methods.items():
             tic = time.perf_counter()
             out = _as_image(fn(torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x))
             dt = time.perf_counter() - tic
             outputs[m_name] = out
             rows.append({"probe": probe_name, "task": "denoising", "method": m_name, "image": names[i],
-                         "seconds": dt, "megapixels": out.size / 1e6, **denoising_scores(out, x, clean, meta, noisy, i)})
+                         "seconds": dt, "megapixels": out.size / 1e6, **denoising_scores(out, clean, meta, noisy, i)})
         if fig_dir is not None and i < max_figures:
             explain = getattr(next(iter(encoders.values()), None), "explain", None)
             maps = explain(torch.as_tensor(x)) if callable(explain) else {}

@@ -168,8 +168,11 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
     return config_mod.build_config(tree)
 
 
-def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> None:
-    """Output and extra-feature widths from the training data (number of targets / classes, descriptors)."""
+def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> int:
+    """Set the output and extra-feature widths from the training data (number of targets / classes, descriptors);
+    returns how many training items the run's label fraction keeps."""
+    from modalities.base import labelled_subset
+
     ds = modality.build_dataset(cfg.data, "train", 0)
     if len(ds) == 0:
         raise modalities.DataError(f"{cfg.data['path']}: no labelled training items")
@@ -195,6 +198,8 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> None:
     extra = batch_extra(modality.collate([ds[0]]))
     cfg.model["out_dim"] = out_dim
     cfg.model["extra_dim"] = 0 if extra is None else int(extra.shape[-1])
+    fraction = float(cfg.data.get("label_fraction") or 1.0)
+    return len(labelled_subset(ds, fraction, int(cfg.data.get("split_seed") or 0))) if fraction < 1 else len(ds)
 
 
 def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task: str = "regression",
@@ -230,7 +235,7 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
             for seed in seed_list:
                 cfg = run_config(encoder_dir, data, targets, task, mode, float(fraction), seed, overrides, labels)
                 modality = modalities.get(cfg.modality)
-                _size_model(cfg, modality, task)
+                train_items = _size_model(cfg, modality, task)
                 run_dir = out / f"{mode}_f{float(fraction):g}_s{seed}"
                 tic = time.perf_counter()
                 res = train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=progress)
@@ -239,7 +244,7 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
                     continue
                 model = models.load_pretrained(res.encoder_dir)
                 row: dict[str, Any] = {"mode": mode, "label_fraction": float(fraction), "seed": seed,
-                                       "train_items": None, "seconds": seconds, "run": str(run_dir)}
+                                       "train_items": train_items, "seconds": seconds, "run": str(run_dir)}
                 for split in ("val", "test"):
                     ds = modality.build_dataset(cfg.data, split, 0)
                     if len(ds) == 0:
@@ -248,20 +253,11 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
                     y, p = predict_dataset(model, ds, modality.collate, batch_size=1 if task == "segmentation" else 64)
                     row.update({f"{split}_{k}": v for k, v in score(task, y, p).items()})
                     row[f"{split}_items"] = len(ds)
-                row["train_items"] = _train_items(cfg, modality)
                 result.rows.append(row)
                 (out / "results.json").write_text(json.dumps(result.rows, indent=2))
     result.summary = summarise(result.rows, task)
     result.report = write_report(result, encoder_dir, data, targets, task)
     return result
-
-
-def _train_items(cfg: config_mod.RunConfig, modality: Any) -> int:
-    from modalities.base import labelled_subset
-
-    ds = modality.build_dataset(cfg.data, "train", 0)
-    fraction = float(cfg.data.get("label_fraction") or 1.0)
-    return len(labelled_subset(ds, fraction, int(cfg.data.get("split_seed") or 0))) if fraction < 1 else len(ds)
 
 
 def summarise(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:

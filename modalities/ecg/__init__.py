@@ -28,14 +28,14 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> Si
         raise DataError(f"data.leads: unknown lead {unknown[0]!r}; leads: {', '.join(LEADS_12)}")
     band = data_cfg.get("band")
     if data_cfg.get("labels"):  # fine-tuning: labelled windows (annotations or a per-record table)
-        from modalities.ecg.probes import _lead_mapping, preprocess_window
+        from modalities.ecg.probes import lead_mapping, preprocess_window
         from modalities.signals.labelled import labelled_windows
 
         fs, window_s = float(data_cfg.get("fs", 500)), float(data_cfg.get("window_s", 10.0))
         clip, bounds = data_cfg.get("clip", 5.0), tuple(band) if band else None
 
         def read(info: Any, start_s: float) -> Any:
-            return preprocess_window(info, start_s, window_s, _lead_mapping(info, leads), fs, len(leads), bounds, clip)
+            return preprocess_window(info, start_s, window_s, lead_mapping(info, leads), fs, len(leads), bounds, clip)
 
         return labelled_windows(data_cfg, index_records(path), read, split, window_s)
     view_transform = None

@@ -90,7 +90,7 @@ def preprocess_window(
     return normalize(x, clip=clip).astype(np.float32, copy=False)
 
 
-def _lead_mapping(info: RecordInfo, leads: Sequence[str]) -> list[tuple[str, int]]:
+def lead_mapping(info: RecordInfo, leads: Sequence[str]) -> list[tuple[str, int]]:
     """Record channel -> output row, the first channel of each canonical lead (as SignalWindows)."""
     rows: dict[int, str] = {}
     for name in info.channels:
@@ -232,7 +232,7 @@ def beat_class_probe(
     """
     sel = select_beats(Path(record_dir) / record, window_s=window_s, seed=seed)
     info = sel.record
-    mapping = _lead_mapping(info, leads)
+    mapping = lead_mapping(info, leads)
     if not mapping:
         raise DataError(f"{info.path}: no channel maps to the leads {list(leads)}")
 

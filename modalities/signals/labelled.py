@@ -51,10 +51,6 @@ class LabelledWindow:
     subject: str
 
 
-def _duration(info: RecordInfo) -> float:
-    return info.n_frames / info.fs
-
-
 def _classes(targets: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for i, t in enumerate(targets):
@@ -80,7 +76,7 @@ def annotation_windows(records: Sequence[RecordInfo], targets: Sequence[str], wi
                 start = s.onset_s
             else:
                 continue
-            if start >= 0 and start + window_s <= _duration(info):
+            if start >= 0 and start + window_s <= info.duration_s:
                 items.append(LabelledWindow(info, float(start), (float(classes[s.label]),), info.name))
     if not items:
         found = ", ".join(sorted(seen)[:12]) or "none"
@@ -152,7 +148,7 @@ def table_windows(records: Sequence[RecordInfo], labels: Path, targets: Sequence
                 raise DataError(f"data.labels: {labels}: a value of {', '.join(targets)} for {row[id_column]!r} "
                                 f"is not a number") from None
         subject = row[subject_column] if subject_column else info.name
-        n = min(max_windows, int(_duration(info) // window_s))
+        n = min(max_windows, int(info.duration_s // window_s))
         items += [LabelledWindow(info, k * window_s, target, str(subject)) for k in range(n)]
     if not items:
         examples = ", ".join(r[id_column] for r in rows[:3])
