@@ -40,6 +40,9 @@ def estimate_normals(coord: np.ndarray, radius: float, max_nn: int = 30, viewpoi
 
     The rule is exact for surfaces seen from the viewpoint (floors, walls, a LiDAR's whole scan); faces of indoor
     objects turned away from the room centre get the inward sign (tested: tests/modalities/scenes/test_points.py).
+    No rule on points alone can tell the two sides of a thin plate apart (both lie within ``radius``); meshes
+    (ScanNet PLY) therefore take their normals from the faces' winding
+    (:func:`modalities.scenes.readers.mesh_vertex_normals`) and never reach this estimate.
 
     Fewer than 3 points (or a point without neighbours) cannot define a plane: those normals are ``(0, 0, 1)``.
     """

@@ -6,7 +6,9 @@ Formats (recognised by :func:`scene_format`):
   ``red green blue`` (uchar 0-255 or float 0-1), optional ``nx ny nz`` and an optional per-vertex ``label``
   (any integer type); labels may also come from a sibling ``<stem>.labels.ply`` (ScanNet's
   ``*_vh_clean_2.labels.ply``). ASCII and binary little/big endian are parsed with numpy: open3d's PLY reader
-  drops ``ushort`` properties, which is the type ScanNet's labels use.
+  drops ``ushort`` properties, which is the type ScanNet's labels use. A mesh (a ``face`` element after the
+  vertices) without ``nx ny nz`` gets vertex normals from its faces (:func:`mesh_vertex_normals`): they follow the
+  faces' winding, so the two sides of a thin table top point apart, which no estimate from points alone can do.
 - ``pointcept``: a Pointcept-style scene folder with ``coord.npy`` (float[N, 3]) and optional ``color.npy``
   (0-255 or 0-1), ``normal.npy`` and ``segment.npy`` (int, -1 ignored).
 - ``s3dis``: an S3DIS room folder ``<room>/<room>.txt`` (``x y z r g b`` per line, colour 0-255) with an
@@ -32,8 +34,9 @@ from modalities.base import DataError
 from modalities.lidar.readers import CLASS_NAMES as LIDAR_CLASS_NAMES
 from modalities.lidar.readers import read_bin, read_semantickitti_labels
 
-__all__ = ["S3DIS_CLASSES", "SEMANTICKITTI_CLASSES", "SENSATURBAN_CLASSES", "Scene", "index_scenes", "read_ply",
-           "read_pointcept", "read_s3dis", "read_scene", "read_semantickitti", "read_sensaturban", "scene_format"]
+__all__ = ["S3DIS_CLASSES", "SEMANTICKITTI_CLASSES", "SENSATURBAN_CLASSES", "Scene", "index_scenes", "mesh_vertex_normals",
+           "read_ply", "read_pointcept", "read_s3dis", "read_scene", "read_semantickitti", "read_sensaturban",
+           "scene_format"]
 
 S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
                  "bookcase", "board", "clutter")
@@ -69,6 +72,12 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
 
 def _ply_vertices(path: Path) -> np.ndarray:
     """The ``vertex`` element of a PLY file as a structured array (every scalar property, any encoding)."""
+    return _ply_read(path, faces=False)[0]
+
+
+def _ply_read(path: Path, faces: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(vertices, faces)``: the ``vertex`` element as a structured array and, with ``faces`` and a ``face``
+    element right after it, int64[F, 3] triangles (polygons split into fans), else None."""
     with open(path, "rb") as f:
         if f.readline().strip() != b"ply":
             raise DataError(f"{path}: not a PLY file (no 'ply' magic line)")
@@ -88,6 +97,7 @@ def _ply_vertices(path: Path) -> np.ndarray:
             elif words[0] == "property" and current is not None:
                 if words[1] == "list":
                     current[2].append((words[-1], None))
+                    current.append((_PLY_TYPES.get(words[2]), _PLY_TYPES.get(words[3])))
                 else:
                     if words[1] not in _PLY_TYPES:
                         raise DataError(f"{path}: PLY property {words[-1]!r} has unknown type {words[1]!r}")
@@ -108,15 +118,76 @@ def _ply_vertices(path: Path) -> np.ndarray:
             table = np.array([r[:len(names)] for r in rows], dtype=np.float64).reshape(n, len(names))
             for j, name in enumerate(names):
                 out[name] = table[:, j]
-            return out
-        if fmt not in ("binary_little_endian", "binary_big_endian"):
+            vertices = out
+        elif fmt in ("binary_little_endian", "binary_big_endian"):
+            end = "<" if fmt == "binary_little_endian" else ">"
+            dtype = np.dtype([(p, end + t) for p, t in props])
+            data = f.read(n * dtype.itemsize)
+            if len(data) < n * dtype.itemsize:
+                raise DataError(f"{path}: PLY file ends before its {n} vertices")
+            vertices = np.frombuffer(data, dtype=dtype, count=n)
+        else:
             raise DataError(f"{path}: unknown PLY format {fmt!r}")
+        face = elements[1] if len(elements) > 1 and elements[1][0] == "face" else None
+        if not faces or face is None or len(face[2]) != 1 or face[2][0][1] is not None or len(face) < 4:
+            return vertices, None
+        return vertices, _ply_faces(f, path, fmt, face[1], *face[3], n)
+
+
+def _ply_faces(f, path: Path, fmt: str, n_faces: int, count_type: str | None, index_type: str | None,
+               n_vertices: int) -> np.ndarray:
+    """int64[F', 3] triangles of a ``face`` element with one list property (polygons as fans)."""
+    if count_type is None or index_type is None:
+        raise DataError(f"{path}: PLY face list has an unknown count or index type")
+    polys: list[np.ndarray]
+    if fmt == "ascii":
+        polys = []
+        for _ in range(n_faces):
+            words = f.readline().split()
+            if not words or len(words) < 1 + int(words[0]):
+                raise DataError(f"{path}: PLY file ends before its {n_faces} faces")
+            polys.append(np.asarray(words[1:1 + int(words[0])], dtype=np.int64))
+    else:
         end = "<" if fmt == "binary_little_endian" else ">"
-        dtype = np.dtype([(p, end + t) for p, t in props])
-        data = f.read(n * dtype.itemsize)
-        if len(data) < n * dtype.itemsize:
-            raise DataError(f"{path}: PLY file ends before its {n} vertices")
-        return np.frombuffer(data, dtype=dtype, count=n)
+        tri = np.dtype([("n", end + count_type), ("i", end + index_type, (3,))])
+        data = f.read(n_faces * tri.itemsize)
+        fixed = np.frombuffer(data, dtype=tri, count=len(data) // tri.itemsize)
+        if len(fixed) == n_faces and (fixed["n"] == 3).all():  # triangle meshes (ScanNet): one vectorised read
+            polys = [fixed["i"].astype(np.int64)]
+        else:  # general polygons: walk the records
+            buf, pos, polys = data + f.read(), 0, []
+            cnt, idx = np.dtype(end + count_type), np.dtype(end + index_type)
+            for _ in range(n_faces):
+                if pos + cnt.itemsize > len(buf):
+                    raise DataError(f"{path}: PLY file ends before its {n_faces} faces")
+                k = int(np.frombuffer(buf, cnt, 1, pos)[0])
+                pos += cnt.itemsize
+                if pos + k * idx.itemsize > len(buf):
+                    raise DataError(f"{path}: PLY file ends before its {n_faces} faces")
+                polys.append(np.frombuffer(buf, idx, k, pos).astype(np.int64))
+                pos += k * idx.itemsize
+    tris = [p if p.ndim == 2 else np.stack([np.full(len(p) - 2, p[0]), p[1:-1], p[2:]], 1)
+            for p in polys if p.ndim == 2 or len(p) >= 3]
+    out = np.concatenate(tris) if tris else np.zeros((0, 3), np.int64)
+    if out.size and (out.min() < 0 or out.max() >= n_vertices):
+        raise DataError(f"{path}: PLY face refers to a vertex outside 0..{n_vertices - 1}")
+    return out
+
+
+def mesh_vertex_normals(coord: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """float32[N, 3] unit vertex normals of a triangle mesh (open3d: area-weighted mean of the incident faces'
+    normals, oriented by the faces' winding, so a consistently wound mesh gets consistently outward normals).
+    Vertices on no face get (0, 0, 0): no orientation can be read for them."""
+    import open3d as o3d
+
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(coord, np.float64)),
+                                     o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
+    mesh.compute_vertex_normals(normalized=True)
+    normal = np.asarray(mesh.vertex_normals, dtype=np.float32).copy()
+    used = np.zeros(len(coord), bool)
+    used[np.asarray(faces, np.int64).ravel()] = True
+    normal[~used] = 0.0
+    return normal
 
 
 def _colour01(rgb: np.ndarray, path: Path) -> np.ndarray:
@@ -139,13 +210,15 @@ def _check_labels(labels: np.ndarray, n: int, label_path: Path, n_from: Path) ->
 def read_ply(path: str | Path) -> Scene:
     """A ScanNet-style PLY scene (labels from the vertex ``label`` property or a sibling ``.labels.ply``)."""
     path = Path(path)
-    v = _ply_vertices(path)
+    v, faces = _ply_read(path)
     names = v.dtype.names or ()
     if not {"x", "y", "z"} <= set(names):
         raise DataError(f"{path}: PLY vertices have no x/y/z properties")
     coord = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
     color = _colour01(np.stack([v["red"], v["green"], v["blue"]], 1), path) if {"red", "green", "blue"} <= set(names) else None
     normal = np.stack([v["nx"], v["ny"], v["nz"]], 1).astype(np.float32) if {"nx", "ny", "nz"} <= set(names) else None
+    if normal is None and faces is not None and len(faces):
+        normal = mesh_vertex_normals(coord, faces)
     segment = None
     if "label" in names:
         segment = v["label"].astype(np.int64)

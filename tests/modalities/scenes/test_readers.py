@@ -174,3 +174,60 @@ def test_a_lidar_bin_outside_velodyne_is_not_taken_for_a_sensaturban_crop(tmp_pa
     with pytest.raises(DataError, match="not a SensatUrban crop") as e:
         read_scene(tmp_path / "scan.bin")
     assert "\n" not in str(e.value)
+
+
+def _slab_mesh(size=(1.0, 0.6, 0.03)):
+    """A closed thin box (a table top): 8 corners, 6 quads wound counter-clockwise seen from outside."""
+    corners = (np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)]) * size).astype(np.float32)
+    centre = corners.mean(0)
+    quads = []
+    for axis in range(3):
+        for side in (0, 1):
+            q = [i for i in range(8) if (i >> axis) & 1 == side]  # the 4 corners on this face
+            mid = corners[q].mean(0)
+            ang = np.arctan2(*(corners[q] - mid)[:, [a for a in range(3) if a != axis]].T[::-1])
+            q = [q[k] for k in np.argsort(ang)]
+            n = np.cross(corners[q[1]] - corners[q[0]], corners[q[2]] - corners[q[0]])
+            quads.append(q if n @ (mid - centre) > 0 else q[::-1])
+    return corners, quads
+
+
+def test_mesh_ply_gets_outward_normals_from_its_faces(tmp_path):
+    # binary triangles (the ScanNet layout) and ASCII quads (split into fans): the normals follow the winding, so
+    # the top of a 3 cm slab points up and its bottom down; an estimate from the points alone, oriented towards a
+    # viewpoint above, turns the bottom up as well
+    xyz, quads = _slab_mesh()
+    centre = xyz.mean(0)
+    tris = np.array([t for q in quads for t in ([q[0], q[1], q[2]], [q[0], q[2], q[3]])], "<i4")
+    hdr = ("ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\nproperty float y\n"
+           "property float z\nelement face %d\nproperty list uchar int vertex_indices\nend_header\n" % len(tris))
+    rec = np.zeros(len(tris), np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
+    rec["n"], rec["i"] = 3, tris
+    (tmp_path / "slab.ply").write_bytes(hdr.encode() + xyz.astype("<f4").tobytes() + rec.tobytes())
+    lines = ["ply", "format ascii 1.0", "element vertex 8", "property float x", "property float y",
+             "property float z", "element face 6", "property list uchar int vertex_indices", "end_header"]
+    lines += [" ".join(f"{c:.6f}" for c in p) for p in xyz] + [f"4 {' '.join(map(str, q))}" for q in quads]
+    (tmp_path / "slab_ascii.ply").write_text("\n".join(lines) + "\n")
+    for name in ("slab.ply", "slab_ascii.ply"):
+        s = read_ply(tmp_path / name)
+        np.testing.assert_array_equal(s.coord, xyz)
+        np.testing.assert_allclose(np.linalg.norm(s.normal, axis=1), 1.0, atol=1e-6)
+        assert ((s.normal * (xyz - centre)).sum(1) > 0).all(), name  # every corner's normal points out
+        top = xyz[:, 2] > centre[2]
+        assert (s.normal[top, 2] > 0).all() and (s.normal[~top, 2] < 0).all(), name
+    from modalities.scenes.points import estimate_normals
+
+    dense = np.concatenate([xyz, np.random.default_rng(0).uniform(0, 1, (400, 3)).astype(np.float32)
+                            * np.array([1.0, 0.6, 0.0], np.float32) + np.array([0, 0, 0.03], np.float32)
+                            * np.random.default_rng(1).integers(0, 2, (400, 1))])
+    est = estimate_normals(dense, radius=0.1, viewpoint=centre + [0, 0, 1.0])
+    assert (est[:8][~top, 2] > 0).all()  # point-only estimates cannot tell the slab's two sides apart
+
+
+def test_mesh_ply_with_a_face_outside_the_vertices_is_refused(tmp_path):
+    lines = ["ply", "format ascii 1.0", "element vertex 3", "property float x", "property float y",
+             "property float z", "element face 1", "property list uchar int vertex_indices", "end_header",
+             "0 0 0", "1 0 0", "0 1 0", "3 0 1 7"]
+    (tmp_path / "bad.ply").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"bad.ply: PLY face refers to a vertex outside 0..2"):
+        read_ply(tmp_path / "bad.ply")
