@@ -194,11 +194,18 @@ class LabelledSubset(Dataset):
 def labelled_subset(dataset: Any, fraction: float, seed: int = 0, bins: int = 5) -> LabelledSubset:
     """A seeded, stratified ``fraction`` of a labelled dataset (its ``targets()`` float/int[N, T]): strata are the
     classes of the first target when its values are integral with few levels, otherwise ``bins`` quantile bins, so
-    that a 1 % budget still sees every class and the whole range of a property. At least one item per stratum."""
+    that a 1 % budget still sees every class and the whole range of a property. At least one item per stratum.
+
+    A dataset may define ``label_subset(fraction, seed)`` for a budget in its own unit (LiDAR frames labelled on a
+    fraction of their points); it returns the budgeted dataset, or None for the item subset above."""
     import numpy as np
 
     if not 0.0 < fraction <= 1.0:
         raise DataError(f"data.label_fraction: must be in (0, 1], got {fraction!r}")
+    if hasattr(dataset, "label_subset"):  # a dataset with its own unit of labels (e.g. points of LiDAR frames)
+        subset = dataset.label_subset(fraction, seed)
+        if subset is not None:
+            return subset
     if not hasattr(dataset, "targets"):
         raise DataError("data.label_fraction: this dataset carries no labels (targets()) to subsample")
     y = np.asarray(dataset.targets(), dtype=np.float64)

@@ -12,6 +12,8 @@ A sample is the pair (previous, current) with the previous sweep moved into the 
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -221,10 +223,19 @@ class LabelledFrames(Dataset):
 
     Items: ``{"coord", "grid_coord", "feat", "offset", "segment" int64[N] (-1 ignored)}`` (:func:`point_dict`);
     :meth:`targets` gives one row per frame (its most frequent class), for label-fraction subsets of frames.
+
+    ``label_unit``: the unit of a label budget (``data.label_fraction``). ``"frames"`` (default, the usual "x %
+    of scans" protocol) keeps a fraction of the frames; ``"points"`` keeps every frame but only a seeded, per-class
+    stratified fraction of its labelled points (at least one per class present), the others ignored (-1): the
+    sparse-annotation protocol, and the only one that works when the training split holds a single frame.
     """
 
     def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
-                 fractions: Sequence[float] = (0.8, 0.1, 0.1), num_classes: int = 19) -> None:
+                 fractions: Sequence[float] = (0.8, 0.1, 0.1), num_classes: int = 19,
+                 label_unit: str = "frames") -> None:
+        if label_unit not in ("frames", "points"):
+            raise DataError(f"data.label_unit: 'frames' or 'points', not {label_unit!r}")
+        self.label_unit, self.point_fraction, self.point_seed = label_unit, 1.0, 0
         frames = [f for f in index_frames(root) if f.label is not None]
         if not frames:
             raise DataError(f"{root}: no labelled frames (SemanticKITTI labels/*.label beside velodyne/) for "
@@ -253,8 +264,20 @@ class LabelledFrames(Dataset):
         if self.max_points and len(keep) > self.max_points:  # a fixed subset per frame: labels stay comparable
             keep = np.sort(np.random.default_rng([23, index]).choice(keep, self.max_points, replace=False))
         item = point_dict([(torch.from_numpy(sweep.xyz[keep]), torch.from_numpy(sweep.intensity[keep]))], self.grid)
-        item["segment"] = torch.from_numpy(y[keep])
+        y = y[keep]
+        if self.point_fraction < 1.0:
+            y = sparse_labels(y, self.point_fraction, [self.point_seed, index])
+        item["segment"] = torch.from_numpy(y)
         return item
+
+    def label_subset(self, fraction: float, seed: int = 0) -> LabelledFrames | None:
+        """With ``label_unit == "points"``: these frames labelled on ``fraction`` of their points (see the class
+        notes); otherwise None (the caller subsamples frames)."""
+        if self.label_unit != "points":
+            return None
+        out = copy.copy(self)
+        out.point_fraction, out.point_seed = float(fraction), int(seed)
+        return out
 
     def targets(self) -> np.ndarray:
         out = []
@@ -263,6 +286,18 @@ class LabelledFrames(Dataset):
             y = y[y >= 0]
             out.append(np.bincount(y).argmax() if len(y) else -1)
         return np.asarray(out, dtype=np.float32).reshape(-1, 1)
+
+
+def sparse_labels(y: np.ndarray, fraction: float, seed: Any) -> np.ndarray:
+    """``y`` int64[N] (-1 ignored) with only a seeded ``fraction`` of each class's points kept (at least one per
+    class present); the rest become -1."""
+    out = np.full_like(y, -1)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(y[y >= 0]):
+        members = np.flatnonzero(y == c)
+        k = max(1, int(round(fraction * len(members))))
+        out[rng.choice(members, size=k, replace=False)] = c
+    return out
 
 
 def collate_points(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -283,7 +318,8 @@ def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs | Labe
             raise DataError(f"data.labels: LiDAR labels come from the per-point .label files: use 'points', "
                             f"not {cfg['labels']!r}")
         return LabelledFrames(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
-                              fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)))
+                              fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)),
+                              label_unit=str(cfg.get("label_unit") or "frames"))
     if split == "test":
         raise DataError("split: LiDAR pretraining pairs have train and val splits only")
     return LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),

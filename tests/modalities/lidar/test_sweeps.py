@@ -157,3 +157,29 @@ def test_nan_points_are_dropped_with_one_warning_when_pretraining(tmp_path, kitt
     assert torch.isfinite(item["coord"]).all()
     with pytest.raises(DataError, match="a_001.bin: 2 of 3000 points have NaN/Inf coordinates$"):
         read_sweep(tmp_path / "a_001.bin")
+
+
+def test_point_label_budget_keeps_a_stratified_fraction_of_each_frames_labels(kitti_root):
+    from modalities.base import labelled_subset
+    from modalities.lidar.sweeps import LabelledFrames, dataset_from_config
+
+    cfg = {"path": str(kitti_root), "labels": "points", "point_range": list(SMALL.point_range),
+           "voxel_size": list(SMALL.voxel_size), "max_points": 20000, "label_unit": "points"}
+    full = dataset_from_config(cfg, "train")
+    assert isinstance(full, LabelledFrames) and len(full) == 1  # 3 labelled frames: one for training
+    y = full[0]["segment"].numpy()
+    sub = labelled_subset(full, 0.1, seed=1)
+    assert len(sub) == len(full)  # every frame stays; its labels thin out
+    ys = sub[0]["segment"].numpy()
+    assert np.array_equal(sub[0]["coord"].numpy(), full[0]["coord"].numpy())
+    kept = ys >= 0
+    assert np.array_equal(ys[kept], y[kept])  # kept labels are the file's
+    for c in np.unique(y[y >= 0]):  # 10 % of every class, at least one point
+        assert (ys == c).sum() == max(1, round(0.1 * (y == c).sum())), c
+    assert np.array_equal(labelled_subset(full, 0.1, seed=1)[0]["segment"].numpy(), ys)
+    assert not np.array_equal(labelled_subset(full, 0.1, seed=2)[0]["segment"].numpy(), ys)
+    frames = dataset_from_config({**cfg, "label_unit": "frames"}, "train")
+    assert len(labelled_subset(frames, 0.1, seed=1)) == 1 and np.array_equal(
+        labelled_subset(frames, 0.1, seed=1)[0]["segment"].numpy(), y)  # frames unit: whole frames
+    with pytest.raises(DataError, match="data.label_unit: 'frames' or 'points', not 'voxels'"):
+        dataset_from_config({**cfg, "label_unit": "voxels"}, "train")
