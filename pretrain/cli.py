@@ -154,7 +154,9 @@ def run_finetune(argv: list[str]) -> int:
                    help="label column / property / annotation class to predict (repeat; 'T1+T2' joins labels)")
     p.add_argument("--labels", help="signals: 'events' (the records' annotations) or a per-record label CSV; "
                                     "LiDAR: 'points' (per-point .label files, --task segmentation)")
-    p.add_argument("--task", default="regression", help="regression | binary | multiclass | multilabel")
+    p.add_argument("--task", default=None, help="regression | binary | multiclass | multilabel | segmentation "
+                                                "(default: multiclass for --labels events, segmentation for "
+                                                "--labels points, else regression)")
     p.add_argument("--mode", default="full,scratch", help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--label-fractions", default="1.0", help="comma-separated fractions of the training labels")
     p.add_argument("--seeds", type=int, default=3)

@@ -202,7 +202,13 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> int:
     return len(labelled_subset(ds, fraction, int(cfg.data.get("split_seed") or 0))) if fraction < 1 else len(ds)
 
 
-def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task: str = "regression",
+def default_task(labels: str | None) -> str:
+    """The task a label source implies when ``--task`` is not given: annotated events are classes (multiclass),
+    per-point labels are segmentation, columns and properties are measured values (regression)."""
+    return {"events": "multiclass", "points": "segmentation"}.get(str(labels), "regression")
+
+
+def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task: str | None = None,
              modes: Sequence[str] = ("full", "scratch"), label_fractions: Sequence[float] = (1.0,),
              seeds: int | Sequence[int] = 3, out_dir: str | Path | None = None, overrides: Sequence[str] = (),
              progress: bool = False, labels: str | None = None) -> FinetuneResult:
@@ -210,11 +216,13 @@ def finetune(encoder: str | Path, data: str | Path, targets: Sequence[str], task
 
     ``labels`` (signals): ``"events"`` to label windows from the records' annotations, or a per-record label table
     (:mod:`modalities.signals.labelled`); molecules read their labels from the data file's columns / SD tags.
+    ``task`` None: :func:`default_task` of ``labels``.
 
     Returns the per-run rows (test metrics), the mean/std summary per (mode, fraction) and the report path.
     """
     from pretrain.loop import train
 
+    task = task or default_task(labels)
     if task not in TASKS:
         raise ConfigError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
     bad = [m for m in modes if m not in MODES]

@@ -180,8 +180,9 @@ def test_eeg_motor_imagery_events_fine_tune_through_the_cli(signals_dir, tmp_pat
     assert main(["eeg", "--data", str(edf), "--out", str(run), "--max-steps", "2", "--batch-size", "4",
                  "--set", "model.name=eegformer_xs", "--no-eval", "--quiet"]) == 0
     out = tmp_path / "ft"
+    # no --task: annotated events are classes (multiclass)
     rc = main(["finetune", str(run), "--data", str(edf), "--labels", "events", "--target", "T0", "--target", "T1+T2",
-               "--task", "multiclass", "--mode", "full,scratch", "--seeds", "1", "--out", str(out), "--quiet",
+               "--mode", "full,scratch", "--seeds", "1", "--out", str(out), "--quiet",
                "--set", "train.max_steps=4", "--set", "train.batch_size=8", "--set", "data.label_window_s=1.25",
                "--set", "data.channels=[C3,Cz,C4]"])
     assert rc == 0, capsys.readouterr().err
@@ -210,7 +211,8 @@ def test_semantickitti_point_labels_fine_tune_through_the_cli(tmp_path, run_cach
     assert main(["lidar", "--data", str(data), "--out", str(run), "--max-steps", "1", "--batch-size", "2",
                  "--no-eval", "--quiet", *small[:-2]]) == 0
     out = tmp_path / "ft"
-    rc = main(["finetune", str(run), "--data", str(data), "--labels", "points", "--task", "segmentation",
+    # no --task: per-point labels are segmentation
+    rc = main(["finetune", str(run), "--data", str(data), "--labels", "points",
                "--mode", "full,scratch", "--seeds", "1", "--out", str(out), "--quiet", "--set", "train.max_steps=3"])
     assert rc == 0, capsys.readouterr().err
     rows = json.loads((out / "results.json").read_text())
