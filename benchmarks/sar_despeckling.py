@@ -76,7 +76,8 @@ def score_simulated(methods: dict[str, Callable[[Any], np.ndarray]]) -> list[dic
     return rows
 
 
-def score_real(methods: dict[str, Callable[[Any], np.ndarray]], x: np.ndarray, name: str) -> list[dict[str, Any]]:
+def score_real(methods: dict[str, Callable[[Any], np.ndarray]], x: np.ndarray, name: str,
+               merlins: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     noisy_i = np.abs(x.astype(np.complex128)) ** 2
     boxes = homogeneous_boxes(noisy_i)
     valid = noisy_i > 0
@@ -88,6 +89,8 @@ def score_real(methods: dict[str, Callable[[Any], np.ndarray]], x: np.ndarray, n
         stats = ratio_image_stats(noisy_i[valid], a[valid] ** 2)
         rows.append({"data": name, "method": m, "enl": float(np.mean([enl(a ** 2, b) for b in boxes])),
                      "ratio_mean": stats["ratio_mean"], "ratio_var": stats["ratio_var"], "boxes": boxes})
+        if m in (merlins or {}):  # MERLIN: the other part's intensity over each part's estimate (1 = unbiased)
+            rows[-1]["held_out_ratio_mean"] = merlins[m].held_out_ratio(x)
     return rows
 
 
@@ -247,7 +250,8 @@ def main() -> None:
         key = "envisat" if "envisat" in name else "uavsar"
         methods = {**base, **({f"MERLIN (ours, {key})": ours[key].denoise} if ours[key] else {}),
                    **{k: m.denoise for k, m in published.items()}}
-        result["real"] += score_real(methods, x, key)
+        merlins = {**({f"MERLIN (ours, {key})": ours[key]} if ours[key] else {}), **published}
+        result["real"] += score_real(methods, x, key, merlins)
         shown = {k: np.asarray(methods[k](x))[0] for k in methods if not k.startswith("published") or "sentinel" in k}
         ratio_figure(x, shown, fig_dir / f"{key}.png", f"{name}: despeckled amplitude and ratio image")
     envisat = real.x_test[0]
@@ -280,9 +284,12 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"| {m} | {np.mean([x['psnr'] for x in rows]):.2f} | {np.mean([x['ssim'] for x in rows]):.3f} | "
                      f"{np.mean([x['ratio_mean'] for x in rows]):.3f} |")
     lines += ["", "## Real crops (no reference): ENL in homogeneous boxes, ratio image noisy / despeckled intensity", "",
-              "| crop | method | ENL | ratio mean | ratio var |", "|---|---|---|---|---|"]
+              "| crop | method | ENL | ratio mean | ratio var | held-out-part ratio mean (MERLIN) |",
+              "|---|---|---|---|---|---|"]
     for row in r["real"]:
-        lines.append(f"| {row['data']} | {row['method']} | {row['enl']:.1f} | {row['ratio_mean']:.3f} | {row['ratio_var']:.3f} |")
+        held = f"{row['held_out_ratio_mean']:.3f}" if "held_out_ratio_mean" in row else ""
+        lines.append(f"| {row['data']} | {row['method']} | {row['enl']:.1f} | {row['ratio_mean']:.3f} | "
+                     f"{row['ratio_var']:.3f} | {held} |")
     lines += ["", f"## Seconds per megapixel ({r['s_per_mpix_image']}; reference MERLIN inference "
               f"{REFERENCE['inference_s_per_mpix']} s/MPix)", "", "| method | s / MPix |", "|---|---|"]
     lines += [f"| {m} | {v:.2f} |" for m, v in r["s_per_mpix"].items()]

@@ -148,17 +148,38 @@ class MerlinUNet(nn.Module):
     # -------------------------------------------------------------------------------------------- inference
 
     @torch.no_grad()
-    def _log_r_window(self, parts: torch.Tensor) -> torch.Tensor:
-        """float[2, h, w] real/imag parts -> float[h, w] log of ``(R_re + R_im) / 2``; pads to the pooling grid
-        by reflection (bottom/right), exactly as a tile that ends at the scene border does."""
+    def _log_r_parts(self, parts: torch.Tensor) -> torch.Tensor:
+        """float[2, h, w] real/imag parts -> float[2, h, w] log R estimated from each part alone; pads to the
+        pooling grid by reflection (bottom/right), exactly as a tile that ends at the scene border does."""
         h, w = parts.shape[-2:]
         ph, pw = (-h) % POOLING, (-w) % POOLING
         x = self.normalise(parts).unsqueeze(1)  # [2, 1, h, w]: real and imaginary parts as a batch of two
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        log_r = self.log_reflectivity(self(x))[:, 0, :h, :w]
+        return self.log_reflectivity(self(x))[:, 0, :h, :w]
+
+    @torch.no_grad()
+    def _log_r_window(self, parts: torch.Tensor) -> torch.Tensor:
+        """float[2, h, w] real/imag parts -> float[h, w] log of ``(R_re + R_im) / 2``."""
+        log_r = self._log_r_parts(parts)
         return torch.logaddexp(log_r[0], log_r[1]) - math.log(2.0)
+
+    @torch.no_grad()
+    def held_out_ratio(self, x: Any) -> float:
+        """Mean over pixels (no-data zeros excluded) of ``(2 b_im^2 / R(a_re) + 2 b_re^2 / R(a_im)) / 2``: each
+        part's intensity over the reflectivity estimated from the *other* part, the quantity MERLIN's loss fits.
+
+        It is 1 for an unbiased estimator. The usual ratio ``|z|^2 / R^`` sits below it by how much each part's
+        estimate follows the speckle of its own input (it shares that speckle with ``|z|^2``), so the pair tells
+        radiometric bias from residual speckle. ``x``: complex[H, W] or float[2, H, W], one window (no tiling).
+        """
+        window = _read_parts(x, 0, x.shape[-2], 0, x.shape[-1], _parts_first(x)).astype(np.float64)
+        r = torch.exp(self._log_r_parts(torch.from_numpy(window).float().to(next(self.parameters()).device)))
+        r = r.double().cpu().numpy()
+        valid = (window ** 2).sum(0) > 0
+        cross = 0.5 * (2.0 * window[1] ** 2 / r[0] + 2.0 * window[0] ** 2 / r[1])
+        return float(cross[valid].mean())
 
     @torch.no_grad()
     def denoise(self, x: Any, out: Any = None) -> np.ndarray:

@@ -113,3 +113,20 @@ def test_published_model_despeckles_simulated_speckle():
 
     assert psnr(out) > psnr(np.abs(z)) + 6.0
     assert 0.6 < np.mean(np.abs(z) ** 2) / np.mean(out ** 2) < 1.4
+
+
+def test_held_out_ratio_divides_each_part_by_the_estimate_from_the_other():
+    # with a zero residual the network is the identity: R(a) = a^2 + eps for each part, so the held-out-part
+    # ratio is mean((im^2 / (re^2 + eps) + re^2 / (im^2 + eps))), computed here independently
+    net = models.create("merlin_unet", width=8, log_min=-3.0, log_max=5.0, eps=1e-3)
+    torch.nn.init.zeros_(net.dec1.weight)
+    torch.nn.init.zeros_(net.dec1.bias)
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(32, 64)) + 1j * rng.normal(size=(32, 64))).astype(np.complex64)
+    z[0, :5] = 0  # no-data pixels are left out
+    re, im = z.real.astype(np.float64), z.imag.astype(np.float64)
+    expected = 0.5 * (2 * im ** 2 / (re ** 2 + 1e-3) + 2 * re ** 2 / (im ** 2 + 1e-3))
+    got = net.held_out_ratio(z)
+    assert got == pytest.approx(expected[np.abs(z) > 0].mean(), rel=1e-4)
+    parts = torch.from_numpy(np.stack([z.real, z.imag]))
+    assert net.held_out_ratio(parts) == pytest.approx(got, rel=1e-6)
