@@ -37,7 +37,7 @@ from pretrain.objectives.supervised import TASKS, batch_extra, batch_targets, mo
 
 MODES = ("full", "linear", "scratch")
 METRICS = {"regression": ("rmse", "mae", "r2"), "binary": ("auroc", "accuracy", "f1"),
-           "multiclass": ("accuracy", "f1", "auroc"), "multilabel": ("auroc", "f1", "accuracy"),
+           "multiclass": ("balanced_accuracy", "auroc", "f1", "accuracy"), "multilabel": ("auroc", "f1", "accuracy"),
            "segmentation": ("miou", "accuracy")}
 LOWER_IS_BETTER = {"rmse", "mae"}
 
@@ -67,8 +67,9 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def classification_metrics(y: np.ndarray, logits: np.ndarray, task: str) -> dict[str, float]:
-    """Macro AUROC (over labels / one-vs-rest classes present in ``y``), accuracy and macro F1."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    """Macro AUROC (over labels / one-vs-rest classes present in ``y``), accuracy and macro F1; multiclass also
+    balanced accuracy (mean per-class recall over the classes present in ``y``)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
     logits = np.asarray(logits, np.float64)
     if task == "multiclass":
@@ -79,6 +80,7 @@ def classification_metrics(y: np.ndarray, logits: np.ndarray, task: str) -> dict
         present = np.unique(y)
         aucs = [roc_auc_score(y == c, prob[:, c]) for c in present if 0 < np.sum(y == c) < len(y)]
         return {"accuracy": float(np.mean(pred == y)), "f1": float(f1_score(y, pred, average="macro")),
+                "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
                 "auroc": float(np.mean(aucs)) if aucs else float("nan")}
     y = np.asarray(y, np.float64).reshape(len(logits), -1)
     prob = 1.0 / (1.0 + np.exp(-logits.reshape(len(logits), -1)))

@@ -65,6 +65,8 @@ class Supervised(Objective):
         freeze_encoder: train the heads only, on frozen features.
         layer_decay: learning-rate decay per encoder block, from the heads down (1 = none).
         view_consistency: weight of the MSE between the views' predictions.
+        class_weight: multiclass only: ``"balanced"`` weights the cross-entropy of class c by ``N / (K n_c)`` of
+            the training labels (rare beats or events count as much as common ones); None: unweighted.
     """
 
     name = "supervised"
@@ -73,7 +75,8 @@ class Supervised(Objective):
     sample_kinds = ("signal", "image", "graph", "points")
 
     def __init__(self, encoder: nn.Module, task: str = "regression", init_from: str | None = None,
-                 freeze_encoder: bool = False, layer_decay: float = 1.0, view_consistency: float = 0.1) -> None:
+                 freeze_encoder: bool = False, layer_decay: float = 1.0, view_consistency: float = 0.1,
+                 class_weight: str | None = None) -> None:
         super().__init__(encoder)
         if not hasattr(encoder, "heads") or not hasattr(encoder, "predict"):
             raise ConfigError("objective supervised: model.name must be prediction_model (an encoder plus heads)")
@@ -83,6 +86,11 @@ class Supervised(Objective):
             raise ConfigError(f"objective.task: {task!r} but the model was built for {encoder.task!r}")
         if not 0.0 < float(layer_decay) <= 1.0:
             raise ConfigError(f"objective.layer_decay: must be in (0, 1], got {layer_decay!r}")
+        if class_weight not in (None, "balanced") or (class_weight and task != "multiclass"):
+            raise ConfigError(f"objective.class_weight: 'balanced' (multiclass tasks) or null, got {class_weight!r} "
+                              f"for task {task!r}")
+        self.class_weight = class_weight
+        self.register_buffer("class_weights", None, persistent=False)
         self.task, self.freeze, self.layer_decay = task, bool(freeze_encoder), float(layer_decay)
         self.view_consistency = float(view_consistency)
         if init_from:
@@ -98,7 +106,15 @@ class Supervised(Objective):
         return self
 
     def bind_dataset(self, dataset: Any) -> None:
-        """Standardise regression targets with the training labels' mean and std (stored in the model)."""
+        """Standardise regression targets with the training labels' mean and std (stored in the model); with
+        ``class_weight: balanced``, weigh the classes by the training labels' inverse frequency."""
+        if self.class_weight == "balanced":
+            y = np.asarray(dataset.targets()).reshape(-1)
+            y = y[np.isfinite(y)].astype(np.int64)
+            k = int(self.encoder.out_dim)
+            counts = np.bincount(y[(y >= 0) & (y < k)], minlength=k).astype(np.float64)
+            w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1.0)), 0.0)
+            self.class_weights = torch.as_tensor(w, dtype=torch.float32)
         if self.task != "regression":
             return
         y = np.asarray(dataset.targets(), dtype=np.float64)
@@ -138,7 +154,7 @@ class Supervised(Objective):
                 known = target >= 0
                 scalars["accuracy"] = (out.mean(0).argmax(1)[known] == target[known]).float().mean().detach()
                 return loss, scalars
-            loss = sum(F.cross_entropy(o.float(), target) for o in out) / len(out)
+            loss = sum(F.cross_entropy(o.float(), target, weight=self.class_weights) for o in out) / len(out)
             scalars["accuracy"] = (out.mean(0).argmax(1) == target).float().mean().detach()
         else:
             y = y.reshape(out.shape[1], -1).to(out.dtype)

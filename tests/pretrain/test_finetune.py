@@ -68,6 +68,30 @@ def test_classification_metrics_hand_case():
     assert binary["accuracy"] == pytest.approx(0.75)
     multi = classification_metrics(np.array([0, 1, 2]), np.eye(3) * 5, "multiclass")
     assert multi["accuracy"] == 1.0 and multi["auroc"] == 1.0 and multi["f1"] == 1.0
+    # 9 of class 0 right, 1 of class 1 wrong: accuracy 0.9 but balanced accuracy (1 + 0) / 2
+    rare = classification_metrics(np.array([0] * 9 + [1]), np.tile([[1.0, 0.0]], (10, 1)), "multiclass")
+    assert rare["accuracy"] == pytest.approx(0.9) and rare["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_balanced_class_weights_follow_the_training_labels():
+    class Labels:
+        def targets(self):
+            return np.array([0.0] * 6 + [1.0] * 2 + [2.0] * 0).reshape(-1, 1)
+
+    model = models.create("prediction_model", encoder={"name": "vit1d_xs", "in_channels": 2}, out_dim=3,
+                          extra_dim=0, task="multiclass")
+    objective = objectives.create(model, {"name": "supervised", "task": "multiclass", "class_weight": "balanced"})
+    objective.bind_dataset(Labels())
+    # N / (K n_c) = 8 / (3 * 6), 8 / (3 * 2); an absent class gets 0
+    assert torch.allclose(objective.class_weights, torch.tensor([8 / 18, 8 / 6, 0.0]))
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.5, 0.1, 0.0]]])  # one view, two items of classes 0 and 1
+    loss, _ = objective._loss(logits, torch.tensor([0, 1]))
+    nll = -torch.log_softmax(logits[0], 1)[[0, 1], [0, 1]]
+    w = torch.tensor([8 / 18, 8 / 6])
+    assert float(loss) == pytest.approx(float((w * nll).sum() / w.sum()), rel=1e-6)
+    with pytest.raises(ConfigError, match="objective.class_weight"):
+        objectives.create(models.create("prediction_model", encoder={"name": "vit1d_xs", "in_channels": 2},
+                                        out_dim=1, extra_dim=0), {"name": "supervised", "class_weight": "balanced"})
 
 
 def test_layer_decay_scales_encoder_blocks_below_the_heads():
