@@ -6,6 +6,8 @@ the noise-free reconstruction) each method is trained on the noisy slice alone t
 slice is denoised. PSNR and SSIM are computed in the soft-tissue window [-160, 240] HU (data range 400) with
 ``pretrain.evaluate.psnr`` / ``ssim``; the noise std in the most uniform soft-tissue box of the clean slice with
 ``region_std``. Seconds per slice = training + inference wall time; seconds per step from the same runs.
+Each network sees its own input scale: the filter [-1024, 3072] HU -> [0, 1], the ZS-N2N CNN the soft-tissue
+window [-160, 240] HU -> [0, 1] unclipped (on the 12-bit scale it barely moves in 500 steps; models/zsn2n.py).
 
 ``--reference PATH`` (the authors' ``filter2noise.py``, not shipped here) additionally times one training step of
 the reference implementation and of ours on the same 512 x 512 noisy slice, interleaved, single-threaded.
