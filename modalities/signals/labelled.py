@@ -59,8 +59,15 @@ def _classes(targets: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def annotation_windows(records: Sequence[RecordInfo], targets: Sequence[str], window_s: float) -> list[LabelledWindow]:
-    """Windows at the records' annotations whose label is one of ``targets`` (class index = position)."""
+def annotation_windows(records: Sequence[RecordInfo], targets: Sequence[str], window_s: float,
+                       stride_s: float | None = None) -> list[LabelledWindow]:
+    """Windows at the records' annotations whose label is one of ``targets`` (class index = position).
+
+    A point event (beat) gets one window centred on it; a span at least ``window_s`` long gets one window from its
+    onset or, with ``stride_s`` (``data.event_stride_s``), windows every ``stride_s`` seconds that stay inside it
+    (a 4.1 s motor-imagery trial gives three 1.25 s windows at stride 1.25 s)."""
+    if stride_s is not None and not stride_s > 0:
+        raise DataError(f"data.event_stride_s: must be > 0 seconds, got {stride_s!r}")
     classes = _classes(targets)
     items: list[LabelledWindow] = []
     seen: set[str] = set()
@@ -71,13 +78,15 @@ def annotation_windows(records: Sequence[RecordInfo], targets: Sequence[str], wi
             if s.label not in classes:
                 continue
             if s.duration_s <= 0:
-                start = s.onset_s - window_s / 2
+                starts = [s.onset_s - window_s / 2]
             elif s.duration_s + 1e-6 >= window_s:
-                start = s.onset_s
+                n = 1 if stride_s is None else int((s.duration_s - window_s + 1e-6) // stride_s) + 1
+                starts = [s.onset_s + k * (stride_s or 0.0) for k in range(n)]
             else:
                 continue
-            if start >= 0 and start + window_s <= info.duration_s:
-                items.append(LabelledWindow(info, float(start), (float(classes[s.label]),), info.name))
+            for start in starts:
+                if start >= 0 and start + window_s <= info.duration_s:
+                    items.append(LabelledWindow(info, float(start), (float(classes[s.label]),), info.name))
     if not items:
         found = ", ".join(sorted(seen)[:12]) or "none"
         raise DataError(f"data.targets: no annotation labelled {', '.join(map(str, targets))} in the records "
@@ -239,7 +248,8 @@ def labelled_windows(data_cfg: Mapping[str, Any], records: Sequence[RecordInfo],
         raise DataError("data.targets: name the classes (annotation labels) or label columns to predict")
     source = str(data_cfg["labels"])
     if source == "events":
-        items = annotation_windows(records, targets, window_s)
+        stride = data_cfg.get("event_stride_s")
+        items = annotation_windows(records, targets, window_s, float(stride) if stride is not None else None)
     else:
         statements = data_cfg.get("statements")
         items = table_windows(records, Path(source).expanduser(), targets, window_s, data_cfg.get("id_column"),

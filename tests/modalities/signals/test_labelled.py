@@ -39,6 +39,26 @@ def test_motor_imagery_events_join_labels_and_skip_short_spans(signals_dir):
         annotation_windows([info], ["sleep"], 1.0)
 
 
+def test_event_stride_tiles_each_long_span_with_windows_inside_it(signals_dir):
+    import mne
+
+    path = signals_dir / "eeg" / "test_edf_overlapping_annotations.edf"
+    info = index_records(path)[0]
+    ann = mne.io.read_raw_edf(path, preload=False, verbose="error").annotations
+    spans = [(o, d, 0.0 if t == "T0" else 1.0) for o, d, t in zip(ann.onset, ann.duration, ann.description)
+             if t in ("T0", "T1", "T2") and d + 1e-6 >= 1.25]
+    expected = collections.Counter()
+    for o, d, c in spans:
+        expected[c] += int((d - 1.25 + 1e-6) // 1.0) + 1
+    items = annotation_windows([info], ["T0", "T1+T2"], 1.25, stride_s=1.0)
+    assert collections.Counter(it.target[0] for it in items) == expected and expected[1.0] > 19
+    for it in items:  # every window lies inside a span of its class
+        assert any(o - 1e-6 <= it.start_s and it.start_s + 1.25 <= o + d + 1e-6 and c == it.target[0]
+                   for o, d, c in spans)
+    with pytest.raises(DataError, match="data.event_stride_s: must be > 0"):
+        annotation_windows([info], ["T0"], 1.25, stride_s=0.0)
+
+
 def _table(tmp_path, records, subjects, extra_rows=()):
     path = tmp_path / "labels.csv"
     lines = ["record_name,patient_id,hr,scp_codes"]
