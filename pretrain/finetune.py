@@ -288,7 +288,7 @@ def summarise(rows: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
 
 def write_report(result: FinetuneResult, encoder_dir: Path, data: str | Path, targets: Sequence[str], task: str) -> Path:
     metrics = METRICS[task]
-    lines = [f"# Fine-tuning `{encoder_dir}` on `{data}` ({', '.join(targets)}; {task})", "",
+    lines = [f"# Fine-tuning `{encoder_dir}` on `{data}` ({', '.join(targets) or 'per-point labels'}; {task})", "",
              "Test-split metrics, mean +- std over seeds (each seed: its own split, label subset and head init).", "",
              "| mode | label fraction | train items | seeds | " + " | ".join(metrics) + " |",
              "|---|---|---|---|" + "---|" * len(metrics)]
