@@ -179,7 +179,9 @@ def test_modality_registration_recipe_and_default_data(tmp_path):
     assert recipe["train"]["batch_size"] == 32 and recipe["objective"]["mask_rate"] == 0.15
     assert recipe["demo"]["train"]["max_steps"] <= 100
     folder = mod.default_data(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["chembl_drugs.csv", "chembl_samples.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["chembl_drugs.csv", "chembl_samples.csv", "first_5K.smi"]
     assert len(readers.read_file(folder / "chembl_drugs.csv")) > 1900
+    nci = readers.read_file(folder / "first_5K.smi")  # RDKit's NCI sample: 4 999 lines, 8 RDKit cannot parse
+    assert len(nci) == 4991 and len(nci.skipped) == 8
     with pytest.raises(DataError, match="data.path"):
         mod.build_dataset({}, "train", 0)
