@@ -115,15 +115,19 @@ class PredictionHead(nn.Module):
         [x ; extra] -> [Dropout -> Linear(h_i) -> ReLU] for i = 1..L -> Dropout -> Linear(out_dim)
 
     ``extra`` are per-sample features concatenated to the embedding (GROVER's normalised RDKit descriptors).
-    No hidden widths gives a linear head (the linear-probe mode).
+    No hidden widths gives a linear head (the linear-probe mode). ``input_norm``: a BatchNorm without affine
+    parameters on the embedding first (MAE's linear-probe head), for encoders whose pooled features vary by a tiny
+    fraction of their norm (a ViT's mean-pooled tokens are mostly the shared position code).
 
     Shapes: ``[B, in_dim], [B, extra_dim] -> [B, out_dim]``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (), dropout: float = 0.0) -> None:
+    def __init__(self, in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (), dropout: float = 0.0,
+                 input_norm: int = 0) -> None:
         super().__init__()
         _check_width("in_dim", in_dim)
         _check_width("out_dim", out_dim)
+        self.norm = nn.BatchNorm1d(input_norm, affine=False) if input_norm else None
         layers: list[nn.Module] = []
         width = in_dim
         for i, h in enumerate(hidden_dims):
@@ -134,6 +138,8 @@ class PredictionHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm is not None:
+            x = self.norm(x)
         return self.net(x if extra is None else torch.cat([x, extra.to(x.dtype)], dim=1))
 
 
@@ -152,6 +158,7 @@ class PredictionModel(nn.Module):
         extra_dim: width of per-sample extra features concatenated to each view (0: none).
         hidden_dims: widths of the heads' hidden layers (empty: linear heads).
         dropout: dropout in the heads.
+        input_norm: normalise each view's embedding with a BatchNorm without affine parameters before its head.
         task: ``regression``, ``binary``, ``multiclass``, ``multilabel`` (one prediction per sample) or
             ``segmentation`` (one per point: the head reads ``encoder.point_features(x, "last")``).
 
@@ -161,7 +168,7 @@ class PredictionModel(nn.Module):
     TASKS = ("regression", "binary", "multiclass", "multilabel", "segmentation")
 
     def __init__(self, encoder: dict, out_dim: int = 1, extra_dim: int = 0, hidden_dims: Sequence[int] = (256,),
-                 dropout: float = 0.1, task: str = "regression") -> None:
+                 dropout: float = 0.1, task: str = "regression", input_norm: bool = False) -> None:
         super().__init__()
         from models import create
 
@@ -180,7 +187,8 @@ class PredictionModel(nn.Module):
         dims = list(getattr(self.encoder, "view_dims", ())) if hasattr(self.encoder, "embed_views") else []
         self.multi_view = bool(dims) and task != "segmentation"
         dims = (dims if self.multi_view else []) or [int(self.encoder.embed_dim)]
-        self.heads = nn.ModuleList(PredictionHead(d + extra_dim, out_dim, list(hidden_dims), dropout) for d in dims)
+        self.heads = nn.ModuleList(PredictionHead(d + extra_dim, out_dim, list(hidden_dims), dropout,
+                                                  input_norm=d if input_norm else 0) for d in dims)
         self.task, self.out_dim, self.extra_dim = task, out_dim, extra_dim
         self.register_buffer("target_mean", torch.zeros(out_dim))
         self.register_buffer("target_std", torch.ones(out_dim))

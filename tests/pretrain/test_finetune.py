@@ -73,6 +73,23 @@ def test_classification_metrics_hand_case():
     assert rare["accuracy"] == pytest.approx(0.9) and rare["balanced_accuracy"] == pytest.approx(0.5)
 
 
+def test_input_norm_standardises_a_nearly_constant_embedding():
+    from models.heads import PredictionHead
+
+    torch.manual_seed(0)
+    z = 10.0 + 1e-2 * torch.randn(64, 4)  # a pooled ViT embedding: a large shared part, small variation
+    head = PredictionHead(4, 2, input_norm=4)
+    zd = z.double()
+    want = head.net(((zd - zd.mean(0)) / torch.sqrt(zd.var(0, unbiased=False) + 1e-5)).float())
+    assert torch.allclose(head(z), want, atol=1e-3)
+    plain = PredictionHead(4, 2)
+    plain.net.load_state_dict(head.net.state_dict())
+    assert float(plain(z).std(0).max()) < 1e-2 < float(head(z).std(0).min())  # without it the output barely moves
+    model = models.create("prediction_model", encoder={"name": "vit1d_xs", "in_channels": 2}, out_dim=2,
+                          task="multiclass", input_norm=True)
+    assert all(isinstance(h.norm, torch.nn.BatchNorm1d) and h.norm.affine is False for h in model.heads)
+
+
 def test_balanced_class_weights_follow_the_training_labels():
     class Labels:
         def targets(self):
