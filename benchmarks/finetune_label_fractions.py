@@ -4,7 +4,8 @@ ECG beats (MIT-BIH 100, N vs A), EEG motor imagery (rest T0 vs movement T1+T2) a
 Each case is one short pretraining run and one ``python -m pretrain finetune`` call (the commands below, also in
 the JSON); the script prints the report tables side by side and writes
 ``benchmarks/results/finetune_label_fractions.json``. ``--collect`` reads finished ``--out`` folders instead of
-running (the figures of the session-4 note were collected this way from the same commands).
+running (the figures of the session-4 note were collected this way from the same commands; the ECG fractions ran
+as two calls, 0.1,0.3 and 1.0, whose rows were merged into one folder).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_label_fractions.py [--cases ecg eeg lidar] [--work runs/ft_bench]
 """

@@ -217,10 +217,20 @@ def labelled_subset(dataset: Any, fraction: float, seed: int = 0, bins: int = 5)
     else:
         edges = np.quantile(y[finite], np.linspace(0, 1, bins + 1)[1:-1]) if finite.any() else np.array([])
         strata = np.where(finite, np.searchsorted(edges, y), -1).astype(np.float64)
-    rng = np.random.default_rng(seed)
+    return LabelledSubset(dataset, stratified_pick(strata, fraction, np.random.default_rng(seed)))
+
+
+def stratified_pick(strata: Any, fraction: float, rng: Any) -> Any:
+    """Sorted int64 indices of a ``fraction`` of each stratum of ``strata`` float/int[N] (NaN: in none), drawn
+    without replacement with ``rng``: ``max(1, round(fraction * n))`` of a stratum of n. The item budget of
+    :func:`labelled_subset` and the point budget of labelled LiDAR frames."""
+    import numpy as np
+
+    strata = np.asarray(strata)
+    present = strata[~np.isnan(strata)] if strata.dtype.kind == "f" else strata
     chosen = []
-    for s in np.unique(strata[~np.isnan(strata)]):
+    for s in np.unique(present):
         members = np.flatnonzero(strata == s)
         k = max(1, int(round(fraction * len(members))))
         chosen.append(rng.choice(members, size=min(k, len(members)), replace=False))
-    return LabelledSubset(dataset, np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64))
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)

