@@ -98,3 +98,19 @@ def test_initialisation_follows_ecg_jepa():
     assert enc.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert enc.blocks[3].attn.proj.weight.std().item() == pytest.approx(0.005, rel=0.05)
     assert enc.blocks[3].mlp[-1].weight.std().item() == pytest.approx(0.005, rel=0.05)
+
+
+def test_fan_in_patch_init_puts_content_on_the_position_scale():
+    torch.manual_seed(0)
+    enc = ViT1D(in_channels=12, dim=192, depth=8, num_heads=4, patch_init="fan_in")
+    w = enc.patch_embed.weight
+    # LeCun normal: std 1 / sqrt(12 leads * 25 samples), truncated at 2 std after rescaling by 1 / 0.8796
+    assert w.std().item() == pytest.approx(300 ** -0.5, rel=0.03)
+    assert w.abs().max().item() <= 2 * 300 ** -0.5 / 0.87962566 + 1e-6
+    # the other layers keep ECG-JEPA's initialisation
+    assert enc.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    # unit-variance leads -> token content of about unit variance, the scale of the sin-cos positions (0.5)
+    content = enc.patch_embed(torch.randn(8, 12, 5000)).var().item()
+    assert 0.7 < content < 1.3
+    with pytest.raises(ValueError, match="model.patch_init"):
+        ViT1D(patch_init="xavier")
