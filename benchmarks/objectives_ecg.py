@@ -6,6 +6,7 @@ encoder (ViT-XS), steps, batch and precision, then ``evaluate``: RankMe of the h
 encoder and for a randomly initialised one of the same architecture.
 
     python benchmarks/objectives_ecg.py [--steps 300] [--objectives jepa,barlow_twins,vicreg,infonce]
+    python benchmarks/objectives_ecg.py --from-run RUN_DIR [--from-run ...] --out FILE   # tabulate finished runs
 
 Prints one table and writes benchmarks/results/ecg_objectives.json.
 """
@@ -38,12 +39,26 @@ def run_one(name: str, steps: int, batch: int, precision: str, lr: float, out: P
     train(cfg, out, progress=False)
     seconds = time.perf_counter() - t
     evaluate_run(out)
-    probes = json.loads((out / "probes.json").read_text())
+    return summarise(out, seconds)
+
+
+def summarise(out: Path, seconds: float | None = None) -> dict:
+    """The table row of a trained run folder (evaluated here if it has no probes.json). Without ``seconds`` the
+    training wall time is read off the folder: config.yaml is written at the start, the encoder at the end."""
+    from pretrain.config import load_run_config
+
+    cfg = load_run_config(out / "config.yaml")
+    if seconds is None:
+        seconds = (out / "encoder" / "model.safetensors").stat().st_mtime - (out / "config.yaml").stat().st_mtime
+    if not (out / "probes.json").is_file():
+        evaluate_run(out)
     metrics = read_metrics(out)
     ranks = [r["rankme"] for r in metrics if "rankme" in r]
-    return {"objective": name, "steps": steps, "batch": batch, "precision": precision, "seconds": seconds,
-            "loss_first": metrics[0]["loss"], "loss_last": metrics[-1]["loss"],
-            "rankme_heldout_first": ranks[0], "rankme_heldout_last": ranks[-1], "probes": probes}
+    return {"objective": cfg.objective["name"], "steps": cfg.train.max_steps, "batch": cfg.train.batch_size,
+            "precision": cfg.train.precision, "lr": cfg.optim.lr, "model": cfg.model.get("name"),
+            "seconds": seconds, "loss_first": metrics[0]["loss"], "loss_last": metrics[-1]["loss"],
+            "rankme_heldout_first": ranks[0], "rankme_heldout_last": ranks[-1],
+            "probes": json.loads((out / "probes.json").read_text())}
 
 
 def main() -> None:
@@ -57,12 +72,17 @@ def main() -> None:
                     help="an override for one objective's run, e.g. jepa:objective.ema=[0.99,0.999]")
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "signals"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ecg_objectives.json"))
+    ap.add_argument("--from-run", action="append", default=[], metavar="RUN_DIR",
+                    help="tabulate a finished `python -m pretrain ecg` run instead of training (repeatable)")
     args = ap.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.objectives.split(","):
-            rows.append(run_one(name, args.steps, args.batch, args.precision, args.lr, Path(tmp) / name,
-                                Path(args.data).resolve(), args.sets))
+    if args.from_run:
+        rows = [summarise(Path(d)) for d in args.from_run]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.objectives.split(","):
+                rows.append(run_one(name, args.steps, args.batch, args.precision, args.lr, Path(tmp) / name,
+                                    Path(args.data).resolve(), args.sets))
     print(f"{'objective':13s} {'steps':>5s} {'sec':>6s} {'RankMe':>14s} | {'probe':16s} {'kNN pre/rand':>13s} "
           f"{'logreg pre/rand':>16s} {'RankMe pre/rand':>16s}")
     for r in rows:

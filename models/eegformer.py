@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.transformer import Block, gather_tokens, init_weights, sincos_positions
+from models.transformer import Block, gather_tokens, init_patch_embed, init_weights, sincos_positions
 
 __all__ = ["EEGFormer", "SpectralDecoder", "VectorQuantizer", "patch_spectra"]
 
@@ -143,6 +143,8 @@ class EEGFormer(nn.Module):
         dim, depth, num_heads, mlp_ratio: transformer width, depth, heads and MLP expansion.
         codebook_size, code_dim, codebook_decay, dead_threshold: the :class:`VectorQuantizer`.
         norm_eps: LayerNorm epsilon.
+        patch_init: token-embedding initialisation, ``"trunc_normal"`` (std 0.02) or ``"fan_in"``
+            (:func:`models.transformer.init_patch_embed`).
 
     >>> enc = EEGFormer(dim=32, depth=1, num_heads=4, codebook_size=16)
     >>> enc.embed(torch.randn(2, 5, 512)).shape, enc(torch.randn(2, 3, 512)).shape
@@ -151,7 +153,8 @@ class EEGFormer(nn.Module):
 
     def __init__(self, in_channels: int | None = None, patch_size: int = 32, dim: int = 128, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, codebook_size: int = 256, code_dim: int = 32,
-                 codebook_decay: float = 0.95, dead_threshold: float = 0.5, norm_eps: float = 1e-6) -> None:
+                 codebook_decay: float = 0.95, dead_threshold: float = 0.5, norm_eps: float = 1e-6,
+                 patch_init: str = "trunc_normal") -> None:
         super().__init__()
         if patch_size < 4:
             raise ValueError(f"patch_size must be >= 4 samples, got {patch_size}")
@@ -164,6 +167,7 @@ class EEGFormer(nn.Module):
                                     for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
         init_weights(self, depth)
+        init_patch_embed(self.patch_embed, patch_init)
         self.quantizer = VectorQuantizer(dim, codebook_size, code_dim, codebook_decay, dead_threshold)
 
     def num_tokens(self, n_samples: int) -> int:

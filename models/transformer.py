@@ -82,6 +82,22 @@ def init_weights(module: nn.Module, depth: int = 0) -> None:
                     nn.init.trunc_normal_(layer.weight, std=0.02 / math.sqrt(2 * depth))
 
 
+PATCH_INITS = ("trunc_normal", "fan_in")
+
+
+def init_patch_embed(layer: nn.Linear | nn.Conv1d, mode: str) -> None:
+    """Initialise a token embedding: ``"trunc_normal"`` leaves :func:`init_weights`' std 0.02; ``"fan_in"`` draws
+    LeCun-normal weights, std ``1 / sqrt(fan_in)`` truncated at 2 std (rescaled by 1 / 0.8796 so the truncation
+    keeps that std), so unit-variance inputs give token content of unit variance, the scale of the sin-cos
+    positions (timm's and MAE's patch embeddings are fan-in scaled too)."""
+    if mode not in PATCH_INITS:
+        raise ValueError(f"model.patch_init: use {' or '.join(repr(m) for m in PATCH_INITS)}, got {mode!r}")
+    if mode == "fan_in":
+        fan_in = layer.weight[0].numel()
+        std = fan_in ** -0.5 / 0.87962566
+        nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``x[b, idx[b, j], :]`` for x float[B, N, D] and idx int64[B, K] -> float[B, K, D]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.transformer import Block, gather_tokens, init_weights, sincos_positions
+from models.transformer import Block, gather_tokens, init_patch_embed, init_weights, sincos_positions
 
 
 class ViT1D(nn.Module):
@@ -30,8 +30,8 @@ class ViT1D(nn.Module):
             (both off, as in the paper's configs).
         norm_eps: LayerNorm epsilon.
         patch_init: ``"trunc_normal"`` gives the patch embedding std 0.02 like every other layer (ECG-JEPA,
-            I-JEPA); ``"fan_in"`` gives it std ``1 / sqrt(in_channels * patch_size)`` (LeCun normal, the scale
-            of timm's / MAE's patch embeddings), so token content starts on the scale of the sin-cos positions.
+            I-JEPA); ``"fan_in"`` gives it std ``1 / sqrt(in_channels * patch_size)``
+            (:func:`models.transformer.init_patch_embed`), so token content starts on the scale of the positions.
 
     >>> enc = ViT1D(in_channels=12, dim=64, depth=2, num_heads=4)
     >>> enc(torch.randn(2, 12, 5000)).shape
@@ -42,8 +42,6 @@ class ViT1D(nn.Module):
                  num_heads: int = 4, mlp_ratio: float = 4.0, num_registers: int = 1, qkv_bias: bool = False,
                  bias: bool = False, norm_eps: float = 1e-6, patch_init: str = "trunc_normal") -> None:
         super().__init__()
-        if patch_init not in ("trunc_normal", "fan_in"):
-            raise ValueError(f"model.patch_init: use 'trunc_normal' or 'fan_in', got {patch_init!r}")
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.embed_dim = dim
@@ -54,9 +52,7 @@ class ViT1D(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         init_weights(self, depth)
-        if patch_init == "fan_in":
-            std = (in_channels * patch_size) ** -0.5 / 0.87962566  # truncation at 2 std keeps 0.88 of it
-            nn.init.trunc_normal_(self.patch_embed.weight, std=std, a=-2 * std, b=2 * std)
+        init_patch_embed(self.patch_embed, patch_init)
         if self.registers is not None:
             nn.init.trunc_normal_(self.registers, std=0.02)
 

@@ -157,3 +157,14 @@ def test_jepa_trains_the_channel_independent_encoder():
     out["loss"].backward()
     assert obj.encoder.patch_embed.weight.grad.abs().sum() > 0
     assert obj.export_encoder().embed(x).shape == (3, 64)
+
+
+def test_fan_in_token_embedding_matches_the_position_scale():
+    torch.manual_seed(0)
+    enc = EEGFormer(dim=64, depth=1, num_heads=4, codebook_size=16, patch_init="fan_in")
+    # 17 frequency bins per 32-sample token -> LeCun-normal std 1 / sqrt(17)
+    assert enc.patch_embed.weight.std().item() == pytest.approx(17 ** -0.5, rel=0.1)
+    default = EEGFormer(dim=64, depth=1, num_heads=4, codebook_size=16)
+    assert default.patch_embed.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    with pytest.raises(ValueError, match="model.patch_init"):
+        EEGFormer(patch_init="orthogonal")
