@@ -112,7 +112,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "ecg_train", "torch": torch.__version__, "machine": platform.machine(),
-                               "peak_rss_mb": peak_rss_mb, **gpu, "rows": rows}, indent=2))
+                               "peak_rss_mb": peak_rss_mb, "cudnn_attention": args.cudnn_attention, **gpu,
+                               "rows": rows}, indent=2))
     print(f"wrote {out}")
 
 
