@@ -7,6 +7,7 @@ encoder and for a randomly initialised one of the same architecture.
 
     python benchmarks/objectives_ecg.py [--steps 300] [--objectives jepa,barlow_twins,vicreg,infonce]
     python benchmarks/objectives_ecg.py --from-run RUN_DIR [--from-run ...] --out FILE   # tabulate finished runs
+    python benchmarks/objectives_ecg.py --rows-from A.json --rows-from B.json --out C.json  # one table of earlier results
 
 Prints one table and writes benchmarks/results/ecg_objectives.json.
 """
@@ -74,11 +75,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ecg_objectives.json"))
     ap.add_argument("--from-run", action="append", default=[], metavar="RUN_DIR",
                     help="tabulate a finished `python -m pretrain ecg` run instead of training (repeatable)")
+    ap.add_argument("--rows-from", action="append", default=[], metavar="JSON",
+                    help="tabulate the rows of an earlier result file instead of training (repeatable)")
     args = ap.parse_args()
-    rows = []
+    rows = [r for f in args.rows_from for r in json.loads(Path(f).read_text())["rows"]]
     if args.from_run:
-        rows = [summarise(Path(d)) for d in args.from_run]
-    else:
+        rows += [summarise(Path(d)) for d in args.from_run]
+    elif not args.rows_from:
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.objectives.split(","):
                 rows.append(run_one(name, args.steps, args.batch, args.precision, args.lr, Path(tmp) / name,
