@@ -428,6 +428,18 @@ def random_encoder_like(encoder_dir: str | Path, seed: int = 0) -> nn.Module:
     return models.create(cfg.pop("name"), **cfg).eval()
 
 
+def control_encoder(run_dir: str | Path, seed: int | None = None) -> nn.Module:
+    """The probes' control for a run: its architecture, initialised with ``seed`` (default: the run's
+    ``train.seed``). The loop seeds torch with ``train.seed`` right before building the encoder, so the default
+    re-creates the run's own initial weights and "pretrained vs random init" reads as after vs before training."""
+    from pretrain.config import load_run_config
+
+    run_dir = Path(run_dir)
+    if seed is None:
+        seed = load_run_config(run_dir / "config.yaml").train.seed
+    return random_encoder_like(run_dir / "encoder", seed)
+
+
 def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch_size: int = 64,
                    collate: Callable[[list[Any]], Any] | None = None) -> list[dict[str, Any]]:
     """RankMe plus, for each (encoder, probe) pair, kNN and logistic-probe balanced accuracy (classification)
@@ -500,8 +512,9 @@ def _plot_signal(x: np.ndarray, channels: list[str], fs: float, path: Path) -> P
     return path
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int = 0) -> Path:
-    """Probe the run's encoder against a random one of the same architecture; write ``report.md``."""
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int | None = None) -> Path:
+    """Probe the run's encoder against :func:`control_encoder` (a random one of the same architecture, by default the
+    run's own initial weights); write ``report.md``. ``seed`` also seeds the per-point probes' sampling."""
     import json
 
     import models
@@ -510,12 +523,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir / "config.yaml")
+    seed = cfg.train.seed if seed is None else seed
     modality = modalities.get(cfg.modality)
     data_cfg = dict(cfg.data)
     if data:
         data_cfg["path"] = str(Path(data).resolve())
     encoder_dir = run_dir / "encoder"
-    encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": random_encoder_like(encoder_dir, seed)}
+    encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": control_encoder(run_dir, seed)}
     probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)

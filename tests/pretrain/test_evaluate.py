@@ -71,3 +71,25 @@ def test_probes_on_separable_and_random_data():
     noise = rng.normal(size=(120, 8))
     assert linear_probe(noise[tr], y[tr], noise[te], y[te]) < 0.7
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
+
+
+def test_control_encoder_is_the_runs_own_initialisation(tmp_path, signals_dir, run_cache):
+    """With a vanishing learning rate the exported encoder stays at its initial weights; the probes' control must
+    equal it for the run's seed (here 3), and a control drawn with another seed must not."""
+    from pretrain import config as C
+    from pretrain.evaluate import control_encoder
+    import modalities
+
+    cfg = C.resolve(modalities.get("ecg").recipe, None,
+                    ["model.dim=32", "model.depth=1", "model.num_heads=4", "data.window_s=2.0", "train.rankme_every=2",
+                     "train.rankme_samples=8", "train.num_workers=0", "optim.warmup_steps=1", "optim.lr=1e-12",
+                     "optim.min_lr=1e-12", "train.seed=3"],
+                    {"data": {"path": str(signals_dir)}, "train": {"max_steps": 2, "batch_size": 4}})
+    loop.train(cfg, tmp_path / "run", progress=False)
+    trained = models.load_pretrained(tmp_path / "run" / "encoder").state_dict()
+    own = control_encoder(tmp_path / "run").state_dict()
+    other = control_encoder(tmp_path / "run", seed=0).state_dict()
+    assert trained.keys() == own.keys()
+    for k in trained:
+        torch.testing.assert_close(own[k], trained[k], rtol=0, atol=1e-6)
+    assert max((other[k] - trained[k]).abs().max().item() for k in trained) > 1e-3
