@@ -7,6 +7,7 @@ randomly initialised one of the same architecture; plus wall time, the final cod
 VQ objective (logged per step to metrics.csv) and held-out RankMe.
 
     python benchmarks/eeg_probes.py [--steps 300] [--objectives vq_reconstruction,jepa] [--data sim,real]
+                                    [--set KEY=VALUE ...]
 
 ``sim`` is the embedded simulated corpus (``modalities/eeg/simulate.py``), ``real`` the bundled recordings in
 ``../shared/data/signals/eeg``. Prints one table and writes benchmarks/results/eeg_probes.json.
@@ -30,11 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / ".." / "shared" / "data" / "signals" / "eeg"
 
 
-def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: float, out: Path) -> dict:
+def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: float, out: Path,
+            sets: list[str] = ()) -> dict:
     recipe = modalities.get("eeg").recipe
     overrides = [f"objective.name={objective}", f"model.name={model}", f"optim.lr={lr}",
                  f"optim.warmup_steps={max(1, steps // 10)}", f"train.rankme_every={max(1, steps // 3)}",
-                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1"]
+                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1", *sets]
     extra = {"train": {"max_steps": steps, "batch_size": batch}}
     if data == "real":
         extra["data"] = {"path": str(REAL.resolve())}
@@ -49,6 +51,7 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
     last = metrics[-1]
     ranks = [r["rankme"] for r in metrics if "rankme" in r]
     return {"objective": objective, "data": data, "model": model, "steps": steps, "batch": batch, "lr": lr,
+            "overrides": list(sets),
             "seconds": seconds, "loss_first": metrics[0]["loss"], "loss_last": last["loss"],
             "perplexity_last": last.get("perplexity"), "codebook_usage_last": last.get("codebook_usage"),
             "rankme_heldout_last": ranks[-1] if ranks else None, "probes": probes}
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--objectives", default="vq_reconstruction,jepa")
     ap.add_argument("--data", default="sim,real", help="comma list of 'sim' (embedded default) and 'real'")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for every run, e.g. model.patch_init=fan_in")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eeg_probes.json"))
     args = ap.parse_args()
     os.environ.setdefault("MODALITIES_CACHE", str(Path(tempfile.gettempdir()) / "modalities-bench-cache"))
@@ -70,7 +75,7 @@ def main() -> None:
         for data in args.data.split(","):
             for objective in args.objectives.split(","):
                 rows.append(run_one(objective, data, args.steps, args.batch, args.model, args.lr,
-                                    Path(tmp) / f"{data}-{objective}"))
+                                    Path(tmp) / f"{data}-{objective}", args.sets))
     print(f"{'objective':18s} {'data':4s} {'steps':>5s} {'sec':>5s} {'perplex':>7s} | {'probe':15s} "
           f"{'kNN pre/rand':>13s} {'logreg pre/rand':>15s}")
     for r in rows:

@@ -84,6 +84,10 @@ class ProbeSet:
       int64[N] per-point labels (``meta["ignore_index"]``, default -1, is ignored); encoders expose
       ``point_features(points, levels)``.
 
+    ``folds`` (classification only): int[N] block id of every item of ``x_train`` / ``y_train``, for probe sets too
+    small to hold out a test part (a few dozen events); the probes are then cross-validated over these blocks
+    (``pretrain.evaluate.blocked_cv_scores``) and ``x_test`` / ``y_test`` stay empty.
+
     ``class_names`` documents the label indices; ``description`` is printed under the report's tables.
     """
 
@@ -95,6 +99,7 @@ class ProbeSet:
     class_names: tuple[str, ...] = ()
     description: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    folds: Any = None
 
 
 

@@ -1,7 +1,9 @@
 """Label-free monitors and labelled probes of frozen encoders, and the run report.
 
 - :func:`rankme`: effective rank of an embedding matrix (Garrido et al. 2023), a label-free quality monitor.
-- :func:`knn_accuracy` / :func:`linear_probe`: a fixed-split k-NN (cosine) and a logistic-regression probe.
+- :func:`knn_accuracy` / :func:`linear_probe`: a fixed-split k-NN (cosine) and a logistic-regression probe;
+  :func:`blocked_cv_scores`: the same two, cross-validated over contiguous blocks (probe sets too small for a
+  held-out split, ``ProbeSet.folds``).
 - :func:`knn_regression` / :func:`ridge_probe`: the same for continuous targets (heart rate): k-NN mean and ridge
   regression, scored by R^2 and mean absolute error.
 - :func:`psnr` / :func:`ssim` / :func:`region_std` / :func:`enl` / :func:`ratio_image_stats` and
@@ -94,22 +96,54 @@ def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int, chunk: int = 2048)
     return out
 
 
-def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
-    """Balanced accuracy of a majority vote among the ``k`` nearest training embeddings (cosine)."""
+def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int = 5) -> np.ndarray:
+    """Class of each test embedding by a majority vote among its ``k`` nearest training embeddings (cosine; ties
+    go to the lowest class index)."""
     votes = y_train[_nearest(z_train, z_test, k)]
-    pred = np.array([np.bincount(v, minlength=int(y_train.max()) + 1).argmax() for v in votes])
-    return balanced_accuracy(y_test, pred)
+    return np.array([np.bincount(v, minlength=int(y_train.max()) + 1).argmax() for v in votes])
 
 
-def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, c: float = 1.0,
-                 seed: int = 0) -> float:
-    """Balanced accuracy of an L2-regularised logistic regression on standardised frozen embeddings."""
+def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
+    """Balanced accuracy of :func:`knn_predict`."""
+    return balanced_accuracy(y_test, knn_predict(z_train, y_train, z_test, k))
+
+
+def linear_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, c: float = 1.0,
+                   seed: int = 0) -> np.ndarray:
+    """Class of each test embedding by an L2-regularised logistic regression on standardised frozen embeddings."""
     from sklearn.linear_model import LogisticRegression
 
     a, b = _standardise(z_train, z_test)
     clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     clf.fit(a, y_train)
-    return balanced_accuracy(y_test, clf.predict(b))
+    return clf.predict(b)
+
+
+def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, c: float = 1.0,
+                 seed: int = 0) -> float:
+    """Balanced accuracy of :func:`linear_predict`."""
+    return balanced_accuracy(y_test, linear_predict(z_train, y_train, z_test, c, seed))
+
+
+def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5) -> dict[str, float]:
+    """``{"knn_bacc", "linear_bacc"}``: balanced accuracy of the out-of-fold predictions, each fold (``folds[i]``,
+    a contiguous block in time of the recording) predicted by :func:`knn_predict` / :func:`linear_predict` fit on
+    all the other folds (standardised with their statistics). Every item is predicted exactly once, so a probe of
+    N items is scored on N predictions instead of the third of them a held-out split would leave."""
+    z, y, folds = np.asarray(z), np.asarray(y), np.asarray(folds)
+    if not (len(z) == len(y) == len(folds)):
+        raise ValueError(f"blocked_cv_scores: {len(z)} embeddings, {len(y)} labels and {len(folds)} fold ids")
+    blocks = np.unique(folds)
+    if len(blocks) < 2:
+        raise ValueError(f"blocked_cv_scores: needs at least 2 folds, got {len(blocks)}")
+    pred = {"knn": np.empty_like(y), "linear": np.empty_like(y)}
+    for b in blocks:
+        test, train = folds == b, folds != b
+        if len(np.unique(y[train])) < 2:
+            raise ValueError(f"blocked_cv_scores: the items outside fold {b} hold a single class")
+        pred["knn"][test] = knn_predict(z[train], y[train], z[test], k)
+        pred["linear"][test] = linear_predict(z[train], y[train], z[test])
+    return {"knn_bacc": balanced_accuracy(y, pred["knn"]), "linear_bacc": balanced_accuracy(y, pred["linear"])}
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -449,10 +483,20 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
     for probe_name, ps in probes.items():
         for enc_name, enc in encoders.items():
             enc.eval()
+            task = getattr(ps, "task", "classification")
+            if ps.folds is not None:  # cross-validated over blocks: every item is a test item once
+                if task != "classification":
+                    raise ValueError(f"probe {probe_name!r}: blocked cross-validation needs a classification task")
+                z = embed_array(enc.embed, ps.x_train, batch_size, collate)
+                y = np.asarray(ps.y_train)
+                rows.append({"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y),
+                             "n_test": len(y), "folds": int(len(np.unique(ps.folds))),
+                             "classes": int(len(np.unique(y))), **blocked_cv_scores(z, y, ps.folds),
+                             "rankme": rankme(torch.from_numpy(z))})
+                continue
             z_tr = embed_array(enc.embed, ps.x_train, batch_size, collate)
             z_te = embed_array(enc.embed, ps.x_test, batch_size, collate)
             y_tr, y_te = np.asarray(ps.y_train), np.asarray(ps.y_test)
-            task = getattr(ps, "task", "classification")
             row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y_tr),
                                    "n_test": len(y_te)}
             if task == "regression":
@@ -580,11 +624,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     classification = [r for r in rows if r.get("task", "classification") == "classification"]
     regression = [r for r in rows if r.get("task") == "regression"]
     if classification or not (rows or denoising_rows or segmentation_rows):
-        lines += ["", "## Probes (frozen encoder, fixed split, balanced accuracy)", ""]
+        lines += ["", "## Probes (frozen encoder, fixed split or blocked cross-validation, balanced accuracy)", ""]
     if classification:
         lines += ["| probe | encoder | train / test | classes | kNN | logistic | RankMe |", "|---|---|---|---|---|---|---|"]
         for r in classification:
-            lines.append(f"| {r['probe']} | {r['encoder']} | {r['n_train']} / {r['n_test']} | {r['classes']} | "
+            split = (f"{r['n_train']} in {r['folds']} blocked folds" if r.get("folds")
+                     else f"{r['n_train']} / {r['n_test']}")
+            lines.append(f"| {r['probe']} | {r['encoder']} | {split} | {r['classes']} | "
                          f"{r['knn_bacc']:.3f} | {r['linear_bacc']:.3f} | {r['rankme']:.1f} |")
     if regression:
         lines += ["", "## Regression probes (frozen encoder, fixed split; R^2 and mean absolute error)", "",

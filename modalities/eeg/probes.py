@@ -14,8 +14,13 @@ re-reference, 50/60 Hz notch, band-pass, resampling to ``fs``, per-channel z-sco
   spindles, N3). Montages differ, so each recording contributes one channel (one central channel where it has
   one) and the probe input has C = 1, which the channel-independent encoder reads like any other channel.
 
-Both use a split by time inside each recording: the first ``train_fraction`` trains, the rest tests, and no
-window crosses the split, so train and test never share a sample.
+Both are split by time inside each recording, and no window crosses a split, so a training and a test window
+never share a sample. The data are small: the motor-imagery run holds 38 events, and the two sleep recordings
+(15 s and 30 s) give 4 and 9 windows to a 1/3 test part, so under a fixed 2/3 vs 1/3 split one window moved
+balanced accuracy by 0.06-0.08 and pretrained-vs-random differences were noise. By default both probes are
+therefore cross-validated over consecutive blocks of time (``folds``: 6 blocks of the motor-imagery run, 3 blocks
+of every recording for identity; :func:`pretrain.evaluate.blocked_cv_scores`): every window is predicted once, by
+probes fit on the other blocks. ``folds=None`` gives the fixed split.
 """
 
 from __future__ import annotations
@@ -53,11 +58,14 @@ def _rows(record: EEGRecord, channels: Sequence[str]) -> list[int]:
 
 
 def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1.25, train_fraction: float = 2 / 3,
-                        channels: Sequence[str] = MOTOR_CHANNELS, **read: Any) -> ProbeSet:
+                        channels: Sequence[str] = MOTOR_CHANNELS, folds: int | None = None, **read: Any) -> ProbeSet:
     """Rest (``T0``, class 0) vs movement (``T1``/``T2``, class 1) windows of an annotated motor-imagery run.
 
     One window per event: the first ``window_s`` seconds after its onset (events shorter than that are left out).
-    Events whose window ends by ``train_fraction`` of the run train, those starting after it test.
+    ``folds=None``: events whose window ends by ``train_fraction`` of the run train, those starting after it test.
+    ``folds=K``: the run is cut into K equal blocks of time, each event belongs to the block holding its onset, and
+    every window sits in ``x_train`` with its block in ``ProbeSet.folds`` (blocked cross-validation: each event is
+    predicted once by a probe fit on the other blocks; no window spans two events, so no sample is shared).
     ``read`` passes preprocessing options (``band``, ``notch_hz``, ``reref_min_channels``, ``clip``) on.
 
     Returns:
@@ -65,29 +73,49 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
     """
     record = index_eeg(path)[0]
     rows = _rows(record, channels)
+    if folds is not None and folds < 2:
+        raise DataError(f"{record.path}: motor-imagery folds must be at least 2, got {folds}")
     split_s = train_fraction * record.duration_s
+    block_s = record.duration_s / folds if folds else 0.0
     parts: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []), "test": ([], [])}
+    blocks: list[int] = []
     for ev in read_events(record):
         if ev.label not in ("T0", "T1", "T2") or ev.duration_s < window_s - 1e-6:
             continue
         stop = ev.onset_s + window_s
-        side = "train" if stop <= split_s else "test" if ev.onset_s >= split_s else None
-        if side is None or stop > record.duration_s:
+        if stop > record.duration_s:
             continue
+        if folds:
+            side = "train"
+            blocks.append(min(int(ev.onset_s // block_s), folds - 1))
+        else:
+            side = "train" if stop <= split_s else "test" if ev.onset_s >= split_s else None
+            if side is None:
+                continue
         parts[side][0].append(read_eeg_window(record, ev.onset_s, window_s, fs, rows=rows, **read))
         parts[side][1].append(0 if ev.label == "T0" else 1)
+    (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
+    description = (f"{record.name}: rest vs movement from the first {window_s:g} s of each annotated event on "
+                   f"{', '.join(channels)}; ")
+    if folds:
+        if len(set(y_tr)) < 2:
+            raise DataError(f"{record.path}: need both rest (T0) and movement (T1/T2) events")
+        description += (f"{len(y_tr)} events ({np.bincount(y_tr, minlength=2).tolist()} rest, movement), blocked "
+                        f"cross-validation over {folds} consecutive {block_s:.0f} s blocks")
+        return ProbeSet(x_train=np.stack(x_tr), y_train=np.array(y_tr, dtype=np.int64),
+                        x_test=np.zeros((0, len(rows), int(round(window_s * fs))), dtype=np.float32),
+                        y_test=np.zeros(0, dtype=np.int64), task="classification",
+                        class_names=("rest (T0)", "movement (T1, T2)"), description=description,
+                        folds=np.array(blocks, dtype=np.int64))
     if not all(len(set(y)) == 2 for _, y in parts.values()):
         raise DataError(f"{record.path}: need rest (T0) and movement (T1/T2) events on both sides of the "
                         f"{split_s:.0f} s split")
-    (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
     counts = {side: np.bincount(y, minlength=2).tolist() for side, (_, y) in parts.items()}
     return ProbeSet(
         x_train=np.stack(x_tr), y_train=np.array(y_tr, dtype=np.int64),
         x_test=np.stack(x_te), y_test=np.array(y_te, dtype=np.int64),
         task="classification", class_names=("rest (T0)", "movement (T1, T2)"),
-        description=(f"{record.name}: rest vs movement from the first {window_s:g} s of each annotated event on "
-                     f"{', '.join(channels)}; events before {split_s:.0f} s train, after test; "
-                     f"[rest, movement] counts {counts}"),
+        description=description + f"events before {split_s:.0f} s train, after test; [rest, movement] counts {counts}",
     )
 
 
@@ -106,51 +134,72 @@ def text_record(path: str | Path) -> EEGRecord:
 
 def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
                           window_s: float = 2.0, stride_s: float = 1.0, max_per_record: int = 60,
-                          train_fraction: float = 2 / 3, **read: Any) -> ProbeSet:
+                          train_fraction: float = 2 / 3, folds: int | None = None, **read: Any) -> ProbeSet:
     """Which recording a one-channel window comes from.
 
     Each recording gives its first channel named in :data:`IDENTITY_PREFERENCE` (``Cz-A2`` counts as ``Cz``),
-    else its first EEG channel (a text file: its only column). Windows every ``stride_s`` lie wholly on one side of
-    the split,
-    at most ``ceil(train_fraction * max_per_record)`` train and the rest test windows per recording, spread evenly.
+    else its first EEG channel (a text file: its only column), as windows every ``stride_s``, at most
+    ``max_per_record`` per recording, spread evenly.
+
+    ``folds=None``: windows lie wholly in the first ``train_fraction`` of the recording (train, at most
+    ``ceil(train_fraction * max_per_record)``) or in the rest (test). ``folds=K``: every recording is cut into K
+    equal blocks of time, windows lie wholly inside one block (at most ``ceil(max_per_record / K)`` each), block k
+    of every recording is fold k, and all windows sit in ``x_train`` with their fold in ``ProbeSet.folds``
+    (blocked cross-validation; every window is predicted once).
 
     Returns:
         ProbeSet with float32 x [N, 1, round(window_s * fs)]; ``class_names`` are ``file:channel``.
     """
-    cap_train = int(math.ceil(train_fraction * max_per_record))
-    cap_test = max_per_record - cap_train
-    xs: dict[str, list[np.ndarray]] = {"train": [], "test": []}
-    ys: dict[str, list[int]] = {"train": [], "test": []}
+    if folds is not None and folds < 2:
+        raise DataError(f"record_identity_probe: folds must be at least 2, got {folds}")
+    if folds:
+        cap = int(math.ceil(max_per_record / folds))
+        parts = [f"fold{k}" for k in range(folds)]
+    else:
+        cap_train = int(math.ceil(train_fraction * max_per_record))
+        parts = ["train", "test"]
+    xs: dict[str, list[np.ndarray]] = {part: [] for part in parts}
+    ys: dict[str, list[int]] = {part: [] for part in parts}
     names: list[str] = []
 
-    def add(windows: dict[str, list[np.ndarray]], name: str) -> None:
-        label = len(names)
-        names.append(name)
-        for side in ("train", "test"):
-            xs[side] += windows[side]
-            ys[side] += [label] * len(windows[side])
-
     def starts(duration: float) -> dict[str, list[float]]:
+        if folds:
+            block = duration / folds
+            return {f"fold{k}": spaced_starts(k * block, (k + 1) * block - window_s, stride_s, cap)
+                    for k in range(folds)}
         split = train_fraction * duration
         return {"train": spaced_starts(0.0, split - window_s, stride_s, cap_train),
-                "test": spaced_starts(split, duration - window_s, stride_s, cap_test)}
+                "test": spaced_starts(split, duration - window_s, stride_s, max_per_record - cap_train)}
 
     for rec in records:
         base = {n.split("-")[0]: i for i, n in reversed(list(enumerate(rec.names)))}
         row = next((base[c] for c in IDENTITY_PREFERENCE if c in base), 0)
         s = starts(rec.duration_s)
-        if not s["train"] or not s["test"]:
+        if not all(s.values()):
             continue
-        add({side: [read_eeg_window(rec, t, window_s, fs, rows=[row], **read) for t in s[side]] for side in s},
-            f"{Path(rec.path).name}:{rec.names[row]}")
+        label = len(names)
+        names.append(f"{Path(rec.path).name}:{rec.names[row]}")
+        for part in parts:
+            xs[part] += [read_eeg_window(rec, t, window_s, fs, rows=[row], **read) for t in s[part]]
+            ys[part] += [label] * len(s[part])
     if len(names) < 2:
-        raise DataError("record_identity_probe: fewer than two recordings long enough for train and test windows")
+        raise DataError("record_identity_probe: fewer than two recordings long enough for a window in every "
+                        + ("block" if folds else "part"))
+    description = f"recording identity from one channel per recording ({', '.join(names)}); {window_s:g} s windows, "
+    if folds:
+        return ProbeSet(
+            x_train=np.stack([x for part in parts for x in xs[part]]),
+            y_train=np.array([y for part in parts for y in ys[part]], dtype=np.int64),
+            x_test=np.zeros((0, 1, int(round(window_s * fs))), dtype=np.float32), y_test=np.zeros(0, dtype=np.int64),
+            task="classification", class_names=tuple(names),
+            description=description + f"blocked cross-validation over {folds} consecutive blocks of each recording",
+            folds=np.array([k for k, part in enumerate(parts) for _ in ys[part]], dtype=np.int64),
+        )
     return ProbeSet(
         x_train=np.stack(xs["train"]), y_train=np.array(ys["train"], dtype=np.int64),
         x_test=np.stack(xs["test"]), y_test=np.array(ys["test"], dtype=np.int64),
         task="classification", class_names=tuple(names),
-        description=(f"recording identity from one channel per recording ({', '.join(names)}); {window_s:g} s "
-                     f"windows, first 2/3 of each recording train, last 1/3 test"),
+        description=description + "first 2/3 of each recording train, last 1/3 test",
     )
 
 
@@ -172,10 +221,13 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
             "reref_min_channels": int(data_cfg.get("reref_min_channels", 8)), "clip": data_cfg.get("clip", 10.0)}
     probes: dict[str, ProbeSet] = {}
     if (root / MOTOR_RUN).is_file():
+        folds = data_cfg.get("probe_folds", 6)
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
-                                                      window_s=float(data_cfg.get("probe_window_s", 1.25)), **read)
+                                                      window_s=float(data_cfg.get("probe_window_s", 1.25)),
+                                                      folds=int(folds) if folds else None, **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
     records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
     if len(records) >= 2:
-        probes["record_identity"] = record_identity_probe(records, fs=fs, **read)
+        folds = data_cfg.get("probe_identity_folds", 3)
+        probes["record_identity"] = record_identity_probe(records, fs=fs, folds=int(folds) if folds else None, **read)
     return probes

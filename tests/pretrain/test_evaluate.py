@@ -10,7 +10,8 @@ import torch
 
 import models
 from pretrain import loop
-from pretrain.evaluate import balanced_accuracy, collapsed, embedding_std, knn_accuracy, linear_probe, rankme
+from pretrain.evaluate import (balanced_accuracy, blocked_cv_scores, collapsed, embedding_std, knn_accuracy, linear_probe,
+                               rankme)
 
 
 def test_rankme_hand_case():
@@ -71,6 +72,31 @@ def test_probes_on_separable_and_random_data():
     noise = rng.normal(size=(120, 8))
     assert linear_probe(noise[tr], y[tr], noise[te], y[te]) < 0.7
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
+
+
+def test_blocked_cross_validation_predicts_every_item_from_the_other_blocks():
+    # 1-D embeddings: after standardising with the other block's statistics, cosine similarity is the sign of
+    # (z - mean of the training block), and 1-NN takes the label of that sign's training items (each sign group of
+    # a block below holds one label). Block 0 = z [-1, 0, 4], labels [0, 0, 1], mean 1; block 1 = z [-5, 0.5, 3],
+    # labels [0, 1, 1], mean -0.5. Block 0 vs block 1's mean: signs [-, +, +] -> predictions [0, 1, 1]; block 1 vs
+    # block 0's mean: [-, -, +] -> [0, 0, 1]. Out of fold [0, 1, 1, 0, 0, 1] vs [0, 0, 1, 0, 1, 1]: recalls 2/3, 2/3.
+    z = np.array([[-1.0], [0.0], [4.0], [-5.0], [0.5], [3.0]])
+    y = np.array([0, 0, 1, 0, 1, 1])
+    folds = np.array([0, 0, 0, 1, 1, 1])
+    assert blocked_cv_scores(z, y, folds, k=1)["knn_bacc"] == pytest.approx(2 / 3)
+    # separable clusters: every held-out block is predicted right by both probes
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 1], 30)
+    emb = np.where(labels[:, None] == 1, 4.0, -4.0) + rng.normal(size=(60, 5))
+    blocks = np.repeat(np.arange(6), 10)
+    assert blocked_cv_scores(emb, labels, blocks) == {"knn_bacc": 1.0, "linear_bacc": 1.0}
+    # labels unrelated to the embeddings: near chance
+    scores = blocked_cv_scores(rng.normal(size=(60, 5)), labels, blocks)
+    assert scores["knn_bacc"] < 0.75 and scores["linear_bacc"] < 0.75
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        blocked_cv_scores(emb, labels, np.zeros(60))
+    with pytest.raises(ValueError, match="outside fold 0 hold a single class"):
+        blocked_cv_scores(emb[:4], np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]))
 
 
 def test_control_encoder_is_the_runs_own_initialisation(tmp_path, signals_dir, run_cache):

@@ -74,3 +74,24 @@ def test_probe_encoders_regression_rows():
     assert clf["task"] == "classification" and clf["classes"] == 2 and "knn_bacc" in clf
     with pytest.raises(ValueError, match="unknown task 'ranking'"):
         probe_encoders({"linear": _Linear()}, {"bad": ProbeSet(x, y, x, y, task="ranking")})
+
+
+def test_probe_encoders_cross_validate_a_probe_set_with_folds():
+    """A ProbeSet with ``folds`` is scored on out-of-fold predictions of all its items (the numbers of
+    blocked_cv_scores on the embeddings), not on a held-out part; a regression probe cannot be folded."""
+    from pretrain.evaluate import blocked_cv_scores
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((60, 1, 3)).astype(np.float32)
+    y = (x[:, 0, 0] + 0.5 * x[:, 0, 1] > 0).astype(np.int64)
+    folds = np.repeat(np.arange(4), 15)
+    empty = np.zeros((0, 1, 3), dtype=np.float32)
+    ps = ProbeSet(x, y, empty, np.zeros(0, dtype=np.int64), folds=folds)
+    (row,) = probe_encoders({"linear": _Linear()}, {"cv": ps})
+    assert (row["n_train"], row["n_test"], row["folds"], row["classes"]) == (60, 60, 4, 2)
+    expected = blocked_cv_scores(x[:, 0, :3].astype(np.float64), y, folds)
+    assert (row["knn_bacc"], row["linear_bacc"]) == (expected["knn_bacc"], expected["linear_bacc"])
+    assert row["linear_bacc"] > 0.85  # linearly separable up to the held-out blocks' margin
+    with pytest.raises(ValueError, match="blocked cross-validation needs a classification task"):
+        probe_encoders({"linear": _Linear()}, {"cv": ProbeSet(x, y.astype(float), empty, y[:0], task="regression",
+                                                              folds=folds)})

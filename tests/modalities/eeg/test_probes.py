@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from modalities.base import DataError
-from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, text_record
+from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, record_identity_probe, text_record
+from modalities.eeg.recordings import index_eeg
 from pretrain.loop import read_metrics
 from tests.conftest import shared_data
 
@@ -18,25 +19,45 @@ def probes():
 
 def test_motor_imagery_windows_come_from_the_annotated_events(probes):
     ps = probes["motor_imagery"]
-    assert ps.x_train.shape == (26, len(MOTOR_CHANNELS), 160) and ps.x_test.shape == (12, len(MOTOR_CHANNELS), 160)
-    # 19 rest and 19 movement events; onsets before 2/3 of the 124 s run train
-    assert np.bincount(ps.y_train).tolist() == [13, 13] and np.bincount(ps.y_test).tolist() == [6, 6]
+    # default: all 38 events (19 rest, 19 movement) in 6 blocked folds of the 124 s run, none held out
+    assert ps.x_train.shape == (38, len(MOTOR_CHANNELS), 160) and len(ps.y_test) == 0
+    assert np.bincount(ps.y_train).tolist() == [19, 19]
+    # events are in time order: blocks are consecutive and each holds 3-4 events of both classes
+    assert np.all(np.diff(ps.folds) >= 0) and set(ps.folds.tolist()) == set(range(6))
+    for b in range(6):
+        counts = np.bincount(ps.y_train[ps.folds == b], minlength=2)
+        assert 3 <= counts.min() and counts.max() <= 4
     assert np.isfinite(ps.x_train).all() and np.abs(ps.x_train.mean(-1)).max() < 1e-4
 
 
 def test_motor_imagery_split_keeps_windows_on_one_side(signals_dir):
-    ps = motor_imagery_probe(signals_dir / "eeg" / "test_edf_overlapping_annotations.edf", train_fraction=0.5)
+    path = signals_dir / "eeg" / "test_edf_overlapping_annotations.edf"
+    fixed = motor_imagery_probe(path)  # fixed split: onsets before 2/3 of the run train
+    assert fixed.folds is None and fixed.x_train.shape == (26, len(MOTOR_CHANNELS), 160) and len(fixed.y_test) == 12
+    assert np.bincount(fixed.y_train).tolist() == [13, 13] and np.bincount(fixed.y_test).tolist() == [6, 6]
+    ps = motor_imagery_probe(path, train_fraction=0.5)
     assert len(ps.y_train) + len(ps.y_test) == 38  # no event window crosses 62 s here
+    folded = motor_imagery_probe(path, folds=6)  # the same 38 windows, in time order
+    assert np.array_equal(folded.x_train, np.concatenate([fixed.x_train, fixed.x_test]))
+    assert np.array_equal(folded.y_train, np.concatenate([fixed.y_train, fixed.y_test]))
     with pytest.raises(DataError, match="no channel 'A1'"):
-        motor_imagery_probe(signals_dir / "eeg" / "test_edf_overlapping_annotations.edf", channels=("A1",))
+        motor_imagery_probe(path, channels=("A1",))
+    with pytest.raises(DataError, match="folds must be at least 2, got 1"):
+        motor_imagery_probe(path, folds=1)
 
 
 def test_record_identity_uses_one_channel_per_recording(probes):
     ps = probes["record_identity"]
     assert ps.class_names == ("data_resting_EO_200Hz_raw.fif:Cz-A2", "test_edf_overlapping_annotations.edf:Cz",
                               "data_N2_spindles_15sec_200Hz.txt:value", "data_N3_no-spindles_30sec_100Hz.txt:value")
-    assert ps.x_train.shape[1:] == (1, 256) and ps.x_test.shape[1:] == (1, 256)
-    assert set(ps.y_test.tolist()) == {0, 1, 2, 3}
+    # default: 3 blocked folds, each holding a third of every recording's windows (N2 lasts 15 s: 4 per block)
+    assert ps.x_train.shape == (159, 1, 256) and len(ps.y_test) == 0
+    for k in range(3):
+        assert np.bincount(ps.y_train[ps.folds == k]).tolist() == [20, 20, 4, 9]
+    fixed = record_identity_probe([index_eeg(shared_data("signals") / "eeg")[0]] * 2, folds=None)
+    assert fixed.folds is None and fixed.x_train.shape == (80, 1, 256) and fixed.x_test.shape == (40, 1, 256)
+    with pytest.raises(DataError, match="folds must be at least 2"):
+        record_identity_probe([], folds=1)
 
 
 def test_text_channel_needs_a_rate_in_its_name(tmp_path, signals_dir):
