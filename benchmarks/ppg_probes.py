@@ -76,9 +76,10 @@ def table(result: dict) -> str:
     lines = [f"{'probe':16s} {'metric':12s} {'pretrained':>10s} {'random':>10s}"]
     for probe in dict.fromkeys(p["probe"] for p in result["probes"]):
         pre, rnd = rows[(probe, "pretrained")], rows[(probe, "random init")]
-        keys = (["knn_r2", "knn_mae", "ridge_r2", "ridge_mae"] if pre.get("task") == "regression"
+        keys = (["knn_r2", "knn_mae", "knn_within_r", "ridge_r2", "ridge_mae", "ridge_within_r"]
+                if pre.get("task") == "regression"
                 else ["knn_bacc", "linear_bacc"]) + ["rankme"]
-        for k in keys:
+        for k in (k for k in keys if k in pre):
             lines.append(f"{probe:16s} {k:12s} {pre[k]:10.3f} {rnd[k]:10.3f}")
     return "\n".join(lines)
 

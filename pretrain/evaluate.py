@@ -157,35 +157,55 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def _regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def _regression_scores(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
-    return {"r2": r2_score(y_true, y_pred), "mae": float(np.abs(y_true - y_pred).mean())}
+    scores = {"r2": r2_score(y_true, y_pred), "mae": float(np.abs(y_true - y_pred).mean())}
+    if groups is not None:
+        scores["within_r"] = within_group_r(y_true, y_pred, groups)
+    return scores
 
 
 def knn_regression(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                   k: int = 5) -> dict[str, float]:
+                   k: int = 5, groups: np.ndarray | None = None) -> dict[str, float]:
     """``{"r2", "mae"}`` of predicting each test target as the mean target of its ``k`` nearest training
-    embeddings (cosine on standardised embeddings, as :func:`knn_accuracy`)."""
+    embeddings (cosine on standardised embeddings, as :func:`knn_accuracy`); plus ``"within_r"``
+    (:func:`within_group_r`) when ``groups`` (one id per test item) is given."""
     pred = np.asarray(y_train, dtype=np.float64)[_nearest(z_train, z_test, k)].mean(axis=1)
-    return _regression_scores(y_test, pred)
+    return _regression_scores(y_test, pred, groups)
 
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
 
 def ridge_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                alpha: float | None = None) -> dict[str, float]:
+                alpha: float | None = None, groups: np.ndarray | None = None) -> dict[str, float]:
     """``{"r2", "mae"}`` of ridge regression ``min_w,b ||A w + b - y||^2 + alpha ||w||^2`` on standardised
     frozen embeddings ``A`` (the intercept is not penalised). ``alpha=None`` picks it from :data:`RIDGE_ALPHAS` by
     leave-one-out error on the training set only (a fixed alpha over-fits 256-d embeddings of a few hundred
-    windows)."""
+    windows). ``groups``: as :func:`knn_regression`."""
     from sklearn.linear_model import Ridge, RidgeCV
 
     a, b = _standardise(z_train, z_test)
     y = np.asarray(y_train, dtype=np.float64)
     reg = Ridge(alpha=alpha) if alpha is not None else RidgeCV(alphas=RIDGE_ALPHAS)
     reg.fit(a, y)
-    return _regression_scores(y_test, reg.predict(b))
+    return _regression_scores(y_test, reg.predict(b), groups)
+
+
+def within_group_r(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, min_items: int = 10,
+                   min_std: float = 2.0) -> float:
+    """Mean over groups (recordings) of the Pearson correlation between predictions and targets inside the group,
+    over groups with at least ``min_items`` test items whose targets vary (std >= ``min_std``); NaN when no group
+    qualifies. It asks whether predictions *track* the target within one recording, which R^2 over all items
+    cannot tell when the recordings' means differ more than the target varies inside them (a probe that only
+    recognises the recording scores a high R^2 and a within-recording r near 0)."""
+    y_true, y_pred, groups = (np.asarray(a, dtype=np.float64) for a in (y_true, y_pred, groups))
+    rs = []
+    for g in np.unique(groups):
+        t, p = y_true[groups == g], y_pred[groups == g]
+        if len(t) >= min_items and t.std() >= min_std:
+            rs.append(0.0 if p.std() == 0 else float(np.corrcoef(t, p)[0, 1]))
+    return float(np.mean(rs)) if rs else float("nan")
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -500,9 +520,13 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
             row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y_tr),
                                    "n_test": len(y_te)}
             if task == "regression":
-                knn, ridge = knn_regression(z_tr, y_tr, z_te, y_te), ridge_probe(z_tr, y_tr, z_te, y_te)
+                groups = ps.meta.get("test_groups")
+                knn = knn_regression(z_tr, y_tr, z_te, y_te, groups=groups)
+                ridge = ridge_probe(z_tr, y_tr, z_te, y_te, groups=groups)
                 row.update(target_std=float(np.std(np.asarray(y_te, dtype=np.float64))),
                            knn_r2=knn["r2"], knn_mae=knn["mae"], ridge_r2=ridge["r2"], ridge_mae=ridge["mae"])
+                if groups is not None:
+                    row.update(knn_within_r=knn["within_r"], ridge_within_r=ridge["within_r"])
             elif task == "classification":
                 row.update(classes=int(len(np.unique(y_tr))), knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te),
                            linear_bacc=linear_probe(z_tr, y_tr, z_te, y_te))
@@ -633,12 +657,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
             lines.append(f"| {r['probe']} | {r['encoder']} | {split} | {r['classes']} | "
                          f"{r['knn_bacc']:.3f} | {r['linear_bacc']:.3f} | {r['rankme']:.1f} |")
     if regression:
-        lines += ["", "## Regression probes (frozen encoder, fixed split; R^2 and mean absolute error)", "",
-                  "| probe | encoder | train / test | test target std | kNN R^2 | kNN MAE | ridge R^2 | ridge MAE | RankMe |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Regression probes (frozen encoder, fixed split; R^2, mean absolute error and the mean "
+                  "within-recording correlation r of predictions and targets)", "",
+                  "| probe | encoder | train / test | test target std | kNN R^2 | kNN MAE | kNN r within | ridge R^2 | "
+                  "ridge MAE | ridge r within | RankMe |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in regression:
             lines.append(f"| {r['probe']} | {r['encoder']} | {r['n_train']} / {r['n_test']} | {r['target_std']:.2f} | "
-                         f"{r['knn_r2']:.3f} | {r['knn_mae']:.2f} | {r['ridge_r2']:.3f} | {r['ridge_mae']:.2f} | "
+                         f"{r['knn_r2']:.3f} | {r['knn_mae']:.2f} | {_fmt_score(r.get('knn_within_r'))} | "
+                         f"{r['ridge_r2']:.3f} | {r['ridge_mae']:.2f} | {_fmt_score(r.get('ridge_within_r'))} | "
                          f"{r['rankme']:.1f} |")
     lines += _denoising_section(denoising_rows) + _segmentation_section(segmentation_rows)
     if rows or denoising_rows or segmentation_rows:

@@ -202,13 +202,15 @@ def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, wind
     is in the description).
 
     Returns:
-        ProbeSet(task="regression") with float32 x [N, 1, round(window_s * fs)] and float64 y in bpm.
+        ProbeSet(task="regression") with float32 x [N, 1, round(window_s * fs)], float64 y in bpm and
+        ``meta["test_groups"]``: the record index of every test window (for the within-record correlation).
 
     Raises:
         DataError: fewer than 5 usable train or test windows.
     """
     windows = probe_windows(records, window_s, stride_s, max_per_record)
     parts: dict[str, tuple[list[np.ndarray], list[float]]] = {"train": ([], []), "test": ([], [])}
+    test_records: list[int] = []
     rejected = 0
     for w in windows:
         x = preprocess_window(w.record, w.channel, w.start_s, window_s, fs, band, clip)
@@ -218,6 +220,8 @@ def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, wind
             continue
         parts[w.split][0].append(x)
         parts[w.split][1].append(hr)
+        if w.split == "test":
+            test_records.append(w.label)
     n_train, n_test = len(parts["train"][1]), len(parts["test"][1])
     if min(n_train, n_test) < 5:
         raise DataError(f"heart_rate probe: only {n_train} train / {n_test} test windows with a measurable heart "
@@ -230,8 +234,11 @@ def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, wind
             f"heart rate (bpm) of each {window_s:g} s PPG window from NeuroKit2 Elgendi peaks on the same window "
             f"(train {y_tr.min():.0f}-{y_tr.max():.0f} bpm, test {y_te.min():.0f}-{y_te.max():.0f} bpm); records "
             f"{', '.join(per_record)}; first 2/3 of each record train, last 1/3 test; {rejected} windows without "
-            f"a measurable rate left out; between-record differences dominate the variance"
+            f"a measurable rate left out; between-record differences dominate the variance, so 'r within' (the "
+            f"correlation of predictions and targets inside each record whose test rate varies) tells whether an "
+            f"encoder tracks the rate or only recognises the record"
         ),
+        meta={"test_groups": np.asarray(test_records, dtype=np.int64)},
     )
 
 

@@ -95,3 +95,23 @@ def test_probe_encoders_cross_validate_a_probe_set_with_folds():
     with pytest.raises(ValueError, match="blocked cross-validation needs a classification task"):
         probe_encoders({"linear": _Linear()}, {"cv": ProbeSet(x, y.astype(float), empty, y[:0], task="regression",
                                                               folds=folds)})
+
+
+def test_within_group_correlation_separates_tracking_from_recognising():
+    from pretrain.evaluate import within_group_r
+
+    # group 0: targets 60..69 around a mean of 64.5; group 1: targets 120..129
+    y = np.concatenate([60 + np.arange(10.0), 120 + np.arange(10.0)])
+    groups = np.repeat([0, 1], 10)
+    recognise = np.repeat([64.5, 124.5], 10)  # knows the group, not the target inside it
+    assert r2_score(y, recognise) > 0.95 and within_group_r(y, recognise, groups, min_std=1.0) == 0.0
+    track = y + np.tile([1.0, -1.0], 10)  # follows the target inside each group
+    # Pearson r of t and t + e with e = +-1 alternating: cov = var(t) + cov(t, e) = 8.25 - 0.5, var(t + e) = 8.25
+    # + 1 + 2 cov(t, e) = 8.25; r = 7.75 / sqrt(8.25 * 8.25)
+    assert within_group_r(y, track, groups, min_std=1.0) == pytest.approx(7.75 / 8.25)
+    # groups with fewer items or a smaller target std (here 2.87) than asked for are left out; none left -> NaN
+    assert np.isnan(within_group_r(y, track, groups, min_items=11))
+    assert np.isnan(within_group_r(y, track, groups, min_std=3.0))
+    # one group qualifying (the other's targets made constant) -> that group's r
+    flat = np.where(groups == 1, 120.0, y)
+    assert within_group_r(flat, track, groups, min_std=1.0) == pytest.approx(7.75 / 8.25)

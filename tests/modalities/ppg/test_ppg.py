@@ -109,6 +109,10 @@ def test_probe_targets_on_real_recordings(signals_dir):
     assert set(np.unique(ident.y_test)) == set(range(4)) == set(np.unique(ident.y_train))
     # the ICU record beats at ~128 bpm, HeartPy's recordings at 55-105 bpm: both show up in the labels
     assert hr.y_test.max() > 120 and hr.y_test.min() < 70
+    # record index of every test window, for the within-record correlation: a103l's windows are the ~126 bpm ones
+    groups = hr.meta["test_groups"]
+    assert groups.shape == hr.y_test.shape and set(np.unique(groups)) <= set(range(4))
+    assert np.all(hr.y_test[groups == 3] > 115) and np.all(hr.y_test[groups != 3] < 115)
 
 
 def test_probe_windows_never_cross_the_split(signals_dir):
@@ -145,6 +149,8 @@ def test_evaluate_report_has_the_heart_rate_regression_table(tmp_path, run_cache
     rows = json.loads((run / "probes.json").read_text())
     hr = [r for r in rows if r["probe"] == "heart_rate"]
     assert len(hr) == 2 and all(r["task"] == "regression" and "ridge_r2" in r and "knn_mae" in r for r in hr)
+    assert all(-1.0 <= r["ridge_within_r"] <= 1.0 and -1.0 <= r["knn_within_r"] <= 1.0 for r in hr)
+    assert "ridge r within" in report
 
 
 def test_paired_ecg_channel_for_the_cross_modal_objective(signals_dir):
