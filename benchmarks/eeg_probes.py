@@ -7,10 +7,13 @@ randomly initialised one of the same architecture; plus wall time, the final cod
 VQ objective (logged per step to metrics.csv) and held-out RankMe.
 
     python benchmarks/eeg_probes.py [--steps 300] [--objectives vq_reconstruction,jepa] [--data sim,real]
-                                    [--set KEY=VALUE ...]
+                                    [--seeds 0,1,2] [--set KEY=VALUE ...]
+    python benchmarks/eeg_probes.py --rows-from A.json,B.json   # one table of earlier invocations (run in parallel)
 
 ``sim`` is the embedded simulated corpus (``modalities/eeg/simulate.py``), ``real`` the bundled recordings in
-``../shared/data/signals/eeg``. Prints one table and writes benchmarks/results/eeg_probes.json.
+``../shared/data/signals/eeg``. With several seeds (``train.seed``: initial weights, data order and masks; the
+random control changes with it) a second table gives the mean over seeds and on how many seeds the pretrained
+encoder scored higher, equal or lower. Prints the tables and writes benchmarks/results/eeg_probes.json.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +61,44 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
             "rankme_heldout_last": ranks[-1] if ranks else None, "probes": probes}
 
 
+def print_rows(rows: list[dict]) -> None:
+    print(f"{'objective':18s} {'data':4s} {'seed':>4s} {'steps':>5s} {'sec':>5s} {'perplex':>7s} | {'probe':15s} "
+          f"{'kNN pre/rand':>13s} {'logreg pre/rand':>15s}")
+    for r in rows:
+        by = {(p["probe"], p["encoder"]): p for p in r["probes"]}
+        ppl = f"{r['perplexity_last']:7.1f}" if r["perplexity_last"] is not None else f"{'-':>7s}"
+        for probe in sorted({p["probe"] for p in r["probes"]}):
+            pre, rnd = by[(probe, "pretrained")], by[(probe, "random init")]
+            print(f"{r['objective']:18s} {r['data']:4s} {r.get('seed', 0):4d} {r['steps']:5d} {r['seconds']:5.0f} "
+                  f"{ppl} | {probe:15s} {pre['knn_bacc']:6.3f}/{rnd['knn_bacc']:5.3f} "
+                  f"{pre['linear_bacc']:8.3f}/{rnd['linear_bacc']:5.3f}")
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Per (objective, data, steps, overrides) and probe: mean balanced accuracy over seeds of the pretrained and
+    the random encoder, and the seeds on which the pretrained one scored higher / equal / lower."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["objective"], r["data"], r["steps"], tuple(r.get("overrides", ())))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (objective, data, steps, overrides), runs in groups.items():
+        for probe in sorted({p["probe"] for p in runs[0]["probes"]}):
+            entry = {"objective": objective, "data": data, "steps": steps, "overrides": list(overrides),
+                     "probe": probe, "seeds": [r.get("seed", 0) for r in runs]}
+            for metric in ("knn_bacc", "linear_bacc"):
+                pairs = []
+                for r in runs:
+                    by = {p["encoder"]: p[metric] for p in r["probes"] if p["probe"] == probe}
+                    pairs.append((by["pretrained"], by["random init"]))
+                entry[metric] = {"pretrained_mean": statistics.fmean(a for a, _ in pairs),
+                                 "random_mean": statistics.fmean(b for _, b in pairs),
+                                 "higher_equal_lower": [sum(a > b for a, b in pairs), sum(a == b for a, b in pairs),
+                                                        sum(a < b for a, b in pairs)]}
+            out.append(entry)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
@@ -65,29 +107,39 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--objectives", default="vq_reconstruction,jepa")
     ap.add_argument("--data", default="sim,real", help="comma list of 'sim' (embedded default) and 'real'")
+    ap.add_argument("--seeds", default="0", help="comma list of train.seed values; every run is repeated per seed")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override for every run, e.g. model.patch_init=fan_in")
+    ap.add_argument("--rows-from", help="comma list of JSON files written by this script: tabulate their rows")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eeg_probes.json"))
     args = ap.parse_args()
     os.environ.setdefault("MODALITIES_CACHE", str(Path(tempfile.gettempdir()) / "modalities-bench-cache"))
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for data in args.data.split(","):
-            for objective in args.objectives.split(","):
-                rows.append(run_one(objective, data, args.steps, args.batch, args.model, args.lr,
-                                    Path(tmp) / f"{data}-{objective}", args.sets))
-    print(f"{'objective':18s} {'data':4s} {'steps':>5s} {'sec':>5s} {'perplex':>7s} | {'probe':15s} "
-          f"{'kNN pre/rand':>13s} {'logreg pre/rand':>15s}")
-    for r in rows:
-        by = {(p["probe"], p["encoder"]): p for p in r["probes"]}
-        ppl = f"{r['perplexity_last']:7.1f}" if r["perplexity_last"] is not None else f"{'-':>7s}"
-        for probe in sorted({p["probe"] for p in r["probes"]}):
-            pre, rnd = by[(probe, "pretrained")], by[(probe, "random init")]
-            print(f"{r['objective']:18s} {r['data']:4s} {r['steps']:5d} {r['seconds']:5.0f} {ppl} | {probe:15s} "
-                  f"{pre['knn_bacc']:6.3f}/{rnd['knn_bacc']:5.3f} {pre['linear_bacc']:8.3f}/{rnd['linear_bacc']:5.3f}")
+    if args.rows_from:
+        for f in args.rows_from.split(","):
+            rows += json.loads(Path(f).read_text())["rows"]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for data in args.data.split(","):
+                    for objective in args.objectives.split(","):
+                        row = run_one(objective, data, args.steps, args.batch, args.model, args.lr,
+                                      Path(tmp) / f"{data}-{objective}-{seed}", args.sets + [f"train.seed={seed}"])
+                        row["seed"], row["overrides"] = seed, args.sets
+                        rows.append(row)
+    print_rows(rows)
+    summary = seed_summary(rows)
+    if any(len(e["seeds"]) > 1 for e in summary):
+        print(f"\n{'objective':18s} {'data':4s} {'steps':>5s} {'seeds':>5s} | {'probe':15s} "
+              f"{'kNN pre/rand (+=-)':>24s} {'logreg pre/rand (+=-)':>24s}")
+        for e in summary:
+            cells = [f"{e[m]['pretrained_mean']:.3f}/{e[m]['random_mean']:.3f} "
+                     f"({'/'.join(str(n) for n in e[m]['higher_equal_lower'])})" for m in ("knn_bacc", "linear_bacc")]
+            print(f"{e['objective']:18s} {e['data']:4s} {e['steps']:5d} {len(e['seeds']):5d} | {e['probe']:15s} "
+                  f"{cells[0]:>24s} {cells[1]:>24s}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "eeg_probes", "rows": rows}, indent=2))
+    out.write_text(json.dumps({"benchmark": "eeg_probes", "rows": rows, "seed_summary": summary}, indent=2))
     print(f"wrote {out}")
 
 

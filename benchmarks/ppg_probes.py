@@ -73,14 +73,14 @@ def summarise(out: Path, train_s: float | None, eval_s: float | None, sets: list
 
 def table(result: dict) -> str:
     rows = {(p["probe"], p["encoder"]): p for p in result["probes"]}
-    lines = [f"{'probe':16s} {'metric':12s} {'pretrained':>10s} {'random':>10s}"]
+    lines = [f"{'probe':16s} {'metric':14s} {'pretrained':>10s} {'random':>10s}"]
     for probe in dict.fromkeys(p["probe"] for p in result["probes"]):
         pre, rnd = rows[(probe, "pretrained")], rows[(probe, "random init")]
         keys = (["knn_r2", "knn_mae", "knn_within_r", "ridge_r2", "ridge_mae", "ridge_within_r"]
                 if pre.get("task") == "regression"
                 else ["knn_bacc", "linear_bacc"]) + ["rankme"]
         for k in (k for k in keys if k in pre):
-            lines.append(f"{probe:16s} {k:12s} {pre[k]:10.3f} {rnd[k]:10.3f}")
+            lines.append(f"{probe:16s} {k:14s} {pre[k]:10.3f} {rnd[k]:10.3f}")
     return "\n".join(lines)
 
 
