@@ -504,7 +504,7 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
         for enc_name, enc in encoders.items():
             enc.eval()
             task = getattr(ps, "task", "classification")
-            if ps.folds is not None:  # cross-validated over blocks: every item is a test item once
+            if getattr(ps, "folds", None) is not None:  # cross-validated over blocks: every item is a test item once
                 if task != "classification":
                     raise ValueError(f"probe {probe_name!r}: blocked cross-validation needs a classification task")
                 z = embed_array(enc.embed, ps.x_train, batch_size, collate)
