@@ -494,6 +494,16 @@ def control_encoder(run_dir: str | Path, seed: int | None = None) -> nn.Module:
     return random_encoder_like(run_dir / "encoder", seed)
 
 
+def probe_embedding(encoder: nn.Module, ps: Any) -> tuple[Callable[[Any], torch.Tensor], str]:
+    """The features a probe reads and their name: ``encoder.embed`` (``"mean"``), or, when the probe set asks for
+    ``meta["embedding"] == "channels"`` and the encoder has ``embed_channels`` (channel-independent EEG encoders),
+    the per-channel features concatenated in the probe's channel order, float[B, C * D] (``"channels"``: keeps the
+    montage, e.g. the lateralisation of motor rhythms, which the mean over channels averages away)."""
+    if getattr(ps, "meta", {}).get("embedding") == "channels" and hasattr(encoder, "embed_channels"):
+        return (lambda x: encoder.embed_channels(x).flatten(1)), "channels"
+    return encoder.embed, "mean"
+
+
 def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch_size: int = 64,
                    collate: Callable[[list[Any]], Any] | None = None) -> list[dict[str, Any]]:
     """RankMe plus, for each (encoder, probe) pair, kNN and logistic-probe balanced accuracy (classification)
@@ -504,21 +514,22 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
         for enc_name, enc in encoders.items():
             enc.eval()
             task = getattr(ps, "task", "classification")
+            embed, embedding = probe_embedding(enc, ps)
             if getattr(ps, "folds", None) is not None:  # cross-validated over blocks: every item is a test item once
                 if task != "classification":
                     raise ValueError(f"probe {probe_name!r}: blocked cross-validation needs a classification task")
-                z = embed_array(enc.embed, ps.x_train, batch_size, collate)
+                z = embed_array(embed, ps.x_train, batch_size, collate)
                 y = np.asarray(ps.y_train)
-                rows.append({"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y),
-                             "n_test": len(y), "folds": int(len(np.unique(ps.folds))),
+                rows.append({"probe": probe_name, "encoder": enc_name, "task": task, "embedding": embedding,
+                             "n_train": len(y), "n_test": len(y), "folds": int(len(np.unique(ps.folds))),
                              "classes": int(len(np.unique(y))), **blocked_cv_scores(z, y, ps.folds),
                              "rankme": rankme(torch.from_numpy(z))})
                 continue
-            z_tr = embed_array(enc.embed, ps.x_train, batch_size, collate)
-            z_te = embed_array(enc.embed, ps.x_test, batch_size, collate)
+            z_tr = embed_array(embed, ps.x_train, batch_size, collate)
+            z_te = embed_array(embed, ps.x_test, batch_size, collate)
             y_tr, y_te = np.asarray(ps.y_train), np.asarray(ps.y_test)
-            row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "n_train": len(y_tr),
-                                   "n_test": len(y_te)}
+            row: dict[str, Any] = {"probe": probe_name, "encoder": enc_name, "task": task, "embedding": embedding,
+                                   "n_train": len(y_tr), "n_test": len(y_te)}
             if task == "regression":
                 groups = ps.meta.get("test_groups")
                 knn = knn_regression(z_tr, y_tr, z_te, y_te, groups=groups)

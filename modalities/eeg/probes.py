@@ -9,6 +9,7 @@ re-reference, 50/60 Hz notch, band-pass, resampling to ``fs``, per-channel z-sco
   left vs right needs the *lateralisation* of mu/beta power, which an encoder that pools over channels cannot
   keep, and 3-way classification leaves 3-4 test events per movement class. Rest vs movement (19 vs 19 events)
   is the task the data can measure. Rest spans last 1.375 s here, so windows are 1.25 s (5 tokens of 0.25 s).
+  The probes read the per-channel features in montage order (``embedding="channels"``), not the channel mean.
 - :func:`record_identity_probe`: which recording a single-channel window comes from: the motor-imagery run
   (``Cz``), the resting eyes-open FIF (``Cz-A2``) and the two single-channel sleep EEG text files (N2 with
   spindles, N3). Montages differ, so each recording contributes one channel (one central channel where it has
@@ -58,7 +59,8 @@ def _rows(record: EEGRecord, channels: Sequence[str]) -> list[int]:
 
 
 def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1.25, train_fraction: float = 2 / 3,
-                        channels: Sequence[str] = MOTOR_CHANNELS, folds: int | None = None, **read: Any) -> ProbeSet:
+                        channels: Sequence[str] = MOTOR_CHANNELS, folds: int | None = None,
+                        embedding: str = "channels", **read: Any) -> ProbeSet:
     """Rest (``T0``, class 0) vs movement (``T1``/``T2``, class 1) windows of an annotated motor-imagery run.
 
     One window per event: the first ``window_s`` seconds after its onset (events shorter than that are left out).
@@ -66,11 +68,17 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
     ``folds=K``: the run is cut into K equal blocks of time, each event belongs to the block holding its onset, and
     every window sits in ``x_train`` with its block in ``ProbeSet.folds`` (blocked cross-validation: each event is
     predicted once by a probe fit on the other blocks; no window spans two events, so no sample is shared).
-    ``read`` passes preprocessing options (``band``, ``notch_hz``, ``reref_min_channels``, ``clip``) on.
+    ``embedding``: what the probes read (``ProbeSet.meta["embedding"]``, :func:`pretrain.evaluate.probe_embedding`):
+    ``"channels"`` (default) the encoder's per-channel features in the order of ``channels``, concatenated, so the
+    montage (which sensorimotor channel desynchronises) is kept; ``"mean"`` the encoder's ``embed``, which averages
+    over channels. ``read`` passes preprocessing options (``band``, ``notch_hz``, ``reref_min_channels``,
+    ``clip``) on.
 
     Returns:
         ProbeSet with float32 x [N, len(channels), round(window_s * fs)] and int64 labels.
     """
+    if embedding not in ("channels", "mean"):
+        raise DataError(f"motor-imagery probe: embedding must be 'channels' or 'mean', got {embedding!r}")
     record = index_eeg(path)[0]
     rows = _rows(record, channels)
     if folds is not None and folds < 2:
@@ -96,7 +104,9 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
         parts[side][1].append(0 if ev.label == "T0" else 1)
     (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
     description = (f"{record.name}: rest vs movement from the first {window_s:g} s of each annotated event on "
-                   f"{', '.join(channels)}; ")
+                   f"{', '.join(channels)} ("
+                   + ("per-channel features concatenated" if embedding == "channels" else "channel-mean features")
+                   + "); ")
     if folds:
         if len(set(y_tr)) < 2:
             raise DataError(f"{record.path}: need both rest (T0) and movement (T1/T2) events")
@@ -106,7 +116,7 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
                         x_test=np.zeros((0, len(rows), int(round(window_s * fs))), dtype=np.float32),
                         y_test=np.zeros(0, dtype=np.int64), task="classification",
                         class_names=("rest (T0)", "movement (T1, T2)"), description=description,
-                        folds=np.array(blocks, dtype=np.int64))
+                        meta={"embedding": embedding}, folds=np.array(blocks, dtype=np.int64))
     if not all(len(set(y)) == 2 for _, y in parts.values()):
         raise DataError(f"{record.path}: need rest (T0) and movement (T1/T2) events on both sides of the "
                         f"{split_s:.0f} s split")
@@ -116,6 +126,7 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
         x_test=np.stack(x_te), y_test=np.array(y_te, dtype=np.int64),
         task="classification", class_names=("rest (T0)", "movement (T1, T2)"),
         description=description + f"events before {split_s:.0f} s train, after test; [rest, movement] counts {counts}",
+        meta={"embedding": embedding},
     )
 
 
@@ -224,7 +235,9 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
         folds = data_cfg.get("probe_folds", 6)
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
                                                       window_s=float(data_cfg.get("probe_window_s", 1.25)),
-                                                      folds=int(folds) if folds else None, **read)
+                                                      folds=int(folds) if folds else None,
+                                                      embedding=str(data_cfg.get("probe_embedding", "channels")),
+                                                      **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
     records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
     if len(records) >= 2:

@@ -115,3 +115,35 @@ def test_within_group_correlation_separates_tracking_from_recognising():
     # one group qualifying (the other's targets made constant) -> that group's r
     flat = np.where(groups == 1, 120.0, y)
     assert within_group_r(flat, track, groups, min_std=1.0) == pytest.approx(7.75 / 8.25)
+
+
+class _TwoChannel(nn.Module):
+    """Channel-independent toy encoder: each channel's feature is its mean; ``embed`` averages the channels."""
+
+    def embed_channels(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(-1, keepdim=True)  # [B, C, 1]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_channels(x).mean(1)  # [B, 1]
+
+
+def test_probe_reads_per_channel_features_when_the_probe_set_asks():
+    """Class = which of two channels carries the offset (lateralisation): the channel mean is identical for both
+    classes, the per-channel features separate them."""
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 30)
+    x = 0.1 * rng.standard_normal((60, 2, 16)).astype(np.float32)
+    x[np.arange(60), y] += 1.0  # +1 on channel 0 for class 0, on channel 1 for class 1
+    x = x - x.mean(axis=(1, 2), keepdims=True)  # the mean over channels and time carries nothing
+    folds = np.repeat(np.arange(3), 20)
+    empty = np.zeros((0, 2, 16), dtype=np.float32)
+    sets = {name: ProbeSet(x, y, empty, y[:0], folds=folds, meta=meta)
+            for name, meta in (("mean", {}), ("channels", {"embedding": "channels"}))}
+    rows = {r["probe"]: r for r in probe_encoders({"toy": _TwoChannel()}, sets)}
+    assert rows["channels"]["embedding"] == "channels" and rows["mean"]["embedding"] == "mean"
+    assert rows["channels"]["linear_bacc"] == 1.0 and rows["channels"]["knn_bacc"] == 1.0
+    assert rows["mean"]["linear_bacc"] < 0.7
+    # an encoder without per-channel features falls back to embed
+    (row,) = probe_encoders({"linear": _Linear()}, {"c": ProbeSet(x[:, :1, :3], y, empty[:, :1, :3], y[:0],
+                                                                     folds=folds, meta={"embedding": "channels"})})
+    assert row["embedding"] == "mean"

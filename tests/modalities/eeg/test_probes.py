@@ -28,6 +28,7 @@ def test_motor_imagery_windows_come_from_the_annotated_events(probes):
         counts = np.bincount(ps.y_train[ps.folds == b], minlength=2)
         assert 3 <= counts.min() and counts.max() <= 4
     assert np.isfinite(ps.x_train).all() and np.abs(ps.x_train.mean(-1)).max() < 1e-4
+    assert ps.meta["embedding"] == "channels"  # the probes read the montage, not the channel mean
 
 
 def test_motor_imagery_split_keeps_windows_on_one_side(signals_dir):
@@ -44,6 +45,8 @@ def test_motor_imagery_split_keeps_windows_on_one_side(signals_dir):
         motor_imagery_probe(path, channels=("A1",))
     with pytest.raises(DataError, match="folds must be at least 2, got 1"):
         motor_imagery_probe(path, folds=1)
+    with pytest.raises(DataError, match="embedding must be 'channels' or 'mean', got 'tokens'"):
+        motor_imagery_probe(path, embedding="tokens")
 
 
 def test_record_identity_uses_one_channel_per_recording(probes):
