@@ -67,7 +67,8 @@ class Modality:
 
 @dataclass
 class ProbeSet:
-    """Labelled inputs for a frozen-encoder probe with a fixed train/test split.
+    """Labelled inputs for a frozen-encoder probe: a fixed train/test split, or blocks to cross-validate over
+    (``folds``).
 
     ``task`` and what the fields hold:
 
@@ -87,6 +88,11 @@ class ProbeSet:
     ``folds`` (classification only): int[N] block id of every item of ``x_train`` / ``y_train``, for probe sets too
     small to hold out a test part (a few dozen events); the probes are then cross-validated over these blocks
     (``pretrain.evaluate.blocked_cv_scores``) and ``x_test`` / ``y_test`` stay empty.
+
+    ``meta`` keys read by every embedding probe: ``embedding`` (``"channels"``: per-channel features of encoders
+    that have ``embed_channels``, concatenated, see ``pretrain.evaluate.probe_embedding``; default the encoder's
+    ``embed``) and, for regression, ``test_groups`` (the recording of every test item, for the within-recording
+    correlation ``pretrain.evaluate.within_group_r``).
 
     ``class_names`` documents the label indices; ``description`` is printed under the report's tables.
     """
