@@ -9,6 +9,11 @@ reading the signal. For each encoder this prints:
 - the L1 loss of the position-only predictor ``t[b, n] ~ mean_b t[b, n]`` (compare with the training loss).
 
     python benchmarks/jepa_target_position_share.py [--encoder RUN_DIR/encoder ...] [--windows 64]
+    python benchmarks/jepa_target_position_share.py --per-record [--windows 32]
+
+``--per-record``: the share for each record's windows alone, for the paper's patch initialisation and for
+``fan_in``, beside the number of leads the record fills (the 12-lead layout leaves missing leads at zero, so a
+2-lead record feeds the patch embedding a sixth of a 12-lead record's input energy).
 
 Uses real 10 s windows of the shared ECG records; writes benchmarks/results/jepa_target_position_share.json.
 """
@@ -26,6 +31,7 @@ import models
 from modalities.ecg import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def position_share(encoder: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
@@ -42,10 +48,15 @@ def main() -> None:
     ap.add_argument("--model", default="vit1d_xs", help="architecture of the random-init reference")
     ap.add_argument("--windows", type=int, default=64)
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "signals"))
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "jepa_target_position_share.json"))
+    ap.add_argument("--per-record", action="store_true", help="one row per record and patch initialisation")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/jepa_target_position_share"
+                                                "[_per_record].json)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     ds = build_dataset({"path": str(Path(args.data).resolve()), "fs": 500, "window_s": 10.0}, "train", 0)
+    if args.per_record:
+        per_record(ds, args.model, args.windows, Path(args.out or RESULTS / "jepa_target_position_share_per_record.json"))
+        return
     x = torch.stack([ds[(i, 7000 + i)]["signal"] for i in range(args.windows)])
     torch.manual_seed(0)
     encoders = {f"{args.model} random init": models.create(args.model).eval()}
@@ -57,9 +68,34 @@ def main() -> None:
         share, l1 = position_share(enc, x)
         rows.append({"encoder": name, "position_share": share, "position_only_l1": l1})
         print(f"{name:60s} {share:14.3f} {l1:17.3f}")
-    out = Path(args.out)
+    out = Path(args.out or RESULTS / "jepa_target_position_share.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "jepa_target_position_share", "windows": args.windows, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+def per_record(ds, model: str, windows: int, out: Path) -> None:
+    """Position share of each record's first ``windows`` seeded windows, for both patch initialisations."""
+    by_record: dict[str, list[torch.Tensor]] = {}
+    for i in range(len(ds)):
+        item = ds[(i, 7000 + i)]
+        by_record.setdefault(item["record"], []).append(item["signal"])
+    encoders = {}
+    for init in ("trunc_normal", "fan_in"):
+        torch.manual_seed(0)
+        encoders[init] = models.create(model, patch_init=init).eval()
+    rows = []
+    print(f"{'record':24s} {'windows':>7s} {'leads':>5s} {'share (paper init)':>18s} {'share (fan_in)':>14s}")
+    for record, signals in by_record.items():
+        x = torch.stack(signals[:windows])
+        leads = int((x.abs().sum(-1) > 0).any(0).sum())
+        shares = {init: position_share(enc, x)[0] for init, enc in encoders.items()}
+        rows.append({"record": Path(record).name, "windows": len(x), "leads_present": leads,
+                     "position_share": shares})
+        print(f"{Path(record).name:24s} {len(x):7d} {leads:5d} {shares['trunc_normal']:18.3f} {shares['fan_in']:14.3f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "jepa_target_position_share_per_record", "model": model,
+                               "windows_per_record": windows, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
 
