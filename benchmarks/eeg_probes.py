@@ -36,11 +36,11 @@ REAL = REPO / ".." / "shared" / "data" / "signals" / "eeg"
 
 
 def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: float, out: Path,
-            sets: list[str] = ()) -> dict:
+            sets: list[str] = (), seed: int = 0) -> dict:
     recipe = modalities.get("eeg").recipe
     overrides = [f"objective.name={objective}", f"model.name={model}", f"optim.lr={lr}",
                  f"optim.warmup_steps={max(1, steps // 10)}", f"train.rankme_every={max(1, steps // 3)}",
-                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1", *sets]
+                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1", f"train.seed={seed}", *sets]
     extra = {"train": {"max_steps": steps, "batch_size": batch}}
     if data == "real":
         extra["data"] = {"path": str(REAL.resolve())}
@@ -55,7 +55,7 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
     last = metrics[-1]
     ranks = [r["rankme"] for r in metrics if "rankme" in r]
     return {"objective": objective, "data": data, "model": model, "steps": steps, "batch": batch, "lr": lr,
-            "overrides": list(sets),
+            "seed": seed, "overrides": list(sets),
             "seconds": seconds, "loss_first": metrics[0]["loss"], "loss_last": last["loss"],
             "perplexity_last": last.get("perplexity"), "codebook_usage_last": last.get("codebook_usage"),
             "rankme_heldout_last": ranks[-1] if ranks else None, "probes": probes}
@@ -123,10 +123,8 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 for data in args.data.split(","):
                     for objective in args.objectives.split(","):
-                        row = run_one(objective, data, args.steps, args.batch, args.model, args.lr,
-                                      Path(tmp) / f"{data}-{objective}-{seed}", args.sets + [f"train.seed={seed}"])
-                        row["seed"], row["overrides"] = seed, args.sets
-                        rows.append(row)
+                        rows.append(run_one(objective, data, args.steps, args.batch, args.model, args.lr,
+                                            Path(tmp) / f"{data}-{objective}-{seed}", args.sets, seed))
     print_rows(rows)
     summary = seed_summary(rows)
     if any(len(e["seeds"]) > 1 for e in summary):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 import models
 from modalities.ecg import build_dataset
+from models.transformer import PATCH_INITS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,7 +82,7 @@ def per_record(ds, model: str, windows: int, out: Path) -> None:
         item = ds[(i, 7000 + i)]
         by_record.setdefault(item["record"], []).append(item["signal"])
     encoders = {}
-    for init in ("trunc_normal", "fan_in"):
+    for init in PATCH_INITS:
         torch.manual_seed(0)
         encoders[init] = models.create(model, patch_init=init).eval()
     rows = []

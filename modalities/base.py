@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+import numpy as np
 from torch.utils.data import Dataset, default_collate
 
 
@@ -106,6 +107,14 @@ class ProbeSet:
     description: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     folds: Any = None
+
+    @classmethod
+    def folded(cls, x: np.ndarray, y: np.ndarray, folds: Any, **fields: Any) -> "ProbeSet":
+        """A classification probe set cross-validated over ``folds`` (one block id per item of ``x``): every item
+        in ``x_train`` / ``y_train``, empty ``x_test`` / ``y_test`` of the same item shape."""
+        x, y = np.asarray(x), np.asarray(y, dtype=np.int64)
+        return cls(x_train=x, y_train=y, x_test=x[:0], y_test=y[:0], task="classification",
+                   folds=np.asarray(folds, dtype=np.int64), **fields)
 
 
 

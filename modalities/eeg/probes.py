@@ -112,11 +112,8 @@ def motor_imagery_probe(path: str | Path, fs: float = 128.0, window_s: float = 1
             raise DataError(f"{record.path}: need both rest (T0) and movement (T1/T2) events")
         description += (f"{len(y_tr)} events ({np.bincount(y_tr, minlength=2).tolist()} rest, movement), blocked "
                         f"cross-validation over {folds} consecutive {block_s:.0f} s blocks")
-        return ProbeSet(x_train=np.stack(x_tr), y_train=np.array(y_tr, dtype=np.int64),
-                        x_test=np.zeros((0, len(rows), int(round(window_s * fs))), dtype=np.float32),
-                        y_test=np.zeros(0, dtype=np.int64), task="classification",
-                        class_names=("rest (T0)", "movement (T1, T2)"), description=description,
-                        meta={"embedding": embedding}, folds=np.array(blocks, dtype=np.int64))
+        return ProbeSet.folded(np.stack(x_tr), y_tr, blocks, class_names=("rest (T0)", "movement (T1, T2)"),
+                               description=description, meta={"embedding": embedding})
     if not all(len(set(y)) == 2 for _, y in parts.values()):
         raise DataError(f"{record.path}: need rest (T0) and movement (T1/T2) events on both sides of the "
                         f"{split_s:.0f} s split")
@@ -198,19 +195,16 @@ def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
                         + ("block" if folds else "part"))
     description = f"recording identity from one channel per recording ({', '.join(names)}); {window_s:g} s windows, "
     if folds:
-        return ProbeSet(
-            x_train=np.stack([x for part in parts for x in xs[part]]),
-            y_train=np.array([y for part in parts for y in ys[part]], dtype=np.int64),
-            x_test=np.zeros((0, 1, int(round(window_s * fs))), dtype=np.float32), y_test=np.zeros(0, dtype=np.int64),
-            task="classification", class_names=tuple(names),
+        return ProbeSet.folded(
+            np.stack([x for part in parts for x in xs[part]]), [y for part in parts for y in ys[part]],
+            [k for k, part in enumerate(parts) for _ in ys[part]], class_names=tuple(names),
             description=description + f"blocked cross-validation over {folds} consecutive blocks of each recording",
-            folds=np.array([k for k, part in enumerate(parts) for _ in ys[part]], dtype=np.int64),
         )
     return ProbeSet(
         x_train=np.stack(xs["train"]), y_train=np.array(ys["train"], dtype=np.int64),
         x_test=np.stack(xs["test"]), y_test=np.array(ys["test"], dtype=np.int64),
         task="classification", class_names=tuple(names),
-        description=description + "first 2/3 of each recording train, last 1/3 test",
+        description=description + f"first {train_fraction:.0%} of each recording train, the rest test",
     )
 
 
