@@ -13,7 +13,9 @@ VQ objective (logged per step to metrics.csv) and held-out RankMe.
 ``sim`` is the embedded simulated corpus (``modalities/eeg/simulate.py``), ``real`` the bundled recordings in
 ``../shared/data/signals/eeg``. With several seeds (``train.seed``: initial weights, data order and masks; the
 random control changes with it) a second table gives the mean over seeds and on how many seeds the pretrained
-encoder scored higher, equal or lower. Prints the tables and writes benchmarks/results/eeg_probes.json.
+encoder scored higher, equal or lower. A last table scores the same probes on log band power per channel (no
+encoder): what spectral features alone reach on these windows. Prints the tables and writes
+benchmarks/results/eeg_probes.json.
 """
 
 from __future__ import annotations
@@ -59,6 +61,26 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
             "seconds": seconds, "loss_first": metrics[0]["loss"], "loss_last": last["loss"],
             "perplexity_last": last.get("perplexity"), "codebook_usage_last": last.get("codebook_usage"),
             "rankme_heldout_last": ranks[-1] if ranks else None, "probes": probes}
+
+
+def band_power_reference() -> list[dict]:
+    """The probes scored on hand-made features instead of an encoder: log power of each channel in the five
+    classical bands (``modalities.eeg.probes.band_power_features``), same windows, folds and kNN vote as the
+    recipe's probes. It shows how much of each task the windows hold for spectral features."""
+    from modalities.eeg.probes import band_power_features, probe_targets
+    from pretrain.evaluate import blocked_cv_scores, set_knn_vote
+
+    data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], {}).data)
+    probes = probe_targets(data_cfg, None)
+    set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
+    rows = []
+    for name, ps in probes.items():
+        z = band_power_features(ps.x_train, float(data_cfg["fs"]))
+        vote = ps.meta.get("knn_vote", "plain")
+        rows.append({"probe": name, "features": "log band power (delta, theta, alpha, beta, gamma) per channel",
+                     "dims": int(z.shape[1]), "n": int(len(ps.y_train)), "knn_vote": vote,
+                     **blocked_cv_scores(z, ps.y_train, ps.folds, vote=vote)})
+    return rows
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -135,9 +157,14 @@ def main() -> None:
                      f"({'/'.join(str(n) for n in e[m]['higher_equal_lower'])})" for m in ("knn_bacc", "linear_bacc")]
             print(f"{e['objective']:18s} {e['data']:4s} {e['steps']:5d} {len(e['seeds']):5d} | {e['probe']:15s} "
                   f"{cells[0]:>24s} {cells[1]:>24s}")
+    reference = band_power_reference()
+    print("\nreference: the same probes on log band power, no encoder")
+    for r in reference:
+        print(f"{r['probe']:15s} {r['dims']:3d} features  kNN {r['knn_bacc']:.3f}  logreg {r['linear_bacc']:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "eeg_probes", "rows": rows, "seed_summary": summary}, indent=2))
+    out.write_text(json.dumps({"benchmark": "eeg_probes", "rows": rows, "seed_summary": summary,
+                               "band_power_reference": reference}, indent=2))
     print(f"wrote {out}")
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pretrain.config import ConfigError
+
 
 def rankme(z: torch.Tensor, eps: float = 1e-5) -> float:
     """RankMe = exp(-sum_k p_k log p_k) with p_k = s_k / ||s||_1 + eps, s the singular values of z float[N, K].
@@ -96,16 +98,32 @@ def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int, chunk: int = 2048)
     return out
 
 
-def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int = 5) -> np.ndarray:
-    """Class of each test embedding by a majority vote among its ``k`` nearest training embeddings (cosine; ties
-    go to the lowest class index)."""
+KNN_VOTES = ("plain", "balanced")
+KNN_VOTE = "balanced"  # the embedding probes' vote unless a probe set's meta["knn_vote"] says otherwise
+
+
+def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int = 5,
+                vote: str = "plain") -> np.ndarray:
+    """Class of each test embedding by a vote among its ``k`` nearest training embeddings (cosine; ties go to the
+    lowest class index). ``vote="plain"``: one vote per neighbour (majority). ``vote="balanced"`` (what :func:`probe_encoders`
+    uses, :data:`KNN_VOTE`): a neighbour of class c votes 1 / n_c, n_c the training items of class c, so every
+    class's training set weighs the same in total: the kNN counterpart of the balanced accuracy the probes report.
+    Probe classes differ in size by nature (MIT-BIH beats N 300 vs A 22) or by recording length (a 15 s sleep
+    recording beside 8-minute ones), and a plain 5-vote never returned those small classes."""
+    if vote not in KNN_VOTES:
+        raise ValueError(f"knn vote: use one of {', '.join(KNN_VOTES)}, got {vote!r}")
+    n_classes = int(y_train.max()) + 1
+    weight = np.ones(n_classes)
+    if vote == "balanced":
+        weight = 1.0 / np.maximum(np.bincount(y_train, minlength=n_classes), 1)
     votes = y_train[_nearest(z_train, z_test, k)]
-    return np.array([np.bincount(v, minlength=int(y_train.max()) + 1).argmax() for v in votes])
+    return np.array([(np.bincount(v, minlength=n_classes) * weight).argmax() for v in votes])
 
 
-def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5) -> float:
+def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5,
+                 vote: str = "plain") -> float:
     """Balanced accuracy of :func:`knn_predict`."""
-    return balanced_accuracy(y_test, knn_predict(z_train, y_train, z_test, k))
+    return balanced_accuracy(y_test, knn_predict(z_train, y_train, z_test, k, vote))
 
 
 def linear_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, c: float = 1.0,
@@ -125,7 +143,8 @@ def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y
     return balanced_accuracy(y_test, linear_predict(z_train, y_train, z_test, c, seed))
 
 
-def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5) -> dict[str, float]:
+def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5,
+                      vote: str = "plain") -> dict[str, float]:
     """``{"knn_bacc", "linear_bacc"}``: balanced accuracy of the out-of-fold predictions, each fold (``folds[i]``,
     a contiguous block in time of the recording) predicted by :func:`knn_predict` / :func:`linear_predict` fit on
     all the other folds (standardised with their statistics). Every item is predicted exactly once, so a probe of
@@ -141,7 +160,7 @@ def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 
         test, train = folds == b, folds != b
         if len(np.unique(y[train])) < 2:
             raise ValueError(f"blocked_cv_scores: the items outside fold {b} hold a single class")
-        pred["knn"][test] = knn_predict(z[train], y[train], z[test], k)
+        pred["knn"][test] = knn_predict(z[train], y[train], z[test], k, vote)
         pred["linear"][test] = linear_predict(z[train], y[train], z[test])
     return {"knn_bacc": balanced_accuracy(y, pred["knn"]), "linear_bacc": balanced_accuracy(y, pred["linear"])}
 
@@ -494,6 +513,18 @@ def control_encoder(run_dir: str | Path, seed: int | None = None) -> nn.Module:
     return random_encoder_like(run_dir / "encoder", seed)
 
 
+def set_knn_vote(probes: dict[str, Any], vote: str | None) -> None:
+    """Set ``meta["knn_vote"]`` of every classification probe set to ``vote`` (``--set data.probe_knn_vote=plain``
+    for the majority vote; ``None`` leaves each set's own, by default :data:`KNN_VOTE`), see :func:`knn_predict`."""
+    if vote is None:
+        return
+    if vote not in KNN_VOTES:
+        raise ConfigError(f"data.probe_knn_vote: use one of {', '.join(KNN_VOTES)}, got {vote!r}")
+    for ps in probes.values():
+        if ps.task == "classification":
+            ps.meta["knn_vote"] = vote
+
+
 def probe_embedding(encoder: nn.Module, ps: Any) -> tuple[Callable[[Any], torch.Tensor], str]:
     """The features a probe reads and their name: ``encoder.embed`` (``"mean"``), or, when the probe set asks for
     ``meta["embedding"] == "channels"`` and the encoder has ``embed_channels`` (channel-independent EEG encoders),
@@ -515,6 +546,7 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
             enc.eval()
             task = getattr(ps, "task", "classification")
             embed, embedding = probe_embedding(enc, ps)
+            vote = getattr(ps, "meta", {}).get("knn_vote", KNN_VOTE)
             if getattr(ps, "folds", None) is not None:  # cross-validated over blocks: every item is a test item once
                 if task != "classification":
                     raise ValueError(f"probe {probe_name!r}: blocked cross-validation needs a classification task")
@@ -522,8 +554,8 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
                 y = np.asarray(ps.y_train)
                 rows.append({"probe": probe_name, "encoder": enc_name, "task": task, "embedding": embedding,
                              "n_train": len(y), "n_test": len(y), "folds": int(len(np.unique(ps.folds))),
-                             "classes": int(len(np.unique(y))), **blocked_cv_scores(z, y, ps.folds),
-                             "rankme": rankme(torch.from_numpy(z))})
+                             "classes": int(len(np.unique(y))), "knn_vote": vote,
+                             **blocked_cv_scores(z, y, ps.folds, vote=vote), "rankme": rankme(torch.from_numpy(z))})
                 continue
             z_tr = embed_array(embed, ps.x_train, batch_size, collate)
             z_te = embed_array(embed, ps.x_test, batch_size, collate)
@@ -539,7 +571,8 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
                 if groups is not None:
                     row.update(knn_within_r=knn["within_r"], ridge_within_r=ridge["within_r"])
             elif task == "classification":
-                row.update(classes=int(len(np.unique(y_tr))), knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te),
+                row.update(classes=int(len(np.unique(y_tr))), knn_vote=vote,
+                           knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te, vote=vote),
                            linear_bacc=linear_probe(z_tr, y_tr, z_te, y_te))
             else:
                 raise ValueError(f"probe {probe_name!r}: unknown task {task!r} (classification or regression)")
@@ -610,6 +643,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": control_encoder(run_dir, seed)}
     probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
+    set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
@@ -661,12 +695,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     if classification or not (rows or denoising_rows or segmentation_rows):
         lines += ["", "## Probes (frozen encoder, fixed split or blocked cross-validation, balanced accuracy)", ""]
     if classification:
-        lines += ["| probe | encoder | train / test | classes | kNN | logistic | RankMe |", "|---|---|---|---|---|---|---|"]
+        lines += ["| probe | encoder | train / test | classes | kNN (5, vote) | logistic | RankMe |",
+                  "|---|---|---|---|---|---|---|"]
         for r in classification:
             split = (f"{r['n_train']} in {r['folds']} blocked folds" if r.get("folds")
                      else f"{r['n_train']} / {r['n_test']}")
             lines.append(f"| {r['probe']} | {r['encoder']} | {split} | {r['classes']} | "
-                         f"{r['knn_bacc']:.3f} | {r['linear_bacc']:.3f} | {r['rankme']:.1f} |")
+                         f"{r['knn_bacc']:.3f} ({r.get('knn_vote', 'plain')}) | {r['linear_bacc']:.3f} | "
+                         f"{r['rankme']:.1f} |")
     if regression:
         lines += ["", "## Regression probes (frozen encoder, fixed split; R^2, mean absolute error and the mean "
                   "within-recording correlation r of predictions and targets)", "",

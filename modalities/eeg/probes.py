@@ -38,12 +38,35 @@ from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg
 from modalities.signals.records import index_records
 from modalities.signals.windows import spaced_starts
 
-__all__ = ["MOTOR_CHANNELS", "motor_imagery_probe", "probe_targets", "record_identity_probe", "text_record"]
+__all__ = ["BANDS", "MOTOR_CHANNELS", "band_power_features", "motor_imagery_probe", "probe_targets", "record_identity_probe",
+           "text_record"]
 
 MOTOR_CHANNELS = ("FC3", "FC4", "C3", "Cz", "C4", "CP3", "CP4")
 MOTOR_RUN = "eeg/test_edf_overlapping_annotations.edf"
 IDENTITY_PREFERENCE = ("Cz", "C3", "C4", "Fz", "Pz")
 _TEXT_RATE = re.compile(r"_(\d+(?:\.\d+)?)Hz", re.I)
+
+
+BANDS = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0)}
+
+
+def band_power_features(x: np.ndarray, fs: float, bands: Mapping[str, tuple[float, float]] = BANDS) -> np.ndarray:
+    """The classical EEG reference for the probes: log mean power of every channel in each band (Welch, one
+    Hamming segment the length of the window, ``mne.time_frequency.psd_array_welch``) -> float64[N, C * len(bands)],
+    band-major. The probes read these like an encoder's embeddings, which gives the score hand-made spectral
+    features reach on the same windows and folds."""
+    from mne.time_frequency import psd_array_welch
+
+    x = np.asarray(x, dtype=np.float64)
+    psd, freqs = psd_array_welch(x, sfreq=fs, n_fft=x.shape[-1], verbose=False)
+    cols = []
+    for name, (a, b) in bands.items():
+        sel = (freqs >= a) & (freqs < b)
+        if not sel.any():
+            raise DataError(f"band_power_features: band {name} ({a}-{b} Hz) holds no frequency of a "
+                            f"{x.shape[-1] / fs:g} s window")
+        cols.append(np.log(psd[..., sel].mean(-1) + 1e-20))
+    return np.concatenate(cols, axis=-1)
 
 
 def _default_signals_root() -> Path:

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-
 import models
+from modalities.base import ProbeSet
 from pretrain import loop
-from pretrain.evaluate import (balanced_accuracy, blocked_cv_scores, collapsed, embedding_std, knn_accuracy, linear_probe,
-                               rankme)
+from pretrain.config import ConfigError
+from pretrain.evaluate import (balanced_accuracy, blocked_cv_scores, collapsed, embedding_std, knn_accuracy, knn_predict,
+                               linear_probe, probe_encoders, rankme, set_knn_vote)
 
 
 def test_rankme_hand_case():
@@ -72,6 +73,64 @@ def test_probes_on_separable_and_random_data():
     noise = rng.normal(size=(120, 8))
     assert linear_probe(noise[tr], y[tr], noise[te], y[te]) < 0.7
     assert balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])) == 0.5
+
+
+def small_class_beside_large():
+    """60 items of class 0 around 0 and 6 of class 1 shifted by 1 in 3-D; a third of class 0 and half of class 1
+    are test items (the boolean mask)."""
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(60, dtype=np.int64), np.ones(6, dtype=np.int64)]
+    test = np.zeros(66, dtype=bool)
+    test[np.r_[np.arange(0, 60, 3), np.arange(60, 66, 2)]] = True
+    return rng.normal(size=(66, 3)) + y[:, None], y, test
+
+
+def test_balanced_knn_vote_weighs_each_class_by_its_training_count():
+    # 1-D embeddings of mean 0: after standardising, the cosine similarity of a positive test item is 1 to every
+    # positive training item and -1 to the others, and equal neighbours keep the training order. The test item's
+    # 3 nearest are items 0, 2, 3: labels [1, 0, 0]. Plain vote: 2 > 1 -> class 0. Balanced vote: class 0 has 6
+    # training items and class 1 two, so 2/6 < 1/2 -> class 1.
+    z_train = np.array([[5.0], [-5.0], [1.0], [2.0], [3.0], [-1.0], [-2.0], [-3.0]])
+    y_train = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    z_test = np.array([[4.0]])
+    assert knn_predict(z_train, y_train, z_test, k=3).tolist() == [0]
+    assert knn_predict(z_train, y_train, z_test, k=3, vote="balanced").tolist() == [1]
+    # equal class sizes: both votes agree everywhere
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(size=(40, 4)), np.tile([0, 1], 20)
+    assert np.array_equal(knn_predict(z[:30], y[:30], z[30:]), knn_predict(z[:30], y[:30], z[30:], vote="balanced"))
+    # a small class overlapping a large one: the plain 5-vote never returns it, the balanced vote does
+    z, y, test = small_class_beside_large()
+    train = ~test
+    plain = knn_accuracy(z[train], y[train], z[test], y[test])
+    balanced = knn_accuracy(z[train], y[train], z[test], y[test], vote="balanced")
+    assert plain == 0.5 and balanced > 0.9
+    assert blocked_cv_scores(z, y, np.arange(66) % 3, vote="balanced")["knn_bacc"] > \
+        blocked_cv_scores(z, y, np.arange(66) % 3)["knn_bacc"]
+    with pytest.raises(ValueError, match="knn vote: use one of plain, balanced, got 'equal'"):
+        knn_predict(z_train, y_train, z_test, vote="equal")
+
+
+def test_probes_vote_balanced_unless_told_plain():
+    # probe_encoders' kNN is the balanced vote (KNN_VOTE); data.probe_knn_vote=plain (set_knn_vote) gives the
+    # majority vote on every classification probe set. On a small class beside a large one, only the balanced
+    # vote ever returns the small class.
+    z, y, test = small_class_beside_large()
+    probes = {"small_class": ProbeSet(z[~test], y[~test], z[test], y[test]),
+              "level": ProbeSet(z[:, :2], z[:, 2], z[:, :2], z[:, 2], task="regression")}
+    encoder = torch.nn.Identity()
+    encoder.embed = lambda x: x
+    balanced = probe_encoders({"identity": encoder}, probes)[0]
+    set_knn_vote(probes, None)
+    assert probes["small_class"].meta == {}
+    set_knn_vote(probes, "plain")
+    assert probes["small_class"].meta["knn_vote"] == "plain" and "knn_vote" not in probes["level"].meta
+    plain = probe_encoders({"identity": encoder}, {"small_class": probes["small_class"]})[0]
+    assert (plain["knn_vote"], balanced["knn_vote"]) == ("plain", "balanced")
+    assert plain["knn_bacc"] == 0.5 and balanced["knn_bacc"] > 0.9
+    assert balanced["linear_bacc"] == plain["linear_bacc"]
+    with pytest.raises(ConfigError, match="data.probe_knn_vote: use one of plain, balanced, got 'weighted'"):
+        set_knn_vote(probes, "weighted")
 
 
 def test_blocked_cross_validation_predicts_every_item_from_the_other_blocks():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from modalities.base import DataError
-from modalities.eeg.probes import MOTOR_CHANNELS, motor_imagery_probe, probe_targets, record_identity_probe, text_record
+from modalities.eeg.probes import (BANDS, MOTOR_CHANNELS, band_power_features, motor_imagery_probe, probe_targets,
+                                   record_identity_probe, text_record)
 from modalities.eeg.recordings import index_eeg
 from pretrain.loop import read_metrics
 from tests.conftest import shared_data
@@ -88,3 +89,16 @@ def test_command_line_trains_both_objectives(objective, tmp_path, run_cache):
     if objective == "vq_reconstruction":
         assert {"perplexity", "codebook_usage"} <= set(rows[-1])
     assert (out / "encoder" / "model.safetensors").is_file()
+
+
+def test_band_power_features_put_a_rhythm_in_its_band():
+    fs, t = 128.0, np.arange(256) / 128.0
+    rng = np.random.default_rng(0)
+    x = np.stack([np.sin(2 * np.pi * 10 * t), np.sin(2 * np.pi * 20 * t)])[None] + 0.01 * rng.normal(size=(1, 2, 256))
+    f = band_power_features(x, fs).reshape(len(BANDS), 2)  # band-major: [band, channel]
+    names = list(BANDS)
+    assert names[int(f[:, 0].argmax())] == "alpha" and names[int(f[:, 1].argmax())] == "beta"
+    # a 10 Hz sine of amplitude 1 against noise of 0.01: its band holds > 1000x the power of the others
+    assert f[names.index("alpha"), 0] - np.delete(f[:, 0], names.index("alpha")).max() > np.log(1000)
+    with pytest.raises(DataError, match="band narrow .* holds no frequency of a 0.5 s window"):
+        band_power_features(x[..., :64], fs, {"narrow": (10.2, 10.4)})
