@@ -109,7 +109,7 @@ def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k:
     uses, :data:`KNN_VOTE`): a neighbour of class c votes 1 / n_c, n_c the training items of class c, so every
     class's training set weighs the same in total: the kNN counterpart of the balanced accuracy the probes report.
     Probe classes differ in size by nature (MIT-BIH beats N 300 vs A 22) or by recording length (a 15 s sleep
-    recording beside 8-minute ones), and a plain 5-vote never returned those small classes."""
+    recording beside 8-minute ones), and a plain 5-vote almost never returned those small classes."""
     if vote not in KNN_VOTES:
         raise ValueError(f"knn vote: use one of {', '.join(KNN_VOTES)}, got {vote!r}")
     n_classes = int(y_train.max()) + 1
