@@ -68,7 +68,7 @@ def band_power_reference() -> list[dict]:
     classical bands (``modalities.eeg.probes.band_power_features``), same windows, folds and kNN vote as the
     recipe's probes. It shows how much of each task the windows hold for spectral features."""
     from modalities.eeg.probes import band_power_features, probe_targets
-    from pretrain.evaluate import blocked_cv_scores, set_knn_vote
+    from pretrain.evaluate import KNN_VOTE, blocked_cv_scores, set_knn_vote
 
     data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], {}).data)
     probes = probe_targets(data_cfg, None)
@@ -76,7 +76,7 @@ def band_power_reference() -> list[dict]:
     rows = []
     for name, ps in probes.items():
         z = band_power_features(ps.x_train, float(data_cfg["fs"]))
-        vote = ps.meta.get("knn_vote", "plain")
+        vote = ps.meta.get("knn_vote", KNN_VOTE)
         rows.append({"probe": name, "features": "log band power (delta, theta, alpha, beta, gamma) per channel",
                      "dims": int(z.shape[1]), "n": int(len(ps.y_train)), "knn_vote": vote,
                      **blocked_cv_scores(z, ps.y_train, ps.folds, vote=vote)})
