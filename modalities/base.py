@@ -93,8 +93,9 @@ class ProbeSet:
     ``meta`` keys read by every embedding probe: ``embedding`` (``"channels"``: per-channel features of encoders
     that have ``embed_channels``, concatenated, see ``pretrain.evaluate.probe_embedding``; default the encoder's
     ``embed``); for classification, ``knn_vote`` (default ``"balanced"``: each kNN neighbour votes 1 / its class's
-    training count, see ``pretrain.evaluate.knn_predict``; ``"plain"``: one vote each); for regression, ``test_groups`` (the recording of every test item, for the within-recording
-    correlation ``pretrain.evaluate.within_group_r``).
+    training count, see ``pretrain.evaluate.knn_predict``; ``"plain"``: one vote each); for regression,
+    ``test_groups`` (the recording of every test item, for the within-recording correlation
+    ``pretrain.evaluate.within_group_r``).
 
     ``class_names`` documents the label indices; ``description`` is printed under the report's tables.
     """

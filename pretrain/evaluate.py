@@ -105,9 +105,10 @@ KNN_VOTE = "balanced"  # the embedding probes' vote unless a probe set's meta["k
 def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int = 5,
                 vote: str = "plain") -> np.ndarray:
     """Class of each test embedding by a vote among its ``k`` nearest training embeddings (cosine; ties go to the
-    lowest class index). ``vote="plain"``: one vote per neighbour (majority). ``vote="balanced"`` (what :func:`probe_encoders`
-    uses, :data:`KNN_VOTE`): a neighbour of class c votes 1 / n_c, n_c the training items of class c, so every
-    class's training set weighs the same in total: the kNN counterpart of the balanced accuracy the probes report.
+    lowest class index). ``vote="plain"``: one vote per neighbour (majority). ``vote="balanced"`` (what
+    :func:`probe_encoders` uses, :data:`KNN_VOTE`): a neighbour of class c votes 1 / n_c, n_c the training items of
+    class c, so every class's training set weighs the same in total: the kNN counterpart of the balanced accuracy
+    the probes report.
     Probe classes differ in size by nature (MIT-BIH beats N 300 vs A 22) or by recording length (a 15 s sleep
     recording beside 8-minute ones), and a plain 5-vote almost never returned those small classes."""
     if vote not in KNN_VOTES:

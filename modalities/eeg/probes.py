@@ -38,8 +38,8 @@ from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg
 from modalities.signals.records import index_records
 from modalities.signals.windows import spaced_starts
 
-__all__ = ["BANDS", "MOTOR_CHANNELS", "band_power_features", "motor_imagery_probe", "probe_targets", "record_identity_probe",
-           "text_record"]
+__all__ = ["BANDS", "MOTOR_CHANNELS", "band_power_features", "motor_imagery_probe", "probe_targets",
+           "record_identity_probe", "text_record"]
 
 MOTOR_CHANNELS = ("FC3", "FC4", "C3", "Cz", "C4", "CP3", "CP4")
 MOTOR_RUN = "eeg/test_edf_overlapping_annotations.edf"

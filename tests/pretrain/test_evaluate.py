@@ -11,8 +11,8 @@ import models
 from modalities.base import ProbeSet
 from pretrain import loop
 from pretrain.config import ConfigError
-from pretrain.evaluate import (balanced_accuracy, blocked_cv_scores, collapsed, embedding_std, knn_accuracy, knn_predict,
-                               linear_probe, probe_encoders, rankme, set_knn_vote)
+from pretrain.evaluate import (balanced_accuracy, blocked_cv_scores, collapsed, embedding_std, knn_accuracy,
+                               knn_predict, linear_probe, probe_encoders, rankme, set_knn_vote)
 
 
 def test_rankme_hand_case():
