@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 import modalities
 from pretrain import config as C
 from pretrain.evaluate import evaluate_run
@@ -42,7 +44,8 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
     recipe = modalities.get("eeg").recipe
     overrides = [f"objective.name={objective}", f"model.name={model}", f"optim.lr={lr}",
                  f"optim.warmup_steps={max(1, steps // 10)}", f"train.rankme_every={max(1, steps // 3)}",
-                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1", f"train.seed={seed}", *sets]
+                 f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1",
+                 f"train.seed={seed}", *sets]
     extra = {"train": {"max_steps": steps, "batch_size": batch}}
     if data == "real":
         extra["data"] = {"path": str(REAL.resolve())}
@@ -63,24 +66,31 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
             "rankme_heldout_last": ranks[-1] if ranks else None, "probes": probes}
 
 
+class BandPower(torch.nn.Module):
+    """Log band power per channel (``modalities.eeg.probes.band_power_features``) as a probe "encoder"."""
+
+    def __init__(self, fs: float) -> None:
+        super().__init__()
+        self.fs = fs
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        from modalities.eeg.probes import band_power_features
+
+        return torch.from_numpy(band_power_features(x.numpy(), self.fs))
+
+
 def band_power_reference() -> list[dict]:
     """The probes scored on hand-made features instead of an encoder: log power of each channel in the five
-    classical bands (``modalities.eeg.probes.band_power_features``), same windows, folds and kNN vote as the
-    recipe's probes. It shows how much of each task the windows hold for spectral features."""
-    from modalities.eeg.probes import band_power_features, probe_targets
-    from pretrain.evaluate import KNN_VOTE, blocked_cv_scores, set_knn_vote
+    classical bands, through ``pretrain.evaluate.probe_encoders`` on the recipe's probe sets (same windows, folds
+    and kNN vote as the encoders' rows). It shows how much of each task the windows hold for spectral features."""
+    from modalities.eeg.probes import probe_targets
+    from pretrain.evaluate import probe_encoders, set_knn_vote
 
     data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], {}).data)
     probes = probe_targets(data_cfg, None)
     set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
-    rows = []
-    for name, ps in probes.items():
-        z = band_power_features(ps.x_train, float(data_cfg["fs"]))
-        vote = ps.meta.get("knn_vote", KNN_VOTE)
-        rows.append({"probe": name, "features": "log band power (delta, theta, alpha, beta, gamma) per channel",
-                     "dims": int(z.shape[1]), "n": int(len(ps.y_train)), "knn_vote": vote,
-                     **blocked_cv_scores(z, ps.y_train, ps.folds, vote=vote)})
-    return rows
+    bands = BandPower(float(data_cfg["fs"]))
+    return probe_encoders({"log band power (delta, theta, alpha, beta, gamma) per channel": bands}, probes)
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -160,7 +170,7 @@ def main() -> None:
     reference = band_power_reference()
     print("\nreference: the same probes on log band power, no encoder")
     for r in reference:
-        print(f"{r['probe']:15s} {r['dims']:3d} features  kNN {r['knn_bacc']:.3f}  logreg {r['linear_bacc']:.3f}")
+        print(f"{r['probe']:15s} kNN {r['knn_bacc']:.3f}  logreg {r['linear_bacc']:.3f}  ({r['encoder']})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "eeg_probes", "rows": rows, "seed_summary": summary,

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 import models
 from modalities.base import ProbeSet
 from pretrain import loop

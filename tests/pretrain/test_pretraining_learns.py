@@ -26,7 +26,7 @@ def test_vicreg_beats_random_on_record_identity(tmp_path, signals_dir, run_cache
     pre, rnd = rows[("record_identity", "pretrained")], rows[("record_identity", "random init")]
     print({k: (round(pre[k], 3), round(rnd[k], 3)) for k in ("knn_bacc", "linear_bacc", "rankme")})
     # measured: kNN (class-balanced vote) 0.806 vs 0.695, RankMe 3.66 vs 1.44 (with the plain vote kNN was 0.785 vs
-    # 0.613); the logistic probe's margin (0.788 vs 0.762) is thin and
-    # flips with a shorter warm-up (0.683 at 10 steps), so it is reported, not asserted
+    # 0.613); the logistic probe's margin (0.788 vs 0.762) is thin and flips with a shorter warm-up (0.683 at 10
+    # steps), so it is reported, not asserted
     assert pre["knn_bacc"] > rnd["knn_bacc"] + 0.05, (pre, rnd)
     assert pre["rankme"] > 2 * rnd["rankme"], (pre, rnd)
