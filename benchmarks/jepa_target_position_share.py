@@ -11,9 +11,10 @@ reading the signal. For each encoder this prints:
     python benchmarks/jepa_target_position_share.py [--encoder RUN_DIR/encoder ...] [--windows 64]
     python benchmarks/jepa_target_position_share.py --per-record [--windows 32]
 
-``--per-record``: the share for each record's windows alone, for the paper's patch initialisation and for
-``fan_in``, beside the number of leads the record fills (the 12-lead layout leaves missing leads at zero, so a
-2-lead record feeds the patch embedding a sixth of a 12-lead record's input energy).
+``--per-record``: the share for each record's windows alone, for the paper's patch initialisation, for
+``fan_in`` and for the paper's initialisation with ``patch_norm`` (each token's content LayerNorm-ed), beside
+the number of leads the record fills (the 12-lead layout leaves missing leads at zero, so a 2-lead record feeds
+the patch embedding a sixth of a 12-lead record's input energy).
 
 Uses real 10 s windows of the shared ECG records; writes benchmarks/results/jepa_target_position_share.json.
 """
@@ -81,19 +82,20 @@ def per_record(ds, model: str, windows: int, out: Path) -> None:
     for i in range(len(ds)):
         item = ds[(i, 7000 + i)]
         by_record.setdefault(item["record"], []).append(item["signal"])
+    variants = {init: {"patch_init": init} for init in PATCH_INITS} | {"patch_norm": {"patch_norm": True}}
     encoders = {}
-    for init in PATCH_INITS:
+    for name, kwargs in variants.items():
         torch.manual_seed(0)
-        encoders[init] = models.create(model, patch_init=init).eval()
+        encoders[name] = models.create(model, **kwargs).eval()
     rows = []
-    print(f"{'record':24s} {'windows':>7s} {'leads':>5s} {'share (paper init)':>18s} {'share (fan_in)':>14s}")
+    print(f"{'record':24s} {'windows':>7s} {'leads':>5s}" + "".join(f" {'share (' + v + ')':>20s}" for v in variants))
     for record, signals in by_record.items():
         x = torch.stack(signals[:windows])
         leads = int((x.abs().sum(-1) > 0).any(0).sum())
-        shares = {init: position_share(enc, x)[0] for init, enc in encoders.items()}
+        shares = {name: position_share(enc, x)[0] for name, enc in encoders.items()}
         rows.append({"record": Path(record).name, "windows": len(x), "leads_present": leads,
                      "position_share": shares})
-        print(f"{Path(record).name:24s} {len(x):7d} {leads:5d} {shares['trunc_normal']:18.3f} {shares['fan_in']:14.3f}")
+        print(f"{Path(record).name:24s} {len(x):7d} {leads:5d}" + "".join(f" {v:20.3f}" for v in shares.values()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "jepa_target_position_share_per_record", "model": model,
                                "windows_per_record": windows, "rows": rows}, indent=2))

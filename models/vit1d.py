@@ -32,6 +32,9 @@ class ViT1D(nn.Module):
         patch_init: ``"trunc_normal"`` gives the patch embedding std 0.02 like every other layer (ECG-JEPA,
             I-JEPA); ``"fan_in"`` gives it std ``1 / sqrt(in_channels * patch_size)``
             (:func:`models.transformer.init_patch_embed`), so token content starts on the scale of the positions.
+        patch_norm: LayerNorm each token's content before the positions are added (Swin's ``patch_norm``), so
+            content has unit scale whatever the input's amplitude or number of filled leads. Off in the paper; on
+            the shared records it removes the position-only plateau of short JEPA runs (see the ECG recipe).
 
     >>> enc = ViT1D(in_channels=12, dim=64, depth=2, num_heads=4)
     >>> enc(torch.randn(2, 12, 5000)).shape
@@ -40,12 +43,16 @@ class ViT1D(nn.Module):
 
     def __init__(self, in_channels: int = 12, patch_size: int = 25, dim: int = 192, depth: int = 8,
                  num_heads: int = 4, mlp_ratio: float = 4.0, num_registers: int = 1, qkv_bias: bool = False,
-                 bias: bool = False, norm_eps: float = 1e-6, patch_init: str = "trunc_normal") -> None:
+                 bias: bool = False, norm_eps: float = 1e-6, patch_init: str = "trunc_normal",
+                 patch_norm: bool = False) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.embed_dim = dim
         self.patch_embed = nn.Conv1d(in_channels, dim, kernel_size=patch_size, stride=patch_size, bias=bias)
+        if not isinstance(patch_norm, bool):
+            raise ValueError(f"model.patch_norm: use true or false, got {patch_norm!r}")
+        self.patch_norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias) if patch_norm else None
         self.registers = nn.Parameter(torch.zeros(1, num_registers, dim)) if num_registers else None
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, bias=bias, norm_eps=norm_eps) for _ in range(depth)
@@ -66,6 +73,8 @@ class ViT1D(nn.Module):
         if x.shape[-1] % self.patch_size:
             raise ValueError(f"input length {x.shape[-1]} is not a multiple of the patch size {self.patch_size}")
         t = self.patch_embed(x).transpose(1, 2)
+        if self.patch_norm is not None:
+            t = self.patch_norm(t)
         return t + sincos_positions(t.shape[1], t.shape[2], t.device, t.dtype)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -114,3 +114,26 @@ def test_fan_in_patch_init_puts_content_on_the_position_scale():
     assert 0.7 < content < 1.3
     with pytest.raises(ValueError, match="model.patch_init"):
         ViT1D(patch_init="xavier")
+
+
+def test_patch_norm_gives_token_content_unit_scale_whatever_the_leads_filled():
+    torch.manual_seed(0)
+    x12 = torch.randn(4, 12, 5000)
+    x2 = x12.clone()
+    x2[:, 2:] = 0.0  # a 2-lead record in the 12-lead layout
+    for patch_init in ("trunc_normal", "fan_in"):
+        plain = ViT1D(in_channels=12, dim=192, depth=1, num_heads=4, patch_init=patch_init)
+        normed = ViT1D(in_channels=12, dim=192, depth=1, num_heads=4, patch_init=patch_init, patch_norm=True)
+        normed.patch_embed.load_state_dict(plain.patch_embed.state_dict())
+        pos = sincos_positions(200, 192, x12.device, x12.dtype)
+        with torch.no_grad():
+            # without it, content energy follows the filled leads: 2 of 12 leads -> 1/6 of the energy
+            e12, e2 = ((plain.tokens(x) - pos).pow(2).mean().item() for x in (x12, x2))
+            assert e2 / e12 == pytest.approx(2 / 12, rel=0.1)
+            # with it, every token's content has mean 0 and mean square 1 over its 192 features
+            for x in (x12, x2):
+                c = normed.tokens(x) - pos
+                assert c.mean(-1).abs().max().item() < 1e-5
+                assert c.pow(2).mean(-1).sub(1).abs().max().item() < 1e-3
+    with pytest.raises(ValueError, match="model.patch_norm"):
+        ViT1D(patch_norm="token")
