@@ -58,7 +58,8 @@ def summarise(out: Path, seconds: float | None = None) -> dict:
     return {"objective": cfg.objective["name"], "steps": cfg.train.max_steps, "batch": cfg.train.batch_size,
             "precision": cfg.train.precision, "lr": cfg.optim.lr, "warmup_steps": cfg.optim.warmup_steps,
             "seed": cfg.train.seed, "model": cfg.model.get("name"), "model_options": dict(cfg.model),
-            "objective_options": dict(cfg.objective), "seconds": seconds, "loss_first": metrics[0]["loss"], "loss_last": metrics[-1]["loss"],
+            "objective_options": dict(cfg.objective), "seconds": seconds, "loss_first": metrics[0]["loss"],
+            "loss_last": metrics[-1]["loss"],
             "rankme_heldout_first": ranks[0], "rankme_heldout_last": ranks[-1],
             "probes": json.loads((out / "probes.json").read_text())}
 
