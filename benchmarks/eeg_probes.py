@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 import modalities
+from modalities.eeg.probes import band_power_features, probe_targets
 from pretrain import config as C
-from pretrain.evaluate import evaluate_run
+from pretrain.evaluate import evaluate_run, probe_encoders, set_knn_vote
 from pretrain.loop import read_metrics, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,8 +75,6 @@ class BandPower(torch.nn.Module):
         self.fs = fs
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        from modalities.eeg.probes import band_power_features
-
         return torch.from_numpy(band_power_features(x.numpy(), self.fs))
 
 
@@ -83,9 +82,6 @@ def band_power_reference() -> list[dict]:
     """The probes scored on hand-made features instead of an encoder: log power of each channel in the five
     classical bands, through ``pretrain.evaluate.probe_encoders`` on the recipe's probe sets (same windows, folds
     and kNN vote as the encoders' rows). It shows how much of each task the windows hold for spectral features."""
-    from modalities.eeg.probes import probe_targets
-    from pretrain.evaluate import probe_encoders, set_knn_vote
-
     data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], {}).data)
     probes = probe_targets(data_cfg, None)
     set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
