@@ -26,7 +26,6 @@ probes fit on the other blocks. ``folds=None`` gives the fixed split.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -36,7 +35,7 @@ import numpy as np
 from modalities.base import DataError, ProbeSet
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
 from modalities.signals.records import index_records
-from modalities.signals.windows import spaced_starts
+from modalities.signals.windows import probe_part_starts
 
 __all__ = ["BANDS", "MOTOR_CHANNELS", "band_power_features", "motor_imagery_probe", "probe_targets",
            "record_identity_probe", "text_record"]
@@ -183,29 +182,14 @@ def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
     """
     if folds is not None and folds < 2:
         raise DataError(f"record_identity_probe: folds must be at least 2, got {folds}")
-    if folds:
-        cap = int(math.ceil(max_per_record / folds))
-        parts = [f"fold{k}" for k in range(folds)]
-    else:
-        cap_train = int(math.ceil(train_fraction * max_per_record))
-        parts = ["train", "test"]
+    parts = [f"fold{k}" for k in range(folds)] if folds else ["train", "test"]
     xs: dict[str, list[np.ndarray]] = {part: [] for part in parts}
     ys: dict[str, list[int]] = {part: [] for part in parts}
     names: list[str] = []
-
-    def starts(duration: float) -> dict[str, list[float]]:
-        if folds:
-            block = duration / folds
-            return {f"fold{k}": spaced_starts(k * block, (k + 1) * block - window_s, stride_s, cap)
-                    for k in range(folds)}
-        split = train_fraction * duration
-        return {"train": spaced_starts(0.0, split - window_s, stride_s, cap_train),
-                "test": spaced_starts(split, duration - window_s, stride_s, max_per_record - cap_train)}
-
     for rec in records:
         base = {n.split("-")[0]: i for i, n in reversed(list(enumerate(rec.names)))}
         row = next((base[c] for c in IDENTITY_PREFERENCE if c in base), 0)
-        s = starts(rec.duration_s)
+        s = probe_part_starts(rec.duration_s, window_s, stride_s, max_per_record, train_fraction, folds)
         if not all(s.values()):
             continue
         label = len(names)

@@ -19,7 +19,6 @@ them, so part of the heart-rate R^2 can be earned by recognising the recording.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from modalities.base import DataError, ProbeSet
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_window_resampled
-from modalities.signals.windows import spaced_starts
+from modalities.signals.windows import probe_part_starts
 
 __all__ = [
     "HEADERLESS_FS",
@@ -178,18 +177,13 @@ def probe_windows(records: Sequence[RecordInfo], window_s: float, stride_s: floa
     """Windows every ``stride_s`` inside each record's train part (first ``train_fraction``) and test part (the
     rest), none crossing the split; at most ``ceil(train_fraction * max_per_record)`` train and the rest test
     windows per record, spread evenly. ``label`` is the record's index in ``records``."""
-    cap_train = int(math.ceil(train_fraction * max_per_record))
-    cap_test = max_per_record - cap_train
     out: list[ProbeWindow] = []
     for label, info in enumerate(records):
         channel = ppg_channel(info)
         if channel is None:
             continue
-        split_s = train_fraction * info.duration_s
-        out += [ProbeWindow(info, channel, s, label, "train")
-                for s in spaced_starts(0.0, split_s - window_s, stride_s, cap_train)]
-        out += [ProbeWindow(info, channel, s, label, "test")
-                for s in spaced_starts(split_s, info.duration_s - window_s, stride_s, cap_test)]
+        parts = probe_part_starts(info.duration_s, window_s, stride_s, max_per_record, train_fraction)
+        out += [ProbeWindow(info, channel, s, label, part) for part, starts in parts.items() for s in starts]
     return out
 
 

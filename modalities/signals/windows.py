@@ -22,7 +22,7 @@ from modalities.base import DataError
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, read_window_resampled
 
-__all__ = ["SignalWindows", "spaced_starts"]
+__all__ = ["SignalWindows", "probe_part_starts", "spaced_starts"]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -239,3 +239,25 @@ def spaced_starts(first: float, last_start: float, stride_s: float, cap: int) ->
     if n > cap:
         starts = starts[np.unique(np.round(np.linspace(0, n - 1, cap)).astype(int))]
     return [float(s) for s in starts]
+
+
+def probe_part_starts(duration_s: float, window_s: float, stride_s: float, max_windows: int,
+                      train_fraction: float = 2 / 3, folds: int | None = None) -> dict[str, list[float]]:
+    """The probes' fixed windows of one recording, by part, none crossing a part's edge.
+
+    ``folds=None``: ``{"train": ..., "test": ...}``, the first ``train_fraction`` of the recording and the rest, at
+    most ``ceil(train_fraction * max_windows)`` train and the rest of ``max_windows`` test windows.
+    ``folds=K``: ``{"fold0": ..., "fold{K-1}": ...}``, K equal consecutive blocks of time with at most
+    ``ceil(max_windows / K)`` windows each (blocked cross-validation). Windows are :func:`spaced_starts`.
+
+    >>> probe_part_starts(12.0, 2.0, 2.0, 6, folds=3)
+    {'fold0': [0.0, 2.0], 'fold1': [4.0, 6.0], 'fold2': [8.0, 10.0]}
+    """
+    if folds:
+        block = duration_s / folds
+        cap = int(math.ceil(max_windows / folds))
+        return {f"fold{k}": spaced_starts(k * block, (k + 1) * block - window_s, stride_s, cap) for k in range(folds)}
+    split = train_fraction * duration_s
+    cap_train = int(math.ceil(train_fraction * max_windows))
+    return {"train": spaced_starts(0.0, split - window_s, stride_s, cap_train),
+            "test": spaced_starts(split, duration_s - window_s, stride_s, max_windows - cap_train)}

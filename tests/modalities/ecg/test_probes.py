@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from modalities.base import ProbeSet
+from modalities.base import DataError, ProbeSet
 from modalities.ecg import probes as probes_mod
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.ecg.probes import (
@@ -214,10 +214,39 @@ def test_probe_targets_on_shared_data(signals_dir: Path) -> None:
     assert probes["record_identity"].x_train.shape[1:] == (12, 1000)
     default = probe_targets({"fs": 500, "window_s": 10.0}, None, signals_root=signals_dir)["record_identity"]
     assert default.x_train.shape[1:] == (12, 1250)  # 2.5 s: whole 25-sample patches
-    assert np.bincount(default.y_test).min() >= 9  # every record has enough test windows to be measured
+    # blocked cross-validation over thirds: every window is a test window once (27 from the 38 s PTB record; 9 in the fixed split)
+    assert len(default.y_test) == 0 and np.bincount(default.folds).tolist() == [129, 129, 129]
+    assert np.bincount(default.y_train).tolist() == [120, 120, 120, 27]
+    fixed = probe_targets({"fs": 500, "probe_identity_folds": None}, None, signals_root=signals_dir)["record_identity"]
+    assert fixed.folds is None and np.bincount(fixed.y_test).min() >= 9
     assert probes["beat_class"].x_train.shape[1:] == (12, int(round(BEAT_WINDOW_S * 250)))
 
 
 def test_probe_targets_default_root_and_missing_root(signals_dir: Path, tmp_path: Path) -> None:
     assert probes_mod._default_signals_root().resolve() == signals_dir.resolve()
     assert probe_targets({"fs": FS, "window_s": 10.0}, None, signals_root=tmp_path / "nowhere") == {}
+
+
+def test_identity_folds_are_blocks_of_time(signals_dir: Path) -> None:
+    """Under blocked cross-validation every window lies wholly inside one third of its record, each block of
+    a record holds about a third of its windows, and the windows are read exactly as in the fixed split."""
+    windows, names, _ = identity_windows(signals_dir, window_s=10.0, stride_s=5.0, max_per_record=39, folds=3)
+    for label in range(len(names)):
+        mine = [w for w in windows if w.label == label]
+        third = mine[0].record.duration_s / 3
+        for w in mine:
+            k = int(w.split.removeprefix("fold"))
+            assert k * third - 1e-9 <= w.start_s and w.start_s + 10.0 <= (k + 1) * third + 1e-9
+        counts = [sum(w.split == f"fold{k}" for w in mine) for k in range(3)]
+        assert max(counts) <= 13 and min(counts) >= 1
+    folded = record_identity_probe(signals_dir, fs=FS, window_s=10.0, stride_s=5.0, max_per_record=39, folds=3)
+    assert len(folded.y_test) == 0 and len(folded.folds) == len(folded.y_train) == len(windows)
+    first = next(w for w in windows if w.split == "fold1")
+    i = windows.index(first)
+    order = sorted(range(len(windows)), key=lambda j: int(windows[j].split[4:]))  # the probe stacks fold by fold
+    row = order.index(i)
+    assert folded.folds[row] == 1 and folded.y_train[row] == first.label
+    np.testing.assert_array_equal(folded.x_train[row],
+                                  preprocess_window(first.record, first.start_s, 10.0, [(first.channel, II)], FS))
+    with pytest.raises(DataError, match="folds must be at least 2, got 1"):
+        identity_windows(signals_dir, folds=1)
