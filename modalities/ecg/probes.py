@@ -432,8 +432,8 @@ def probe_targets(
     if (root / "mitdb" / "100.hea").is_file() and (root / "mitdb" / "100.atr").is_file():
         probes["beat_class"] = beat_class_probe(root / "mitdb", fs=fs, leads=leads, band=band, clip=clip)
     if IDENTITY_SLOT in leads and any(root.rglob("*.hea")):
-        # Blocked cross-validation: each of the 387 windows is a test window once, where the fixed split tested
-        # 129 (9 from the 38 s PTB record, so one window moved balanced accuracy by 0.028).
+        # Blocked cross-validation: on the shared records each of the 387 windows is a test window once, where the
+        # fixed split tested 129 (9 from the 38 s PTB record, so one window moved balanced accuracy by 0.028).
         folds = data_cfg.get("probe_identity_folds", 3)
         folds = int(folds) if folds else None
         if len(identity_windows(root, window_s, stride_s, 120, folds=folds)[1]) >= 2:

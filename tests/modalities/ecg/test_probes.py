@@ -214,7 +214,8 @@ def test_probe_targets_on_shared_data(signals_dir: Path) -> None:
     assert probes["record_identity"].x_train.shape[1:] == (12, 1000)
     default = probe_targets({"fs": 500, "window_s": 10.0}, None, signals_root=signals_dir)["record_identity"]
     assert default.x_train.shape[1:] == (12, 1250)  # 2.5 s: whole 25-sample patches
-    # blocked cross-validation over thirds: every window is a test window once (27 from the 38 s PTB record; 9 in the fixed split)
+    # blocked cross-validation over thirds: every window is a test window once (27 from the 38 s PTB record, which
+    # has 9 test windows in the fixed split)
     assert len(default.y_test) == 0 and np.bincount(default.folds).tolist() == [129, 129, 129]
     assert np.bincount(default.y_train).tolist() == [120, 120, 120, 27]
     fixed = probe_targets({"fs": 500, "probe_identity_folds": None}, None, signals_root=signals_dir)["record_identity"]
