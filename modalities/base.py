@@ -93,7 +93,8 @@ class ProbeSet:
     ``meta`` keys read by every embedding probe: ``embedding`` (``"channels"``: per-channel features of encoders
     that have ``embed_channels``, concatenated, see ``pretrain.evaluate.probe_embedding``; default the encoder's
     ``embed``); for classification, ``knn_vote`` (default ``"balanced"``: each kNN neighbour votes 1 / its class's
-    training count, see ``pretrain.evaluate.knn_predict``; ``"plain"``: one vote each); for regression,
+    training count, see ``pretrain.evaluate.knn_predict``; ``"plain"``: one vote each) and ``knn_k`` (default 5; 1
+    for ECG record identity); for regression,
     ``test_groups`` (the recording of every test item, for the within-recording correlation
     ``pretrain.evaluate.within_group_r``).
 

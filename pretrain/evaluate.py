@@ -100,6 +100,7 @@ def _nearest(z_train: np.ndarray, z_test: np.ndarray, k: int, chunk: int = 2048)
 
 KNN_VOTES = ("plain", "balanced")
 KNN_VOTE = "balanced"  # the embedding probes' vote unless a probe set's meta["knn_vote"] says otherwise
+KNN_K = 5  # the embedding probes' neighbours unless a probe set's meta["knn_k"] says otherwise
 
 
 def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int = 5,
@@ -110,7 +111,10 @@ def knn_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k:
     class c, so every class's training set weighs the same in total: the kNN counterpart of the balanced accuracy
     the probes report.
     Probe classes differ in size by nature (MIT-BIH beats N 300 vs A 22) or by recording length (a 15 s sleep
-    recording beside 8-minute ones), and a plain 5-vote almost never returned those small classes."""
+    recording beside 8-minute ones), and a plain 5-vote almost never returned those small classes. The flaw of the
+    balanced vote: once a class is more than k - 1 times smaller than another, one neighbour of it outvotes all the
+    others. Probe sets where that decides the score ask for the single nearest item (``meta["knn_k"] = 1``, ECG
+    record identity), where no vote is taken."""
     if vote not in KNN_VOTES:
         raise ValueError(f"knn vote: use one of {', '.join(KNN_VOTES)}, got {vote!r}")
     n_classes = int(y_train.max()) + 1
@@ -548,6 +552,7 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
             task = getattr(ps, "task", "classification")
             embed, embedding = probe_embedding(enc, ps)
             vote = getattr(ps, "meta", {}).get("knn_vote", KNN_VOTE)
+            k = int(getattr(ps, "meta", {}).get("knn_k", KNN_K))
             if getattr(ps, "folds", None) is not None:  # cross-validated over blocks: every item is a test item once
                 if task != "classification":
                     raise ValueError(f"probe {probe_name!r}: blocked cross-validation needs a classification task")
@@ -555,8 +560,8 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
                 y = np.asarray(ps.y_train)
                 rows.append({"probe": probe_name, "encoder": enc_name, "task": task, "embedding": embedding,
                              "n_train": len(y), "n_test": len(y), "folds": int(len(np.unique(ps.folds))),
-                             "classes": int(len(np.unique(y))), "knn_vote": vote,
-                             **blocked_cv_scores(z, y, ps.folds, vote=vote), "rankme": rankme(torch.from_numpy(z))})
+                             "classes": int(len(np.unique(y))), "knn_k": k, "knn_vote": vote,
+                             **blocked_cv_scores(z, y, ps.folds, k, vote), "rankme": rankme(torch.from_numpy(z))})
                 continue
             z_tr = embed_array(embed, ps.x_train, batch_size, collate)
             z_te = embed_array(embed, ps.x_test, batch_size, collate)
@@ -572,8 +577,8 @@ def probe_encoders(encoders: dict[str, nn.Module], probes: dict[str, Any], batch
                 if groups is not None:
                     row.update(knn_within_r=knn["within_r"], ridge_within_r=ridge["within_r"])
             elif task == "classification":
-                row.update(classes=int(len(np.unique(y_tr))), knn_vote=vote,
-                           knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te, vote=vote),
+                row.update(classes=int(len(np.unique(y_tr))), knn_k=k, knn_vote=vote,
+                           knn_bacc=knn_accuracy(z_tr, y_tr, z_te, y_te, k, vote),
                            linear_bacc=linear_probe(z_tr, y_tr, z_te, y_te))
             else:
                 raise ValueError(f"probe {probe_name!r}: unknown task {task!r} (classification or regression)")

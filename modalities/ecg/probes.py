@@ -15,6 +15,8 @@ leads with :func:`~modalities.ecg.leads.lead_alias`, read and resampled to ``fs`
 Beat class uses a fixed split by time (train first, test last); record identity, by default, blocked
 cross-validation over consecutive thirds of every record (every window is a test window once), or the same
 fixed split. No window crosses a split or block edge, so train and test windows never share a sample.
+Record identity's kNN takes the single nearest training window (:data:`IDENTITY_KNN_K`), beat class the library's
+class-balanced 5-vote.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ MIN_CLASS_COUNT = 10
 # axis is closest to it (inferior limb leads, left chest leads), right-sided leads last.
 IDENTITY_LEAD_PREFERENCE = ("II", "aVF", "I", "III", "V5", "V6", "V4", "V3", "V2", "V1", "aVL", "aVR")
 IDENTITY_SLOT = "II"
+# Neighbours of the identity probe's kNN (pretrain.evaluate.knn_predict): the nearest window alone, no vote. The
+# 38 s PTB record gives 27 windows beside 120 of each other record; under the library's 1 / n_c-weighted 5-vote one
+# PTB window among a window's 5 nearest outvotes the other 4, and 60-80 % of the kNN errors of patch-norm ECG-JEPA
+# encoders and their random controls were windows called PTB (benchmarks/ecg_identity_knn_votes.py).
+IDENTITY_KNN_K = 1
 
 
 def _default_signals_root() -> Path:
@@ -387,17 +394,18 @@ def record_identity_probe(
     split = (f"blocked cross-validation over {folds} consecutive blocks of each record" if folds
              else "first 2/3 of each record train, last 1/3 test")
     description = (f"record identity from one lead per record in slot {IDENTITY_SLOT}: {used}; "
-                   f"{window_s:g} s windows, {split}; skipped: {skip}")
+                   f"{window_s:g} s windows, {split}; kNN with k = {IDENTITY_KNN_K}; skipped: {skip}")
+    meta = {"knn_k": IDENTITY_KNN_K}
     if folds:
         parts = [f"fold{k}" for k in range(folds)]
         x, y = zip(*(build(part) for part in parts))
         return ProbeSet.folded(np.concatenate(x), np.concatenate(y),
                                np.repeat(np.arange(folds), [len(v) for v in y]),
-                               class_names=class_names, description=description)
+                               class_names=class_names, description=description, meta=meta)
     x_train, y_train = build("train")
     x_test, y_test = build("test")
     return ProbeSet(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, task="classification",
-                    class_names=class_names, description=description)
+                    class_names=class_names, description=description, meta=meta)
 
 
 # ------------------------------------------------------------------------------------- registry

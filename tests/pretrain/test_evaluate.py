@@ -134,6 +134,27 @@ def test_probes_vote_balanced_unless_told_plain():
         set_knn_vote(probes, "weighted")
 
 
+def test_probe_set_can_ask_for_its_own_k():
+    # the 1-D case above: the test item's nearest training item is item 0 (class 1); its 5 nearest are items
+    # 0, 2, 3, 4 and 1, labels [1, 0, 0, 0, 1]: the plain 5-vote says class 0, the nearest alone class 1
+    z_train = np.array([[5.0], [-5.0], [1.0], [2.0], [3.0], [-1.0], [-2.0], [-3.0]])
+    y_train = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    encoder = torch.nn.Identity()
+    encoder.embed = lambda x: x
+    ps = ProbeSet(z_train, y_train, np.array([[4.0]]), np.array([1]), meta={"knn_vote": "plain"})
+    five = probe_encoders({"identity": encoder}, {"p": ps})[0]
+    ps.meta["knn_k"] = 1
+    one = probe_encoders({"identity": encoder}, {"p": ps})[0]
+    assert (five["knn_k"], five["knn_bacc"]) == (5, 0.0) and (one["knn_k"], one["knn_bacc"]) == (1, 1.0)
+    # cross-validated probe sets pass it on too
+    z, y, _ = small_class_beside_large()
+    folds = np.arange(66) % 3
+    row = probe_encoders({"identity": encoder}, {"p": ProbeSet.folded(z, y, folds, meta={"knn_k": 1})})[0]
+    assert row["knn_k"] == 1
+    assert row["knn_bacc"] == blocked_cv_scores(z, y, folds, k=1, vote="balanced")["knn_bacc"]
+    assert row["knn_bacc"] != blocked_cv_scores(z, y, folds, k=5, vote="balanced")["knn_bacc"]
+
+
 def test_blocked_cross_validation_predicts_every_item_from_the_other_blocks():
     # 1-D embeddings: after standardising with the other block's statistics, cosine similarity is the sign of
     # (z - mean of the training block), and 1-NN takes the label of that sign's training items (each sign group of

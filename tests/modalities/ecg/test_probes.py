@@ -220,6 +220,10 @@ def test_probe_targets_on_shared_data(signals_dir: Path) -> None:
     assert np.bincount(default.y_train).tolist() == [120, 120, 120, 27]
     fixed = probe_targets({"fs": 500, "probe_identity_folds": None}, None, signals_root=signals_dir)["record_identity"]
     assert fixed.folds is None and np.bincount(fixed.y_test).min() >= 9
+    # records differ 4.4-fold in window count: identity kNN takes the nearest window, no vote; beat class keeps the
+    # library's balanced 5-vote
+    assert default.meta["knn_k"] == fixed.meta["knn_k"] == 1
+    assert "knn_k" not in probes["beat_class"].meta
     assert probes["beat_class"].x_train.shape[1:] == (12, int(round(BEAT_WINDOW_S * 250)))
 
 

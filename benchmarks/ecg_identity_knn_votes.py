@@ -1,0 +1,116 @@
+"""ECG record identity under each kNN rule, pretrained vs random, for finished runs.
+
+The identity probe's classes are unequal (the 38 s PTB record gives 27 windows, the others 120 each). This shows
+how the kNN vote decides the pretrained-vs-random comparison. For every run folder, on the default identity probe
+(cross-validated over thirds of each record), it scores the run's encoder and its random control (the run's own
+initial weights) with:
+
+- ``1nn``: the nearest training window, no vote (the probe's kNN, ``modalities.ecg.probes.IDENTITY_KNN_K``);
+- ``plain5``: majority of the 5 nearest;
+- ``balanced5``: 5 nearest, each voting 1 / (its record's training windows) (the library's default vote, and the
+  identity kNN of results before this script);
+- ``undersampled5``: plain 5-NN within a class-balanced draw of the training windows (every record drawn down to
+  the smallest one's count), balanced accuracy averaged over 20 draws;
+
+and counts the ``balanced5`` errors that are windows called PTB; beside them, the logistic probe's balanced
+accuracy (same folds) and the RankMe of the probe windows' embeddings, as ``evaluate`` reports them.
+
+    python benchmarks/ecg_identity_knn_votes.py RUN_DIR [RUN_DIR ...] [--out FILE]
+
+Prints one table and writes benchmarks/results/ecg_identity_knn_votes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import models
+import modalities
+from pretrain.config import load_run_config
+from pretrain.evaluate import balanced_accuracy, blocked_cv_scores, control_encoder, embed_array, knn_predict, rankme
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = {"1nn": (1, "plain"), "plain5": (5, "plain"), "balanced5": (5, "balanced"), "undersampled5": (5, "draws")}
+DRAWS = 20
+SHORT_RECORD = "ptbdb/s0010_re"
+
+
+def cv_predict(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int, vote: str,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """Every window predicted by the kNN of the other folds; with ``rng``, of a class-balanced draw of them."""
+    pred = np.empty_like(y)
+    for b in np.unique(folds):
+        test = folds == b
+        train = np.flatnonzero(~test)
+        if rng is not None:
+            n = np.bincount(y[train]).min()
+            train = np.concatenate([rng.choice(train[y[train] == c], n, replace=False) for c in np.unique(y[train])])
+        pred[test] = knn_predict(z[train], y[train], z[test], k, vote)
+    return pred
+
+
+def score_run(run: Path, probes: dict[str, object]) -> dict:
+    cfg = load_run_config(run / "config.yaml")
+    data_cfg = dict(cfg.data)
+    key = json.dumps({k: data_cfg.get(k) for k in ("fs", "leads", "band", "clip", "probe_window_s")}, sort_keys=True)
+    if key not in probes:
+        probes[key] = modalities.get("ecg").probe_targets(data_cfg, None)["record_identity"]
+    ps = probes[key]
+    y, folds = np.asarray(ps.y_train), np.asarray(ps.folds)
+    short = ps.class_names.index(SHORT_RECORD)
+    row = {"run": str(run), "steps": cfg.train.max_steps, "batch": cfg.train.batch_size, "seed": cfg.train.seed,
+           "lr": cfg.optim.lr, "model_options": dict(cfg.model), "ema": list(cfg.objective.get("ema", []))}
+    for name, enc in (("pretrained", models.load_pretrained(run / "encoder")), ("random init", control_encoder(run))):
+        z = embed_array(enc.eval().embed, ps.x_train)
+        scores = {}
+        for rule, (k, vote) in RULES.items():
+            if vote == "draws":
+                rng = np.random.default_rng(0)
+                scores[rule] = float(np.mean([balanced_accuracy(y, cv_predict(z, y, folds, k, "plain", rng))
+                                              for _ in range(DRAWS)]))
+                continue
+            pred = cv_predict(z, y, folds, k, vote)
+            scores[rule] = balanced_accuracy(y, pred)
+            if rule == "balanced5":
+                wrong = pred != y
+                scores["balanced5_errors"] = int(wrong.sum())
+                scores["balanced5_errors_called_ptb"] = int((wrong & (pred == short)).sum())
+        scores["logistic"] = blocked_cv_scores(z, y, folds)["linear_bacc"]
+        scores["rankme"] = rankme(torch.from_numpy(z))
+        row[name] = scores
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ecg_identity_knn_votes.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    probes: dict[str, object] = {}
+    rows = []
+    print(f"{'run':34s} " + " ".join(f"{r:>13s}" for r in RULES) + f" {'bal. errors->PTB':>17s}"
+          f" {'logistic':>13s} {'RankMe':>11s}")
+    for run in args.runs:
+        row = score_run(run, probes)
+        rows.append(row)
+        pre, rnd = row["pretrained"], row["random init"]
+        print(f"{'/'.join(run.parts[-2:]):34s} " + " ".join(f"{pre[r]:6.3f}/{rnd[r]:5.3f}" for r in RULES)
+              + f" {pre['balanced5_errors_called_ptb']:3d}/{pre['balanced5_errors']:<3d} "
+                f"{rnd['balanced5_errors_called_ptb']:3d}/{rnd['balanced5_errors']:<3d} "
+                f"{pre['logistic']:6.3f}/{rnd['logistic']:5.3f} {pre['rankme']:5.2f}/{rnd['rankme']:5.2f}", flush=True)
+    wins = {r: sum(row["pretrained"][r] > row["random init"][r] for row in rows) for r in [*RULES, "logistic", "rankme"]}
+    print("pretrained above random in " + ", ".join(f"{r} {w} of {len(rows)}" for r, w in wins.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "ecg_identity_knn_votes", "rules": {r: {"k": k, "vote": v}
+                                    for r, (k, v) in RULES.items()}, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
