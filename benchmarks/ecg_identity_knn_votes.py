@@ -104,8 +104,20 @@ def main() -> None:
               + f" {pre['balanced5_errors_called_ptb']:3d}/{pre['balanced5_errors']:<3d} "
                 f"{rnd['balanced5_errors_called_ptb']:3d}/{rnd['balanced5_errors']:<3d} "
                 f"{pre['logistic']:6.3f}/{rnd['logistic']:5.3f} {pre['rankme']:5.2f}/{rnd['rankme']:5.2f}", flush=True)
-    wins = {r: sum(row["pretrained"][r] > row["random init"][r] for row in rows) for r in [*RULES, "logistic", "rankme"]}
-    print("pretrained above random in " + ", ".join(f"{r} {w} of {len(rows)}" for r, w in wins.items()))
+    print("\nruns of the same settings (seeds pooled): mean pretrained / random, and seeds where pretrained is above")
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        opts = {k: v for k, v in row["model_options"].items() if k != "name"}
+        key = f"{row['steps']}x{row['batch']} lr {row['lr']:g} {opts or 'paper init'} ema {row['ema']}"
+        groups.setdefault(key, []).append(row)
+    for key, members in groups.items():
+        cells = []
+        for r in [*RULES, "logistic", "rankme"]:
+            pre = np.mean([m["pretrained"][r] for m in members])
+            rnd = np.mean([m["random init"][r] for m in members])
+            wins = sum(m["pretrained"][r] > m["random init"][r] for m in members)
+            cells.append(f"{r} {pre:.3f}/{rnd:.3f} ({wins}/{len(members)})")
+        print(f"{key}: " + ", ".join(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "ecg_identity_knn_votes", "rules": {r: {"k": k, "vote": v}
                                     for r, (k, v) in RULES.items()}, "rows": rows}, indent=1))
