@@ -62,7 +62,7 @@ IDENTITY_LEAD_PREFERENCE = ("II", "aVF", "I", "III", "V5", "V6", "V4", "V3", "V2
 IDENTITY_SLOT = "II"
 # Neighbours of the identity probe's kNN (pretrain.evaluate.knn_predict): the nearest window alone, no vote. The
 # 38 s PTB record gives 27 windows beside 120 of each other record; under the library's 1 / n_c-weighted 5-vote one
-# PTB window among a window's 5 nearest outvotes the other 4, and on average 70 % (33-81 %) of the kNN errors of
+# PTB window among a window's 5 nearest outvotes the other 4, and on average 69 % (33-81 %) of the kNN errors of
 # patch-norm ECG-JEPA encoders and their random controls were windows called PTB
 # (benchmarks/ecg_identity_knn_votes.py).
 IDENTITY_KNN_K = 1
