@@ -32,7 +32,8 @@ import torch
 import models
 import modalities
 from pretrain.config import load_run_config
-from pretrain.evaluate import balanced_accuracy, blocked_cv_scores, control_encoder, embed_array, knn_predict, rankme
+from pretrain.evaluate import (balanced_accuracy, blocked_cv_predictions, control_encoder, embed_array, knn_predict,
+                               rankme)
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = {"1nn": (1, "plain"), "plain5": (5, "plain"), "balanced5": (5, "balanced"), "undersampled5": (5, "draws")}
@@ -40,17 +41,16 @@ DRAWS = 20
 SHORT_RECORD = "ptbdb/s0010_re"
 
 
-def cv_predict(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int, vote: str,
-               rng: np.random.Generator | None = None) -> np.ndarray:
-    """Every window predicted by the kNN of the other folds; with ``rng``, of a class-balanced draw of them."""
+def drawn_cv_predict(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Every window predicted by a plain k-NN over a class-balanced draw of the other folds' windows (each class
+    drawn down, without replacement, to the smallest class's count there)."""
     pred = np.empty_like(y)
     for b in np.unique(folds):
         test = folds == b
         train = np.flatnonzero(~test)
-        if rng is not None:
-            n = np.bincount(y[train]).min()
-            train = np.concatenate([rng.choice(train[y[train] == c], n, replace=False) for c in np.unique(y[train])])
-        pred[test] = knn_predict(z[train], y[train], z[test], k, vote)
+        n = np.bincount(y[train]).min()
+        train = np.concatenate([rng.choice(train[y[train] == c], n, replace=False) for c in np.unique(y[train])])
+        pred[test] = knn_predict(z[train], y[train], z[test], k, "plain")
     return pred
 
 
@@ -71,16 +71,16 @@ def score_run(run: Path, probes: dict[str, object]) -> dict:
         for rule, (k, vote) in RULES.items():
             if vote == "draws":
                 rng = np.random.default_rng(0)
-                scores[rule] = float(np.mean([balanced_accuracy(y, cv_predict(z, y, folds, k, "plain", rng))
+                scores[rule] = float(np.mean([balanced_accuracy(y, drawn_cv_predict(z, y, folds, k, rng))
                                               for _ in range(DRAWS)]))
                 continue
-            pred = cv_predict(z, y, folds, k, vote)
-            scores[rule] = balanced_accuracy(y, pred)
+            pred = blocked_cv_predictions(z, y, folds, k, vote)
+            scores[rule] = balanced_accuracy(y, pred["knn"])
+            scores["logistic"] = balanced_accuracy(y, pred["linear"])  # the same for every rule
             if rule == "balanced5":
-                wrong = pred != y
+                wrong = pred["knn"] != y
                 scores["balanced5_errors"] = int(wrong.sum())
-                scores["balanced5_errors_called_ptb"] = int((wrong & (pred == short)).sum())
-        scores["logistic"] = blocked_cv_scores(z, y, folds)["linear_bacc"]
+                scores["balanced5_errors_called_ptb"] = int((wrong & (pred["knn"] == short)).sum())
         scores["rankme"] = rankme(torch.from_numpy(z))
         row[name] = scores
     return row

@@ -2,8 +2,8 @@
 
 - :func:`rankme`: effective rank of an embedding matrix (Garrido et al. 2023), a label-free quality monitor.
 - :func:`knn_accuracy` / :func:`linear_probe`: a fixed-split k-NN (cosine) and a logistic-regression probe;
-  :func:`blocked_cv_scores`: the same two, cross-validated over contiguous blocks (probe sets too small for a
-  held-out split, ``ProbeSet.folds``).
+  :func:`blocked_cv_scores` (:func:`blocked_cv_predictions`): the same two, cross-validated over contiguous
+  blocks (probe sets too small for a held-out split, ``ProbeSet.folds``).
 - :func:`knn_regression` / :func:`ridge_probe`: the same for continuous targets (heart rate): k-NN mean and ridge
   regression, scored by R^2 and mean absolute error.
 - :func:`psnr` / :func:`ssim` / :func:`region_std` / :func:`enl` / :func:`ratio_image_stats` and
@@ -148,12 +148,11 @@ def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y
     return balanced_accuracy(y_test, linear_predict(z_train, y_train, z_test, c, seed))
 
 
-def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5,
-                      vote: str = "plain") -> dict[str, float]:
-    """``{"knn_bacc", "linear_bacc"}``: balanced accuracy of the out-of-fold predictions, each fold (``folds[i]``,
-    a contiguous block in time of the recording) predicted by :func:`knn_predict` / :func:`linear_predict` fit on
-    all the other folds (standardised with their statistics). Every item is predicted exactly once, so a probe of
-    N items is scored on N predictions instead of the third of them a held-out split would leave."""
+def blocked_cv_predictions(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5,
+                           vote: str = "plain") -> dict[str, np.ndarray]:
+    """``{"knn", "linear"}``: out-of-fold class predictions, each fold (``folds[i]``, a contiguous block in time of
+    the recording) predicted by :func:`knn_predict` / :func:`linear_predict` fit on all the other folds
+    (standardised with their statistics)."""
     z, y, folds = np.asarray(z), np.asarray(y), np.asarray(folds)
     if not (len(z) == len(y) == len(folds)):
         raise ValueError(f"blocked_cv_scores: {len(z)} embeddings, {len(y)} labels and {len(folds)} fold ids")
@@ -167,6 +166,16 @@ def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 
             raise ValueError(f"blocked_cv_scores: the items outside fold {b} hold a single class")
         pred["knn"][test] = knn_predict(z[train], y[train], z[test], k, vote)
         pred["linear"][test] = linear_predict(z[train], y[train], z[test])
+    return pred
+
+
+def blocked_cv_scores(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int = 5,
+                      vote: str = "plain") -> dict[str, float]:
+    """``{"knn_bacc", "linear_bacc"}``: balanced accuracy of :func:`blocked_cv_predictions`. Every item is
+    predicted exactly once, so a probe of N items is scored on N predictions instead of the third of them a
+    held-out split would leave."""
+    y = np.asarray(y)
+    pred = blocked_cv_predictions(z, y, folds, k, vote)
     return {"knn_bacc": balanced_accuracy(y, pred["knn"]), "linear_bacc": balanced_accuracy(y, pred["linear"])}
 
 
