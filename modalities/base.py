@@ -7,6 +7,7 @@ A modality is a small frozen dataclass registered by name in :mod:`modalities`. 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -136,6 +137,24 @@ def corpus_lock(out_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_root() -> Path:
+    """Where modalities keep what they derive from data: ``$MODALITIES_CACHE`` or ``~/.cache/modalities``.
+
+    Indexes, feature caches and built embedded defaults go here, never into a ``--data`` folder (clinical archives
+    are often read-only, checksummed or under version control). The same root as ``pretrain``'s ``cache_dir()``."""
+    return Path(os.environ.get("MODALITIES_CACHE") or Path.home() / ".cache" / "modalities").expanduser()
+
+
+def data_cache_dir(kind: str, data_path: str | Path) -> Path:
+    """``cache_root()/kind/<name>-<hash>``: the cache folder of one data folder or file, keyed by the SHA-256 of its
+    resolved path, so that two archives never share a cache (whatever their names) and a symlinked path shares the
+    cache of its target. Not created; what is cached there must still be invalidated when the data change."""
+    resolved = Path(data_path).expanduser().resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    name = re.sub(r"[^\w.-]", "_", resolved.name)[:40] or "root"
+    return cache_root() / kind / f"{name}-{digest}"
 
 
 CORPUS_FILE = "corpus.json"

@@ -12,6 +12,7 @@ Each recording is split in time: its first ``1 - val_fraction`` trains and the r
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 
 from modalities.base import DataError
 from modalities.eeg.recordings import EEGRecord, read_eeg_window
+from modalities.signals.windows import check_short_parts, split_summary
 
 __all__ = ["EEGWindows"]
 
@@ -36,7 +38,8 @@ class EEGWindows(Dataset):
         random_crop: seeded items place the window uniformly at random inside the part.
 
     Items are ``{"signal": float32[n_channels, T], "fs", "channels": "C3,Cz,...", "subject", "record",
-    "start_s"}``.
+    "start_s"}``. Recordings shorter than one window are named as in
+    :class:`~modalities.signals.windows.SignalWindows` (one warning; a DataError when no window is left).
     """
 
     def __init__(self, records: Sequence[EEGRecord], *, fs: float, window_s: float, n_channels: int = 4,
@@ -63,6 +66,7 @@ class EEGWindows(Dataset):
         self.split = split
         self._parts: list[tuple[EEGRecord, float, float]] = []
         counts = []
+        short: list[tuple[str, float]] = []
         for rec in records:
             n_train = (1.0 - val_fraction) * rec.duration_s
             first, stop = (0.0, n_train) if split == "train" else (n_train, rec.duration_s)
@@ -70,12 +74,25 @@ class EEGWindows(Dataset):
             if n >= 1:
                 self._parts.append((rec, first, stop))
                 counts.append(n)
-        if not self._parts:
-            raise DataError(f"{where}: no {split} part of any recording is at least one {window_s:g} s window long")
+            else:
+                short.append((rec.path, stop - first))
+        self.short_records = tuple(path for path, _ in short)
+        corpus = os.path.commonpath([r.path for r in records]) if len(records) > 1 else where
+        check_short_parts(corpus, split, self.window_s, val_fraction, short, n_used=len(self._parts))
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def __len__(self) -> int:
+        """The number of windows of the split: one epoch's items (the loop compares it with its batch size)."""
         return int(self._offsets[-1])
+
+    @property
+    def n_records(self) -> int:
+        """Recordings that contribute at least one window to this split."""
+        return len(self._parts)
+
+    def summary(self) -> str:
+        """One line: windows, window length and recordings of this split."""
+        return split_summary(len(self), self.split, self.window_s, [rec.path for rec, *_ in self._parts])
 
     def __getitem__(self, key: int | tuple[int, int | None]) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)

@@ -96,8 +96,9 @@ def heartpy_data_dir() -> Path:
 def default_data(cache_dir: Path) -> Path:
     """The embedded default: the three PPG recordings shipped inside the installed ``heartpy`` package
     (``heartpy/data/data{,2,3}.csv``: 25 s, 128 s and 682 s; see data_cards/heartpy_ppg.md), copied once into
-    ``cache_dir/heartpy`` so that the index file is written there and not into site-packages. ``data.csv`` states
-    no rate: the recipe's ``demo`` section sets ``data.csv_fs: 100``."""
+    ``cache_dir/heartpy``, so that a run's ``data.path`` outlives a reinstall of the package (indexes go to the cache
+    directory in any case, never beside the data). ``data.csv`` states no rate: the recipe's ``demo`` section sets
+    ``data.csv_fs: 100``."""
     source = heartpy_data_dir()
     out = Path(cache_dir) / "heartpy"
     out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import csv
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -138,6 +139,7 @@ def table_windows(records: Sequence[RecordInfo], labels: Path, targets: Sequence
         raise DataError(f"data.labels: {labels} has no column {missing[0]!r} (columns: {', '.join(columns)})")
     mapping = _superclasses(statements) if statements else None
     items: list[LabelledWindow] = []
+    short: list[str] = []
     for row in rows:
         info = _match(records, row[id_column])
         if info is None:
@@ -158,7 +160,16 @@ def table_windows(records: Sequence[RecordInfo], labels: Path, targets: Sequence
                                 f"is not a number") from None
         subject = row[subject_column] if subject_column else info.name
         n = min(max_windows, int(info.duration_s // window_s))
+        if n < 1:
+            short.append(f"{info.name} {info.duration_s:.3g} s")
         items += [LabelledWindow(info, k * window_s, target, str(subject)) for k in range(n)]
+    if short:
+        listed = ", ".join(short[:5]) + (f", {len(short) - 5} more" if len(short) > 5 else "")
+        what = (f"{len(short)} labelled record(s) are shorter than one {window_s:g} s window and give no window "
+                f"({listed})")
+        if not items:
+            raise DataError(f"data.labels: {labels}: {what}; give longer records or a shorter data.window_s")
+        warnings.warn(f"data.labels: {labels}: {what}", stacklevel=2)
     if not items:
         examples = ", ".join(r[id_column] for r in rows[:3])
         raise DataError(f"data.labels: no id in {labels}:{id_column} (e.g. {examples}) matches a record of the data "

@@ -26,6 +26,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import wfdb
 
-from modalities.base import DataError
+from modalities.base import DataError, data_cache_dir
 from modalities.signals.filters import rational_ratio, resample
 
 __all__ = [
@@ -48,8 +50,8 @@ __all__ = [
 ]
 
 _RECORD_SUFFIXES = (".hea", ".dat", ".mat")
-_INDEX_FILE = ".modalities_index.json"
-_INDEX_VERSION = 2  # 2: every format, RecordInfo.format and .channel_types, skipped files
+_INDEX_FILE = "index.json"
+_INDEX_VERSION = 3  # 2: every format, RecordInfo.format and .channel_types, skipped files; 3: header checks
 
 # Storage bits per sample of each WFDB signal format (the signal-file spec, "signal(5)").
 # Compressed FLAC formats (508/516/524) have no fixed size and are only checked for existence.
@@ -93,6 +95,17 @@ class RecordInfo:
     format: str = "wfdb"
     channel_types: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Every reader checks its format's rate; this is the last line of defence (a hand-built or stale record).
+        try:
+            rate_ok = math.isfinite(float(self.fs)) and float(self.fs) > 0
+        except (TypeError, ValueError):
+            rate_ok = False
+        if not rate_ok:
+            raise DataError(f"{self.path}: sampling frequency {self.fs!r} is not a positive number")
+        if self.n_frames < 0:
+            raise DataError(f"{self.path}: record length {self.n_frames} frames is negative")
+
     @property
     def duration_s(self) -> float:
         return self.n_frames / self.fs
@@ -125,10 +138,84 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# WFDB signal formats (signal(5)); 0 is the null signal of variable-layout headers.
+_WFDB_FORMATS = frozenset({"0", "8", "16", "24", "32", "61", "80", "160", "212", "310", "311", "508", "516", "524"})
+_FMT_TOKEN = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?")
+_GAIN_TOKEN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:\(-?\d+\))?(?:/\S*)?")
+_RATE_TOKEN = re.compile(r"(?P<fs>[^/()]+)(?:/(?P<counter>[^/()]*))?(?:\((?P<base>[^()]*)\))?")
+_DECIMAL = re.compile(r"\d+\.?\d*|\.\d+")  # what wfdb's header grammar reads as a frequency
+
+
+def _positive(text: str | None) -> bool:
+    """A positive number in plain decimal notation (``360``, ``128.5``): wfdb's grammar drops anything else."""
+    return text is not None and _DECIMAL.fullmatch(text) is not None and float(text) > 0
+
+
+def _check_header_text(hea: Path) -> None:
+    """Check what ``wfdb.rdheader`` parses leniently (a field it cannot match is silently dropped: a sampling
+    frequency of ``-360`` becomes the default 250 Hz, a signal count that disagrees with the signal lines is read
+    as given); every problem is a one-line :class:`DataError` naming ``hea``.
+
+    Checked: a record line with a name and a signal count; a sampling frequency (and counter frequency) that is a
+    positive finite number; a record length that is a whole number; as many signal (or segment) lines as the record
+    line declares; for each signal line a known format, at least one sample per frame and a numeric gain."""
+    try:
+        text = hea.read_text(encoding="latin-1")
+    except OSError as exc:
+        raise DataError(f"{hea}: cannot read WFDB header ({exc.strerror or _one_line(exc)})") from None
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise DataError(f"{hea}: empty WFDB header (no record line)")
+    record_line, body = lines[0], lines[1:]
+    tokens = record_line.split()
+    name = re.fullmatch(r"[-\w]+(?:/(?P<n_seg>\d+))?", tokens[0])
+    if name is None or len(tokens) < 2 or not tokens[1].isdigit():
+        raise DataError(f"{hea}: record line {record_line!r} is not '<name>[/<segments>] <signals> [<fs> [<length>]]'")
+    n_sig, n_seg = int(tokens[1]), name.group("n_seg")
+    if len(tokens) > 2:
+        rate = _RATE_TOKEN.fullmatch(tokens[2])
+        if rate is None or not _positive(rate.group("fs")):
+            raise DataError(f"{hea}: sampling frequency {tokens[2]!r} is not a positive number "
+                            f"(record line {record_line!r})")
+        if rate.group("counter") and not _positive(rate.group("counter")):
+            raise DataError(f"{hea}: counter frequency {tokens[2]!r} is not a positive number "
+                            f"(record line {record_line!r})")
+    if len(tokens) > 3 and not tokens[3].isdigit():
+        raise DataError(f"{hea}: record length {tokens[3]!r} is not a whole number of frames "
+                        f"(record line {record_line!r})")
+    if n_seg is not None:
+        if len(body) != int(n_seg):
+            raise DataError(f"{hea}: record line declares {int(n_seg)} segment(s) but {len(body)} segment line(s) "
+                            "follow")
+        for line in body:
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise DataError(f"{hea}: segment line {line!r} is not '<segment> <length>'")
+        return
+    if len(body) != n_sig:
+        raise DataError(f"{hea}: record line declares {n_sig} signal(s) but {len(body)} signal line(s) follow")
+    for line in body:
+        parts = line.split()
+        fmt = _FMT_TOKEN.fullmatch(parts[1]) if len(parts) > 1 else None
+        if fmt is None:
+            raise DataError(f"{hea}: signal line {line!r} has no '<file> <format>'")
+        if fmt.group("fmt") not in _WFDB_FORMATS:
+            raise DataError(f"{hea}: signal format {fmt.group('fmt')} is not a WFDB format "
+                            f"({', '.join(sorted(_WFDB_FORMATS, key=int))}) in signal line {line!r}")
+        if fmt.group("spf") is not None and int(fmt.group("spf")) < 1:
+            raise DataError(f"{hea}: {parts[1]!r} declares {fmt.group('spf')} samples per frame in signal line "
+                            f"{line!r}; at least 1")
+        if len(parts) > 2 and _GAIN_TOKEN.fullmatch(parts[2]) is None:
+            raise DataError(f"{hea}: gain {parts[2]!r} is not '<gain>[(<baseline>)][/<units>]' in signal line "
+                            f"{line!r}")
+
+
 def _rdheader(record: Path) -> Any:
     hea = record.with_suffix(".hea")
     if not hea.is_file():
         raise DataError(f"{hea}: WFDB header not found")
+    _check_header_text(hea)
     try:
         return wfdb.rdheader(str(record))
     except Exception as exc:  # wfdb raises bare ValueError/IndexError/... on malformed headers
@@ -149,9 +236,14 @@ def _signal_file_sizes(record: Path, header: Any, n_frames: int | None) -> tuple
     for file_name, chans in files.items():
         data = record.parent / file_name
         try:
-            size = data.stat().st_size
+            st = data.stat()
         except FileNotFoundError:
             raise DataError(f"{data}: signal file missing (referenced by {hea})") from None
+        except OSError as exc:
+            raise DataError(f"{data}: cannot read signal file ({exc.strerror or _one_line(exc)}; referenced by {hea})") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"{data}: not a regular file (signal file referenced by {hea})")
+        size = st.st_size
         fmts = {header.fmt[ch] for ch in chans}
         if not fmts <= set(_BITS_PER_SAMPLE):
             continue  # compressed or unknown format: wfdb validates while reading
@@ -222,6 +314,9 @@ def _multi_segment_info(record: Path, header: Any) -> tuple[RecordInfo, list[Pat
         seg_path = record.parent / seg
         seg_header = _rdheader(seg_path)
         files.append(seg_path.with_suffix(".hea"))
+        if seg_header.fs is not None and header.fs is not None and float(seg_header.fs) != float(header.fs):
+            raise DataError(f"{seg_path.with_suffix('.hea')}: segment sampled at {float(seg_header.fs):g} Hz but "
+                            f"{hea} declares {float(header.fs):g} Hz")
         if i == 0 and header.layout == "variable":
             reference = seg_header  # the layout header: names and rates of every channel
             continue
@@ -307,24 +402,12 @@ def _stat(path: Path) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def _writable(folder: Path) -> bool:
-    # A folder without write bits is meant to be read-only (shared data sets), even for root,
-    # whom os.access always answers yes.
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
-    return bool(mode & 0o222) and os.access(folder, os.W_OK)
-
-
 def _cache_file(root: Path, cache_dir: str | Path | None) -> Path:
-    digest = hashlib.sha1(str(root).encode()).hexdigest()[:16]
+    """Where the index of the folder ``root`` is kept: never inside ``root`` (see :func:`index_records`)."""
     if cache_dir is not None:
+        digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
         return Path(cache_dir).expanduser() / f"signals_index_{digest}.json"
-    if _writable(root):
-        return root / _INDEX_FILE
-    user_cache = os.environ.get("MODALITIES_CACHE") or Path.home() / ".cache" / "modalities"
-    return Path(user_cache) / f"signals_index_{digest}.json"
+    return data_cache_dir("signals", root) / _INDEX_FILE
 
 
 def _load_cache(
@@ -334,7 +417,7 @@ def _load_cache(
         data = json.loads(cache.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("version") != _INDEX_VERSION or data.get("root") != str(root) or data.get("fs") != fs:
+    if data.get("version") != _INDEX_VERSION or data.get("root") != str(root.resolve()) or data.get("fs") != fs:
         return None
     files: dict[str, list[int]] = data.get("files", {})
     if sorted(files.get("headers", {})) != sorted(str(h.relative_to(root)) for h in headers):
@@ -359,7 +442,7 @@ def _write_cache(
 ) -> None:
     payload = {
         "version": _INDEX_VERSION,
-        "root": str(root),
+        "root": str(root.resolve()),
         "fs": fs,
         "files": {
             "headers": {str(h.relative_to(root)): _stat(h) for h in headers},
@@ -416,15 +499,16 @@ def index_records(
 
     Segment and layout headers of multi-segment records are part of their master record, and the
     later parts of a split FIF recording part of its first file, not records of their own. Hidden files
-    and folders are skipped. The index is cached as JSON in ``cache_dir``
-    (default ``<root>/.modalities_index.json`` when ``root`` is writable, else
-    ``$MODALITIES_CACHE`` or ``~/.cache/modalities/``; a folder without write permission bits
-    counts as read-only even for root) and rebuilt when any indexed or data file changes (mtime or size),
-    a file appears or disappears, or ``fs`` changes.
+    and folders are skipped. Nothing is ever written into ``root`` (clinical archives are often read-only,
+    checksummed or under version control): the index of a folder is cached as JSON in ``cache_dir`` when given,
+    else in :func:`~modalities.base.data_cache_dir` ``("signals", root)``, i.e.
+    ``$MODALITIES_CACHE/signals/<name>-<hash>/index.json`` (default ``~/.cache/modalities/...``), keyed by the
+    resolved path so that two folders never share an index. It is rebuilt when any indexed or data file changes
+    (mtime or size), a file appears or disappears, or ``fs`` changes; an unwritable cache is not an error.
 
     Args:
         root: a folder, a WFDB record (any of its files or no suffix) or one file of another format.
-        cache_dir: where the JSON index goes (see above).
+        cache_dir: the folder of the JSON index (default: see above).
         fs: sampling rate in Hz of CSV files that state none (one value column, no time column).
 
     Raises:

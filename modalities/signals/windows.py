@@ -22,7 +22,7 @@ from modalities.base import DataError
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, read_window_resampled
 
-__all__ = ["SignalWindows", "probe_part_starts", "spaced_starts"]
+__all__ = ["SignalWindows", "check_short_parts", "probe_part_starts", "spaced_starts", "split_summary"]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -59,6 +59,11 @@ class SignalWindows(Dataset):
 
     Preprocessing of a window: read and resample to ``fs`` (missing samples -> 0), ``bandpass``,
     ``normalize``, then ``transform``.
+
+    Nothing is silent about a small corpus: records whose split part is shorter than one window are skipped with
+    one warning that counts them and names the first few (:attr:`short_records` lists them all), no window at all
+    is a one-line :class:`DataError`, and ``len(ds)`` is the number of windows in an epoch (:meth:`summary` says it
+    in a line), which a training loop compares with its batch size.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class SignalWindows(Dataset):
 
         alias = channel_aliases if channel_aliases is not None else _identity
         unusable: list[str] = []
+        short: list[tuple[str, float]] = []  # (record, seconds of its split part) for parts shorter than a window
         # Per part: record, (record channel, canonical row) pairs, first and last usable frame.
         self._parts: list[tuple[RecordInfo, tuple[tuple[str, int], ...], int, int]] = []
         counts: list[int] = []
@@ -127,8 +133,9 @@ class SignalWindows(Dataset):
             n_train = int(math.floor((1.0 - self.val_fraction) * info.n_frames))
             first, stop = (0, n_train) if split == "train" else (n_train, info.n_frames)
             n_windows = int((stop - first) / info.fs // self.window_s)
-            if n_windows < 1:
-                continue  # shorter than one window
+            if n_windows < 1:  # shorter than one window: named below
+                short.append((info.path, (stop - first) / info.fs))
+                continue
             mapping = tuple(sorted(((name, row) for row, name in sources.items()), key=lambda t: t[1]))
             self._parts.append((info, mapping, first, stop))
             counts.append(n_windows)
@@ -142,14 +149,22 @@ class SignalWindows(Dataset):
                 f"are skipped: {', '.join(unusable)}",
                 stacklevel=2,
             )
-        if not self._parts:
-            raise DataError(
-                f"{where}: no {split} part of any record is at least one {self.window_s:g} s window long"
-            )
+        self.short_records = tuple(path for path, _ in short)
+        check_short_parts(where, split, self.window_s, self.val_fraction, short, n_used=len(self._parts))
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def __len__(self) -> int:
+        """The number of windows of the split: one epoch's items (the loop compares it with its batch size)."""
         return int(self._offsets[-1])
+
+    @property
+    def n_records(self) -> int:
+        """Records that contribute at least one window to this split."""
+        return len(self._parts)
+
+    def summary(self) -> str:
+        """One line: windows, window length and records of this split, e.g. for a message about a small corpus."""
+        return split_summary(len(self), self.split, self.window_s, [info.path for info, *_ in self._parts])
 
     def __getitem__(self, key: int | tuple[int, int | None]) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, None)
@@ -214,6 +229,66 @@ class SignalWindows(Dataset):
 
 def _identity(name: str) -> str:
     return name
+
+
+_LISTED = 5  # records named in a message about short records; the rest are counted
+
+
+def _label(path: str, where: str) -> str:
+    """A record's path relative to the corpus folder ``where`` (its own path when ``where`` is the record)."""
+    try:
+        rel = os.path.relpath(path, where)
+    except ValueError:
+        return path
+    return path if rel in (".", "") or rel.startswith("..") else rel
+
+
+def split_summary(n_windows: int, split: str, window_s: float, records: Sequence[str]) -> str:
+    """``"1 train window of 10 s from 1 record (mimicdb/03700181)"``: what a split holds, in one line."""
+    where = _common_folder(records)
+    named = ", ".join(_label(r, where) for r in records[:_LISTED])
+    more = f", {len(records) - _LISTED} more" if len(records) > _LISTED else ""
+    return (f"{n_windows} {split} window{'s' if n_windows != 1 else ''} of {window_s:g} s from {len(records)} "
+            f"record{'s' if len(records) != 1 else ''} ({named}{more})")
+
+
+def check_short_parts(where: str, split: str, window_s: float, val_fraction: float,
+                      short: Sequence[tuple[str, float]], n_used: int) -> None:
+    """Name the records whose ``split`` part is shorter than one window: a one-line warning listing how many, the
+    first few (with the part's length) and the window length when other records remain, a one-line
+    :class:`DataError` when no record is left (zero windows)."""
+    if not short:
+        return
+    listed = ", ".join(f"{_label(path, where)} {seconds:.3g} s" for path, seconds in short[:_LISTED])
+    more = f", {len(short) - _LISTED} more" if len(short) > _LISTED else ""
+    share = f"first {100 * (1 - val_fraction):.3g} %" if split == "train" else f"last {100 * val_fraction:.3g} %"
+    fix = "longer records or a shorter data.window_s" + (" (or a larger data.val_fraction)" if split == "val" else "")
+    if n_used == 0:
+        if len(short) == 1:
+            raise DataError(
+                f"{where}: no {split} window: the record's {split} part (its {share}) lasts {short[0][1]:.3g} s, "
+                f"shorter than one {window_s:g} s window; give {fix}"
+            )
+        raise DataError(
+            f"{where}: no {split} window: the {split} part (the {share} of each record) of all {len(short)} records "
+            f"is shorter than one {window_s:g} s window ({listed}{more}); give {fix}"
+        )
+    their = "its" if len(short) == 1 else "their"
+    warnings.warn(
+        f"{where}: {len(short)} of {len(short) + n_used} records skipped for {split}: {their} {split} part (the "
+        f"{share} of each record) is shorter than one {window_s:g} s window ({listed}{more})",
+        stacklevel=3,
+    )
+
+
+def _common_folder(paths: Sequence[str]) -> str:
+    if not paths:
+        return ""
+    try:
+        common = os.path.commonpath(list(paths))
+    except ValueError:
+        return ""
+    return os.path.dirname(common) if len(paths) == 1 or common in paths else common
 
 
 def _common_path(records: Sequence[RecordInfo]) -> str:

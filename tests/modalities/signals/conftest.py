@@ -24,6 +24,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("wfdb_record", found or ["<shared data missing>"])
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Indexes go to a cache shared by this session's tests, never to the user's ~/.cache."""
+    cache = tmp_path_factory.getbasetemp() / "modalities-cache"
+    monkeypatch.setenv("MODALITIES_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture
 def copy_record(tmp_path: Path, signals_dir: Path):
     """``copy_record("mitdb/100")`` copies a shared record's files into a fresh folder under tmp_path."""

@@ -120,3 +120,17 @@ def test_bad_label_tables_end_in_one_line(signals_dir, tmp_path):
     path.write_text("name,hr\n100,70\n")
     with pytest.raises(DataError, match=r"none of the id columns"):
         table_windows(records, path, ["hr"], 2.0)
+
+
+def test_labelled_records_shorter_than_a_window_are_named(signals_dir, tmp_path):
+    records = index_records(signals_dir / "mitdb") + index_records(signals_dir / "macecgdb")  # 1805.6 s and 8 s
+    path = tmp_path / "labels.csv"
+    path.write_text("record_name,hr\n100,70\ntest01_00s,80\n")
+    with pytest.warns(UserWarning, match=r"1 labelled record\(s\) are shorter than one 10 s window and give no "
+                                         r"window \(test01_00s 8 s\)"):
+        items = table_windows(records, path, ["hr"], 10.0)
+    assert {it.record.name for it in items} == {"100"}
+    path.write_text("record_name,hr\ntest01_00s,80\n")
+    with pytest.raises(DataError) as exc:
+        table_windows(records, path, ["hr"], 10.0)
+    assert "\n" not in str(exc.value) and "test01_00s 8 s" in str(exc.value) and "10 s window" in str(exc.value)

@@ -339,24 +339,20 @@ def test_index_cache_is_written_and_reused(
 
 
 def test_index_cache_defaults(copy_record, tmp_path: Path, monkeypatch) -> None:
+    # The index never goes into the data folder, writable or not: $MODALITIES_CACHE, else ~/.cache/modalities.
     rec = copy_record("macecgdb/test01_00s")
+    before = sorted(p.name for p in rec.parent.iterdir())
+    cache = tmp_path / "project_cache"
+    monkeypatch.setenv("MODALITIES_CACHE", str(cache))
     index_records(rec.parent)
-    assert (rec.parent / ".modalities_index.json").is_file()  # writable root: cache inside it
-    # A read-only root (like the shared data) is never written to: the cache goes to ~/.cache.
-    ro = copy_record("mitdb/100").parent
+    assert sorted(p.name for p in rec.parent.iterdir()) == before
+    assert [p.relative_to(cache).parts[:1] for p in cache.rglob("*.json")] == [("signals",)]
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("MODALITIES_CACHE", raising=False)
-    ro.chmod(0o555)
-    try:
-        index_records(ro)
-        assert not (ro / ".modalities_index.json").exists()
-        assert len(list((home / ".cache" / "modalities").glob("*.json"))) == 1
-        monkeypatch.setenv("MODALITIES_CACHE", str(tmp_path / "project_cache"))
-        index_records(ro)
-        assert len(list((tmp_path / "project_cache").glob("*.json"))) == 1
-    finally:
-        ro.chmod(0o755)
+    index_records(rec.parent)
+    assert len(list((home / ".cache" / "modalities" / "signals").rglob("*.json"))) == 1
+    assert sorted(p.name for p in rec.parent.iterdir()) == before
 
 
 def test_index_cache_invalidated_when_a_header_changes(copy_record, monkeypatch) -> None:
