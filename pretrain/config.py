@@ -54,6 +54,8 @@ class TrainConfig:
 
     max_steps: int = 300
     batch_size: int = 32  # global batch of one micro-step, split across all processes
+    micro_batch: Any = "auto"  # samples per forward/backward on each process: auto (fitted to memory) or an int
+    memory_budget_gb: float = 0.0  # peak memory one process's step may add; 0 = from the device (pretrain/micro.py)
     num_workers: int = 0
     seed: int = 0
     accelerator: str = "auto"  # cpu | cuda | auto
@@ -75,6 +77,10 @@ class TrainConfig:
             _non_negative(f"train.{name}", getattr(self, name))
         if self.precision not in ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true"):
             raise ConfigError(f"train.precision: unknown precision {self.precision!r}; use 32-true, bf16-mixed or 16-mixed")
+        _non_negative("train.memory_budget_gb", self.memory_budget_gb)
+        if not (self.micro_batch == "auto" or (isinstance(self.micro_batch, int) and not isinstance(self.micro_batch, bool)
+                                               and self.micro_batch >= 1)):
+            raise ConfigError(f"train.micro_batch: must be a positive integer or 'auto', got {self.micro_batch!r}")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
             raise ConfigError(f"train.devices: must be a positive integer or 'auto', got {self.devices!r}")
 
@@ -204,6 +210,8 @@ def _build_section(cls: type, values: Mapping[str, Any], section: str) -> Any:
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise ConfigError(f"{section}.{k}: expected true/false, got {v!r}")
+        elif k == "micro_batch":
+            pass  # "auto" or an integer, checked by validate()
         elif isinstance(default, int) and not isinstance(default, bool) and k != "devices":
             if isinstance(v, float) and v.is_integer():
                 v = int(v)

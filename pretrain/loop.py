@@ -35,7 +35,7 @@ import models
 import modalities
 from modalities.base import labelled_subset
 from pretrain import config as config_mod
-from pretrain import objectives
+from pretrain import micro, objectives
 from pretrain.config import ConfigError, RunConfig
 from pretrain.evaluate import collapsed as is_collapsed
 
@@ -67,6 +67,53 @@ def wd_at(step: int, total: int, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def fit_schedule(cfg: RunConfig, n_train: int) -> list[str]:
+    """Fit the recipe's schedule to this run, in place, and say what changed (one line each).
+
+    A warm-up longer than half the run would keep the learning rate far below its peak for the whole run (the
+    ECG recipe's 10,000 warm-up steps at ``--max-steps 50`` never pass 0.5 % of it): it is scaled to 10 % of
+    the run. Fewer training samples than a global batch is named (every batch repeats samples).
+    """
+    o, t = cfg.optim, cfg.train
+    lines = []
+    if o.warmup_steps > t.max_steps // 2:
+        new = max(1, t.max_steps // 10)
+        why = (f"the learning rate would never pass {o.lr * t.max_steps / o.warmup_steps:.3g} of optim.lr={o.lr:.3g}"
+               if o.warmup_steps >= t.max_steps else "the learning rate would peak after half of the run")
+        lines.append(f"warning: optim.warmup_steps={o.warmup_steps} is over half of the run's {t.max_steps} steps "
+                     f"({why}); using {new} (10 % of the run), written to config.yaml; set optim.warmup_steps <= "
+                     f"{t.max_steps // 2} to choose another")
+        o.warmup_steps = new
+    if n_train < t.batch_size:
+        lines.append(f"warning: {n_train} training sample(s) for a global batch of {t.batch_size} (train.batch_size): "
+                     "every batch repeats samples; give more or longer records, or lower train.batch_size")
+    return lines
+
+
+class ConstantLossGuard:
+    """Stops a run whose loss has been exactly the same, with all-zero gradients, for ``patience`` steps: nothing
+    is learned (e.g. a contrastive batch without negatives). A constant loss with gradients is warned about once."""
+
+    def __init__(self, say: Any, patience: int = 5) -> None:
+        self.say, self.patience = say, patience
+        self.value: float | None = None
+        self.count = 0
+        self.warned = False
+
+    def check(self, step: int, loss: float, grad_norm: float) -> None:
+        self.count = self.count + 1 if loss == self.value else 1
+        self.value = loss
+        if self.count < self.patience:
+            return
+        if grad_norm == 0.0:
+            raise TrainingDiverged(f"step {step}: the loss has been exactly {loss!r} for {self.count} steps with "
+                                   "all-zero gradients: nothing is being learned (degenerate batches or objective "
+                                   "options); stopped")
+        if not self.warned:
+            self.warned = True
+            self.say(f"warning: step {step}: the loss has been exactly {loss!r} for {self.count} steps")
+
+
 # ------------------------------------------------------------------------------------------ sample stream
 
 def sample_seed(seed: int, position: int) -> int:
@@ -78,14 +125,18 @@ class SeededBatches:
     """Infinite stream of this process's share of each global batch, as ``(index, seed)`` keys.
 
     Global micro-batch ``m`` covers stream positions ``[m * B, (m + 1) * B)``; process ``r`` of ``W`` takes the
-    ``r``-th contiguous slice of ``B / W`` positions. Epoch ``e`` uses the permutation ``rng(seed, e)``.
+    ``r``-th contiguous slice of ``B / W`` positions, yielded as ``chunks`` consecutive memory micro-batches.
+    Epoch ``e`` uses the permutation ``rng(seed, e)``.
     """
 
-    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, start_micro_step: int = 0):
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, start_micro_step: int = 0,
+                 chunks: int = 1):
         if global_batch % world:
             raise ConfigError(f"train.batch_size: {global_batch} is not divisible by the {world} processes")
+        if (global_batch // world) % chunks:
+            raise ConfigError(f"train.micro_batch: {chunks} micro-batches do not divide {global_batch // world} samples")
         self.n, self.b, self.seed, self.rank, self.world = n, global_batch, seed, rank, world
-        self.start = start_micro_step
+        self.start, self.chunks = start_micro_step, chunks
         self._perm_epoch, self._perm = -1, np.arange(0)
 
     def _index(self, position: int) -> int:
@@ -97,10 +148,13 @@ class SeededBatches:
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         per = self.b // self.world
+        size = per // self.chunks  # memory micro-batches: the same positions, in consecutive slices
         m = self.start
         while True:
             first = m * self.b + self.rank * per
-            yield [(self._index(p), sample_seed(self.seed, p)) for p in range(first, first + per)]
+            for c in range(self.chunks):
+                lo = first + c * size
+                yield [(self._index(p), sample_seed(self.seed, p)) for p in range(lo, lo + size)]
             m += 1
 
     def __len__(self) -> int:  # DataLoader asks; the stream is endless
@@ -296,6 +350,13 @@ def _fixed_batch(ds: Dataset, n: int, collate: Any) -> dict[str, Any] | None:
     return collate([ds[int(i)] for i in idx])
 
 
+def _trial_batch(keyed: KeyedDataset, b: int, collate: Any, fabric: Any, seed: int) -> Any:
+    """``b`` real training samples, collated, for the memory probe (keys outside the run's sample stream)."""
+    batch = collate([keyed[(i % len(keyed), sample_seed(seed + 1, i))] for i in range(b)])
+    batch["step_seed"] = 0
+    return fabric.to_device(batch)
+
+
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> RunResult:
     """Pretrain ``cfg.model`` with ``cfg.objective`` on ``cfg.modality``; everything lands in ``run_dir``."""
     run_dir = Path(run_dir)
@@ -326,8 +387,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         train_ds = labelled_subset(train_ds, float(fraction), int(data_cfg.get("split_seed") or 0))
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
-    if rank0 and not resume:
-        config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_cfg}), run_dir / "config.yaml")
+    for line in fit_schedule(cfg, len(train_ds)) if not resume else []:
+        fabric.print(line)
 
     torch.manual_seed(t.seed)  # identical initial weights on every process
     try:
@@ -341,6 +402,19 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     raw = objective
     objective, optimizer = fabric.setup(objective, optimizer)
+    if raw.batch_loss:
+        objective.mark_forward_method("embeddings")
+    per_process = t.batch_size // fabric.world_size
+    keyed = KeyedDataset(train_ds)
+    plan = micro.plan_micro_batches(
+        t.micro_batch, per_process,
+        lambda b: _trial_batch(keyed, b, modality.collate, fabric, t.seed),
+        raw, fabric, t.memory_budget_gb, micro.local_processes(fabric.world_size, t.num_nodes))
+    if t.micro_batch == "auto":
+        fabric.print(plan.describe(per_process))
+        t.micro_batch = plan.micro
+    if rank0 and not resume:
+        config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_cfg}), run_dir / "config.yaml")
 
     ckpt_path = run_dir / "checkpoints" / CKPT_NAME
     start_step = 0
@@ -357,9 +431,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     collate = modality.collate
     workers = min(t.num_workers, max(0, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))))
-    loader = DataLoader(KeyedDataset(train_ds), collate_fn=collate, num_workers=workers,
+    loader = DataLoader(keyed, collate_fn=collate, num_workers=workers,
                         batch_sampler=SeededBatches(len(train_ds), t.batch_size, t.seed, fabric.global_rank,
-                                                    fabric.world_size, start_step * o.accumulate),
+                                                    fabric.world_size, start_step * o.accumulate, plan.chunks),
                         persistent_workers=False)
     loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
     batches = iter(loader)
@@ -373,6 +447,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         bar = tqdm(total=t.max_steps, initial=start_step, desc=f"{cfg.modality}/{objective_cls.name}",
                    mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
     best_rank = 0.0
+    constant = ConstantLossGuard(fabric.print)
     loss_value = float("nan")
     tic, seen = time.perf_counter(), 0
     for step in range(start_step, t.max_steps):
@@ -384,22 +459,34 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             g["weight_decay"] = wd if g.get("decay") else 0.0
         scalars: dict[str, float] = {}
         loss_sum = torch.zeros((), device=fabric.device)
-        for micro in range(o.accumulate):
-            try:
-                batch = next(batches)
-            except modalities.DataError as e:  # raised in a DataLoader worker: keep the reader's one line
-                raise modalities.DataError(worker_message(e)) from None
-            batch["step_seed"] = sample_seed(t.seed, step * o.accumulate + micro)
-            with fabric.no_backward_sync(objective, enabled=micro < o.accumulate - 1):
-                out = objective(batch)
-                fabric.backward(out["loss"] / o.accumulate)
-            loss_sum += out["loss"].detach().float() / o.accumulate
-            for k, v in out.items():
-                if k != "loss":
-                    scalars[k] = scalars.get(k, 0.0) + float(v) / o.accumulate
-            seen += len(batch["seed"]) * fabric.world_size
+        for unit in range(o.accumulate):
+            chunks = []
+            for _ in range(plan.chunks):
+                try:
+                    chunks.append(next(batches))
+                except modalities.DataError as e:  # raised in a DataLoader worker: keep the reader's one line
+                    raise modalities.DataError(worker_message(e)) from None
+                chunks[-1]["step_seed"] = sample_seed(t.seed, step * o.accumulate + unit)
+            last_unit = unit == o.accumulate - 1
+            if plan.chunks > 1 and raw.batch_loss:
+                outs = [micro.gradient_cache_step(objective, raw, chunks, fabric, 1.0 / o.accumulate, last_unit)]
+            else:
+                outs = []
+                for i, batch in enumerate(chunks):
+                    with fabric.no_backward_sync(objective, enabled=not (last_unit and i == len(chunks) - 1)):
+                        out = objective(batch)
+                        fabric.backward(out["loss"] / (o.accumulate * len(chunks)))
+                    outs.append(out)
+            for out in outs:
+                w = 1.0 / (o.accumulate * len(outs))
+                loss_sum += out["loss"].detach().float() * w
+                for k, v in out.items():
+                    if k != "loss":
+                        scalars[k] = scalars.get(k, 0.0) + float(v) * w
+            seen += sum(len(c["seed"]) for c in chunks) * fabric.world_size
         loss_mean = fabric.all_reduce(loss_sum, reduce_op="mean")
         grad_norm = _grad_norm(raw)
+        constant.check(step + 1, float(loss_mean), grad_norm)
         if not torch.isfinite(loss_mean) or not math.isfinite(grad_norm):
             what = "loss" if not torch.isfinite(loss_mean) else "gradient norm"
             last = f"last good checkpoint: {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written"

@@ -210,6 +210,7 @@ class BarlowTwins(Objective):
     name: ClassVar[str] = "barlow_twins"
     views: ClassVar[int] = 2
     sample_kinds: ClassVar[tuple[str, ...]] = ("signal", "image", "points", "graph")
+    batch_loss: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -231,22 +232,33 @@ class BarlowTwins(Objective):
             else BarlowTwinsLoss(lambda_=lambda_, gather=gather)
         )
         self.projector = MLPHead(int(encoder.embed_dim), [projector_dim, projector_dim], projector_dim)
+        self.splittable = not self.mixed  # micro-batches (pretrain/micro.py): the mix spans the whole batch
 
     def project(self, x: Any) -> torch.Tensor:
         return self.projector(self.encoder.embed(x))
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
+        """The encoder's features of the views; the projector (batch-normalised) runs in :meth:`loss_from`."""
         views = batch["views"]
         y1, y2 = views[0], views[1]
-        z1, z2 = self.project(y1), self.project(y2)
-        if not self.mixed:
-            terms = self.loss_fn.terms(z1, z2)
-        else:
+        rows = {"h_a": self.encoder.embed(y1), "h_b": self.encoder.embed(y2)}
+        if self.mixed:
             if not isinstance(y1, torch.Tensor):
                 raise ConfigError("objective.mixed: the Mixed Barlow Twins regulariser needs tensor views")
-            perm = torch.randperm(y1.shape[0], device=y1.device)
+            # The mix pairs samples across the whole local batch (``perm``), so a mixed run is never split into
+            # micro-batches (pretrain/micro.py refuses it); ``perm`` and ``alpha`` travel with the rows.
+            n = y1.shape[0]
+            perm = torch.randperm(n, device=y1.device)
             alpha = torch.rand((), device=y1.device)
-            z_mix = self.project(alpha * y1 + (1.0 - alpha) * y2[perm])
+            rows["h_mix"] = self.encoder.embed(alpha * y1 + (1.0 - alpha) * y2[perm])
+            rows["perm"], rows["alpha"] = perm, alpha.expand(n)
+        return rows
+
+    def loss_from(self, rows: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        z_a, z_b = self.projector(rows["h_a"]), self.projector(rows["h_b"])
+        if not self.mixed:
+            terms = self.loss_fn.terms(z_a, z_b)
+        else:
             assert isinstance(self.loss_fn, MixedBarlowTwinsLoss)
-            terms = self.loss_fn.terms(z1, z2, z_mix, perm, alpha)
+            terms = self.loss_fn.terms(z_a, z_b, self.projector(rows["h_mix"]), rows["perm"], rows["alpha"][0])
         return {"loss": self.loss_fn.weighted(terms), **{k: v.detach() for k, v in terms.items()}}

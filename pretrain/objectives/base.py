@@ -28,6 +28,13 @@ class Objective(nn.Module):
     views: ClassVar[int] = 0
     sample_kinds: ClassVar[tuple[str, ...]] = ()
     self_supervised: ClassVar[bool] = True  # False: needs labels (fine-tuning); not offered for pretraining
+    # Objectives whose loss couples the samples of a batch (batch statistics, negatives, neighbours) set
+    # ``batch_loss`` and split ``forward`` into :meth:`embeddings` (per-sample rows, the memory-heavy part)
+    # and :meth:`loss_from` (the loss on the rows of the whole batch). The loop then splits a batch that does
+    # not fit into micro-batches exactly, with the gradient cache (pretrain/micro.py). ``loss_keys`` are the
+    # batch entries :meth:`loss_from` reads besides the rows (e.g. subject ids).
+    batch_loss: ClassVar[bool] = False
+    loss_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -35,6 +42,19 @@ class Objective(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Return ``{"loss": scalar tensor, **scalars}`` for one batch."""
+        if self.batch_loss:
+            return self.loss_from(self.embeddings(batch), batch)
+        raise NotImplementedError
+
+    def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
+        """``batch_loss`` objectives: the per-sample rows ``{name: [B, ...]}`` their loss is computed from.
+        With ``targets=False`` rows that carry no gradient (an EMA teacher's) may be left out: the gradient
+        cache recomputes only the rows it back-propagates through."""
+        raise NotImplementedError
+
+    def loss_from(self, rows: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``batch_loss`` objectives: ``{"loss": ..., **scalars}`` from the rows of :meth:`embeddings` of the
+        whole batch; ``batch`` holds at least :attr:`loss_keys`."""
         raise NotImplementedError
 
     def on_step_end(self, step: int, total_steps: int) -> None:

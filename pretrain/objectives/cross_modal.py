@@ -63,6 +63,7 @@ class CrossModal(Objective):
 
     name: ClassVar[str] = "cross_modal"
     views: ClassVar[int] = 0
+    batch_loss: ClassVar[bool] = True
     sample_kinds: ClassVar[tuple[str, ...]] = ("signal",)
 
     def __init__(
@@ -122,8 +123,13 @@ class CrossModal(Objective):
         a, b = self._split(batch)
         return self.projector(self.encoder.embed(a)), self.partner_projector(self.partner.embed(b))
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        p, q = self.project(batch)
+    def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
+        """Both encoders' features; the projectors (batch-normalised) run in :meth:`loss_from`."""
+        a, b = self._split(batch)
+        return {"h": self.encoder.embed(a), "g": self.partner.embed(b)}
+
+    def loss_from(self, rows: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        p, q = self.projector(rows["h"]), self.partner_projector(rows["g"])
         loss = 0.5 * (self.loss_fn(p, q) + self.loss_fn(q, p))
         with torch.no_grad():
             sim = nn.functional.normalize(p, dim=1) @ nn.functional.normalize(q, dim=1).T

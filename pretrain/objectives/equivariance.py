@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -224,14 +225,26 @@ class Equivariance(Objective):
             out[idx] = y
         return out
 
+    def draws(self, batch: dict[str, Any], n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's transform index and continuous draw ``u ~ U(0, 1)``, from its own seed when the batch
+        has seeds (the loop's), so a sample is transformed the same whatever the processes or micro-batches
+        it is in; from torch's generator otherwise."""
+        seeds = batch.get("seed")
+        if seeds is None:
+            return torch.randint(len(self.transforms), (n,), device=device), torch.rand(n, device=device)
+        draws = [np.random.default_rng([int(s), 0x4551]).random(2) for s in torch.as_tensor(seeds).tolist()]
+        k = len(self.transforms)
+        labels = torch.tensor([min(k - 1, int(d[0] * k)) for d in draws], device=device)
+        return labels, torch.tensor([d[1] for d in draws], device=device)
+
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x = batch_input(batch)
-        labels = torch.randint(len(self.transforms), (x.shape[0],), device=x.device)
+        labels, u = self.draws(batch, x.shape[0], x.device)
         x = self.apply_transforms(x, labels)
         param: torch.Tensor | None = None
         if self.continuous is not None:
             lo, hi = self.log_range
-            param = lo + (hi - lo) * torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
+            param = lo + (hi - lo) * u.to(x.dtype)
             x = CONTINUOUS_TRANSFORMS[self.continuous](x, param)
         features = self.encoder.embed(x)
         logits = self.head(features)

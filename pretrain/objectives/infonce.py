@@ -21,7 +21,7 @@ from pretrain.distributed import full_precision, gather_objects, gather_with_gra
 from pretrain.ema import cosine_momentum_at, ema_update, make_teacher
 from pretrain.objectives.base import Objective
 
-__all__ = ["InfoNCE", "InfoNCELoss", "KoLeoLoss"]
+__all__ = ["InfoNCE", "InfoNCELoss", "KoLeoLoss", "NoNegatives", "check_negatives"]
 
 
 def _global_rows(x: torch.Tensor, gather: bool) -> tuple[torch.Tensor, int]:
@@ -29,6 +29,24 @@ def _global_rows(x: torch.Tensor, gather: bool) -> tuple[torch.Tensor, int]:
     if not gather:
         return x, 0
     return gather_with_grad(x), rank() * x.shape[0]
+
+
+class NoNegatives(ConfigError):
+    """A contrastive batch in which no sample has a single negative: the loss is exactly 0 and nothing is
+    learned."""
+
+
+def check_negatives(subjects: Sequence[Any]) -> None:
+    """Refuse, in one line, a batch (all processes together) whose samples all share one subject while
+    same-subject negatives are excluded: every query would have its positive alone, a loss of exactly 0."""
+    everyone = gather_objects(list(subjects))
+    distinct = set(everyone)
+    if len(distinct) < 2:
+        raise NoNegatives(
+            f"objective.exclude_same_subject: all {len(everyone)} samples of the batch come from one subject "
+            f"({next(iter(distinct))!r}), so no sample has a negative and the contrastive loss is exactly 0; "
+            "give records of more subjects, or --set objective.exclude_same_subject=false to use other windows "
+            "of the same subject as negatives")
 
 
 class InfoNCELoss(nn.Module):
@@ -184,6 +202,8 @@ class InfoNCE(Objective):
     name: ClassVar[str] = "infonce"
     views: ClassVar[int] = 2
     sample_kinds: ClassVar[tuple[str, ...]] = ("signal", "image", "points", "graph")
+    batch_loss: ClassVar[bool] = True
+    loss_keys: ClassVar[tuple[str, ...]] = ("subject",)
 
     def __init__(
         self,
@@ -225,17 +245,27 @@ class InfoNCE(Objective):
     def _student(self) -> _Tower:
         return _Tower(self.encoder, self.projector)
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
+        """The student's (and teacher's) encoder features of both views; the projectors (batch-normalised) run in
+        :meth:`loss_from`, on the whole batch."""
         views = batch["views"]
         y1, y2 = views[0], views[1]
-        student = self._student()
-        s1, s2 = student(y1), student(y2)
+        rows = {"h1": self.encoder.embed(y1), "h2": self.encoder.embed(y2)}
+        if self.teacher is not None and targets:
+            with torch.no_grad():
+                rows["g1"], rows["g2"] = self.teacher.encoder.embed(y1), self.teacher.encoder.embed(y2)
+        return rows
+
+    def loss_from(self, rows: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        s1, s2 = self.projector(rows["h1"]), self.projector(rows["h2"])
         if self.teacher is not None:
             with torch.no_grad():
-                t1, t2 = self.teacher(y1), self.teacher(y2)
+                t1, t2 = self.teacher.projector(rows["g1"]), self.teacher.projector(rows["g2"])
         else:
             t1, t2 = s1, s2
         subjects = batch.get("subject") if self.exclude_same_subject else None
+        if subjects is not None:
+            check_negatives(subjects)
         contrastive = 0.5 * (self.loss_fn(s1, t2, subjects) + self.loss_fn(s2, t1, subjects))
         out = {"contrastive": contrastive.detach()}
         loss = contrastive

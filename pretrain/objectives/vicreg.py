@@ -120,6 +120,7 @@ class VICReg(Objective):
     name: ClassVar[str] = "vicreg"
     views: ClassVar[int] = 2
     sample_kinds: ClassVar[tuple[str, ...]] = ("signal", "image", "points", "graph")
+    batch_loss: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -141,7 +142,11 @@ class VICReg(Objective):
     def project(self, x: Any) -> torch.Tensor:
         return self.projector(self.encoder.embed(x))
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
+        """The encoder's features of both views; the expander (batch-normalised) runs in :meth:`loss_from`."""
         views = batch["views"]
-        terms = self.loss_fn.terms(self.project(views[0]), self.project(views[1]))
+        return {"h_a": self.encoder.embed(views[0]), "h_b": self.encoder.embed(views[1])}
+
+    def loss_from(self, rows: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        terms = self.loss_fn.terms(self.projector(rows["h_a"]), self.projector(rows["h_b"]))
         return {"loss": self.loss_fn.weighted(terms), **{k: v.detach() for k, v in terms.items()}}
