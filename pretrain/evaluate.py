@@ -279,10 +279,17 @@ def region_std(img: np.ndarray, box: Box) -> float:
 
 def enl(intensity: np.ndarray, box: Box) -> float:
     """Equivalent number of looks mean^2 / var of an intensity image over a homogeneous ``box`` (1 for
-    single-look fully developed speckle; higher is smoother)."""
+    single-look fully developed speckle; higher is smoother). The probe chooses the boxes (48 x 48 where they fit,
+    smaller in small scenes: ``modalities.sar.probes.homogeneous_boxes``); :func:`enl_box_size` names their size."""
     r0, r1, c0, c1 = box
     v = np.asarray(intensity, np.float64)[r0:r1, c0:c1]
     return float(v.mean() ** 2 / max(v.var(), 1e-30))
+
+
+def enl_box_size(boxes: list[Box]) -> str:
+    """The size of the ENL boxes, ``"48x48"`` (sizes that differ are listed, largest first)."""
+    sizes = sorted({(int(b[1] - b[0]), int(b[3] - b[2])) for b in boxes}, reverse=True)
+    return ", ".join(f"{h}x{w}" for h, w in sizes)
 
 
 def ratio_image_stats(noisy_intensity: np.ndarray, denoised_intensity: np.ndarray) -> dict[str, float]:
@@ -327,6 +334,7 @@ def denoising_scores(out: np.ndarray, clean: Any, meta: dict[str, Any], noisy_di
     if meta.get("speckle"):
         if boxes:
             scores["enl"] = float(np.mean([enl(out ** 2, b) for b in boxes]))
+            scores["enl_box"] = enl_box_size(boxes)  # type: ignore[assignment]
         if ratio:  # the noisy input against itself would be 1 / 0 by construction
             scores.update(ratio_image_stats(noisy_display ** 2, out ** 2))
     elif boxes:
@@ -388,6 +396,9 @@ def summarise_denoising(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                                              for k in keys}}
         if mp:
             summary["s_per_megapixel"] = sum(r["seconds"] for r in rs) / mp
+        if "enl" in summary:  # the ENL box size(s) used, largest first
+            sizes = {b.strip() for r in rs for b in str(r.get("enl_box") or "").split(",") if b.strip()}
+            summary["enl_box"] = ", ".join(sorted(sizes, key=lambda b: [-int(v) for v in b.split("x")]))
         out.append(summary)
     return out
 
@@ -746,6 +757,13 @@ def _fmt_score(v: Any, digits: int = 3) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
+def _fmt_enl(r: dict[str, Any]) -> str:
+    """ENL with the size of its boxes, ``12.3 (48x48 boxes)``."""
+    if r.get("enl") is None:
+        return ""
+    return f"{r['enl']:.1f}" + (f" ({r['enl_box']} boxes)" if r.get("enl_box") else "")
+
+
 def _denoising_section(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
@@ -754,7 +772,7 @@ def _denoising_section(rows: list[dict[str, Any]]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summarise_denoising(rows):
         lines.append(f"| {r['probe']} | {r['method']} | {r['images']} | {_fmt_score(r.get('psnr'), 2)} | "
-                     f"{_fmt_score(r.get('ssim'))} | {_fmt_score(r.get('region_std'), 2)} | {_fmt_score(r.get('enl'), 1)} | "
+                     f"{_fmt_score(r.get('ssim'))} | {_fmt_score(r.get('region_std'), 2)} | {_fmt_enl(r)} | "
                      f"{_fmt_score(r.get('ratio_mean'))} | {_fmt_score(r.get('ratio_var'))} | "
                      f"{_fmt_score(r.get('s_per_megapixel'), 2)} |")
     return lines

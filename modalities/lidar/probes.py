@@ -20,7 +20,7 @@ import torch
 
 from modalities.base import DataError, ProbeSet
 from modalities.lidar.readers import CLASS_NAMES
-from modalities.lidar.sweeps import index_frames, load_frame
+from modalities.lidar.sweeps import configure_frames, index_frames, load_frame
 from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
 
 __all__ = ["probe_targets", "semantickitti_probe"]
@@ -32,15 +32,19 @@ def _shared_semantickitti() -> Path:
 
 
 def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequence[int] = (0, 1),
-                        test_frames: Sequence[int] = (2,), max_points: int = 0, seed: int = 0) -> ProbeSet:
+                        test_frames: Sequence[int] = (2,), max_points: int = 0, seed: int = 0,
+                        label_format: str = "auto", point_columns: Any = "auto") -> ProbeSet:
     """Point dicts and labels of the labelled frames of the first sequence under ``root`` (see the module doc).
 
     ``max_points`` > 0 subsamples each frame (fixed ``seed``) as pretraining does with ``data.max_points``, so the
-    probe sees the point density the encoder was trained on.
+    probe sees the point density the encoder was trained on. ``label_format`` / ``point_columns``: the
+    conventions of the files (``auto``: decided from them, one printed line each; see
+    :func:`~modalities.lidar.sweeps.configure_frames`).
     """
-    frames = [f for f in index_frames(root) if f.label is not None]
+    frames = [f for f in index_frames(root, check_sizes=False) if f.label is not None]
     if not frames:
         raise DataError(f"{root}: no labelled SemanticKITTI frames (labels/*.label next to velodyne/)")
+    frames = configure_frames(frames, {"label_format": label_format, "point_columns": point_columns}, str(root))[0]
     first = frames[0].sequence
     frames = [f for f in frames if f.sequence == first]
     need = max([*train_frames, *test_frames]) + 1
@@ -67,13 +71,16 @@ def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequenc
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[str, ProbeSet]:
     """The SemanticKITTI probe from ``data.probe_path``, else ``--data`` when it holds labelled real frames (the
     simulated default, marked by its ``corpus.json``, is skipped), else the shared sample (frames 0-2 of sequence
-    00) beside the repository; no probe when none of them exists."""
+    00) beside the repository; no probe when none of them exists. The run's ``data.label_format`` and
+    ``data.point_columns`` apply to ``--data``; another folder's conventions are decided from its own files."""
     grid = grid_from_config(data_cfg)
     real_data = data_path if data_path is not None and not (Path(data_path) / "corpus.json").exists() else None
     for c in (data_cfg.get("probe_path"), real_data, _shared_semantickitti()):
         if not c or not Path(c).is_dir():
             continue
-        if sum(f.label is not None for f in index_frames(c)) >= 3:
+        if sum(f.label is not None for f in index_frames(c, check_sizes=False)) >= 3:
             max_points = int(data_cfg.get("max_points") or 0)
-            return {"semantickitti_points": semantickitti_probe(c, grid, max_points=max_points)}
+            same = real_data is not None and Path(c).resolve() == Path(real_data).resolve()
+            conv = {k: (data_cfg.get(k) or "auto") if same else "auto" for k in ("label_format", "point_columns")}
+            return {"semantickitti_points": semantickitti_probe(c, grid, max_points=max_points, **conv)}
     return {}

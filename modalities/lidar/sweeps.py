@@ -8,37 +8,48 @@ form pairs with identity ego motion (no poses). A folder (sequence) with one fra
 
 A sample is the pair (previous, current) with the previous sweep moved into the current LiDAR frame:
 ``x_cur = inv(T_cur) @ T_prev @ x_prev`` where ``T_k`` maps LiDAR_k to LiDAR_0.
+
+Conventions resolved once per dataset (each ``auto`` decision printed in one line, the resolved value written back
+into the data options and so into the run's ``config.yaml``):
+
+- ``data.label_format`` (``auto`` | ``raw`` | ``train_ids``): raw SemanticKITTI ids or training ids 0..19
+  (:func:`~modalities.lidar.readers.resolve_label_format`);
+- ``data.point_columns`` (``auto`` | ``3`` | ``4``): float32 columns of plain ``.bin`` sweeps, ``(x, y, z)`` or
+  ``(x, y, z, intensity)`` (:func:`resolve_point_columns`); 3-column points get intensity 0.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from modalities.base import DataError, stratified_pick
-from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, kitti_lidar_poses, read_kitti_calib, read_kitti_poses,
-                                      read_semantickitti_labels, read_sweep)
+from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, bin_columns, kitti_lidar_poses, notice, read_kitti_calib,
+                                      read_kitti_poses, read_semantickitti_labels, read_sweep, resolve_label_format)
 from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
 
-__all__ = ["Frame", "LidarPairs", "collate_pairs", "dataset_from_config", "frame_pairs", "index_frames", "load_frame",
-           "relative_pose"]
+__all__ = ["Frame", "LidarPairs", "collate_pairs", "configure_frames", "dataset_from_config", "frame_pairs",
+           "index_frames", "load_frame", "relative_pose", "resolve_point_columns"]
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One sweep of a sequence: its file, LiDAR_k -> LiDAR_0 pose (None: unknown) and optional labels / flow."""
+    """One sweep of a sequence: its file, LiDAR_k -> LiDAR_0 pose (None: unknown), optional labels / flow, the
+    float32 columns of a plain ``.bin`` (None: 4) and the convention of its labels (``raw`` / ``train_ids``)."""
 
     path: Path
     sequence: str
     pose: np.ndarray | None = None
     label: Path | None = None
     flow: Path | None = None
+    columns: int | None = None
+    label_format: str = "raw"
 
 
 def _kitti_sequence(seq: Path) -> list[Frame]:
@@ -59,11 +70,15 @@ def _kitti_sequence(seq: Path) -> list[Frame]:
     return frames
 
 
-def _check_size(path: Path) -> None:
+def _plain_bin(path: Path) -> bool:
+    return path.suffix.lower() == ".bin" and not path.name.endswith(".pcd.bin")
+
+
+def _check_size(path: Path, columns: int | None = None) -> None:
     """``.bin`` sizes are checked when indexing (a stat, no read), so a truncated file is named before training."""
     if path.suffix.lower() != ".bin":
         return
-    row = 4 * (5 if path.name.endswith(".pcd.bin") else 4)
+    row = 4 * (5 if path.name.endswith(".pcd.bin") else columns or 4)
     size = path.stat().st_size
     if size == 0:
         raise DataError(f"{path}: empty sweep (no points)")
@@ -71,8 +86,10 @@ def _check_size(path: Path) -> None:
         raise DataError(f"{path}: size {size} bytes is not a multiple of the {row}-byte row ({row // 4} float32 columns)")
 
 
-def index_frames(root: str | Path) -> list[Frame]:
-    """Every frame under ``root`` (see the module docstring), sequences in name order."""
+def index_frames(root: str | Path, check_sizes: bool = True) -> list[Frame]:
+    """Every frame under ``root`` (see the module docstring), sequences in name order. ``check_sizes``: check the
+    ``.bin`` sizes against 4 columns (5 for ``.pcd.bin``) now; :func:`configure_frames` checks them against the
+    resolved ``data.point_columns`` instead."""
     root = Path(root)
     if root.is_file():
         frames = [Frame(root, str(root.parent))]
@@ -83,9 +100,86 @@ def index_frames(root: str | Path) -> list[Frame]:
         if not files:
             raise DataError(f"{root}: no LiDAR sweeps (looked for {', '.join(SWEEP_SUFFIXES)} and velodyne/ folders)")
         frames = [Frame(f, str(f.parent)) for f in files]
-    for f in frames:
-        _check_size(f.path)
+    if check_sizes:
+        for f in frames:
+            _check_size(f.path)
     return frames
+
+
+def resolve_point_columns(frames: list[Frame], declared: Any = "auto") -> tuple[int | None, str]:
+    """(3, 4 or None, the one-line decision) for ``data.point_columns`` over the plain ``.bin`` sweeps of ``frames``
+    (``.pcd.bin`` is always 5 columns; other formats carry their own fields: None, nothing to decide).
+
+    ``auto``: the file sizes decide when they fit only one of the 12- and 16-byte rows; when every file fits both,
+    :func:`~modalities.lidar.readers.bin_columns` decides on up to three of them (they must agree). A file that
+    fits neither, or 3- and 4-column files mixed, is a one-line :class:`DataError`. A declared 3 or 4 is checked
+    against every file's size, and against the content of up to three files where that decides clearly.
+    """
+    plain = [f.path for f in frames if _plain_bin(f.path)]
+    if declared not in (None, "", "auto"):
+        try:
+            columns = int(declared)
+        except (TypeError, ValueError):
+            columns = 0
+        if columns not in (3, 4):
+            raise DataError(f"data.point_columns: auto, 3 (x, y, z) or 4 (x, y, z, intensity), not {declared!r}")
+        for p in plain:
+            _check_size(p, columns)
+        for p in [plain[int(i)] for i in np.unique(np.linspace(0, len(plain) - 1, min(3, len(plain))).round())]:
+            try:  # a declared width that the content clearly contradicts (e.g. one carried over from another corpus)
+                found, why = bin_columns(p)
+            except DataError:  # undecidable content: the declaration stands
+                continue
+            if found != columns and why != "file size":
+                raise DataError(f"{p}: data.point_columns={columns} but the file reads as {found} columns ({why}); "
+                                f"set data.point_columns: {found} or auto")
+        return columns, f"lidar: data.point_columns={columns} (declared)"
+    if not plain:
+        return None, ""
+    by_size: dict[int, Path] = {}
+    unsure: list[Path] = []
+    for p in plain:
+        size = p.stat().st_size
+        cands = [c for c in (3, 4, 5, 6) if size % (4 * c) == 0]
+        if size == 0 or not {3, 4} & set(cands):
+            bin_columns(p)  # raises the one-line error
+        if len(cands) == 1:
+            by_size.setdefault(cands[0], p)
+        else:
+            unsure.append(p)
+    picks = [unsure[int(i)] for i in np.unique(np.linspace(0, len(unsure) - 1, min(3, len(unsure))).round())] \
+        if unsure else []
+    found = {p: bin_columns(p) for p in picks}
+    seen = dict(by_size)
+    for p, (c, _) in found.items():
+        seen.setdefault(c, p)
+    if len(seen) == 2:
+        raise DataError(f"{seen[3]}: 3 float32 columns (x, y, z) while {seen[4].name} has 4; set "
+                        f"data.point_columns or convert the files to one layout")
+    columns = next(iter(seen))
+    why = "file sizes" if columns in by_size else ""
+    if found:
+        why = "; ".join(filter(None, [why, f"{next(iter(found.values()))[1]} in {next(iter(found)).name}"]))
+    what = ("3 (x, y, z without intensity: intensity set to 0, features [x/r, y/r, z/r_z, 0])" if columns == 3 else
+            "4 (x, y, z, intensity)")
+    return columns, f"lidar: data.point_columns=auto -> {what} for {len(plain)} .bin file(s) ({why})"
+
+
+def configure_frames(frames: list[Frame], cfg: Mapping[str, Any] | None = None, where: str = "",
+                     say: bool = True) -> tuple[list[Frame], dict[str, Any]]:
+    """``frames`` with their resolved ``data.point_columns`` and ``data.label_format`` (from ``cfg``, default
+    ``auto``), and those resolved values; each ``auto`` decision is printed in one line when ``say``."""
+    cfg = cfg or {}
+    columns, msg_c = resolve_point_columns(frames, cfg.get("point_columns", "auto"))
+    fmt, msg_l = resolve_label_format([f.label for f in frames if f.label is not None],
+                                      cfg.get("label_format", "auto"), where=where)
+    if say:
+        for declared, msg in ((cfg.get("point_columns", "auto"), msg_c), (cfg.get("label_format", "auto"), msg_l)):
+            if msg and declared in (None, "", "auto"):
+                notice(msg)
+    resolved = {"point_columns": "auto" if columns is None else columns, "label_format": fmt}
+    frames = [replace(f, columns=columns, label_format=fmt if fmt != "auto" else "raw") for f in frames]
+    return frames, resolved
 
 
 def frame_pairs(frames: list[Frame]) -> list[tuple[int, int]]:
@@ -106,8 +200,8 @@ def load_frame(frame: Frame, labels: bool = True) -> tuple[Sweep, np.ndarray | N
     they are an error, since the labels would no longer line up with the points.
     """
     want = labels and frame.label is not None
-    sweep = read_sweep(frame.path, drop_invalid=not want)
-    y = read_semantickitti_labels(frame.label, len(sweep))[0] if want else None
+    sweep = read_sweep(frame.path, drop_invalid=not want, columns=frame.columns)
+    y = read_semantickitti_labels(frame.label, len(sweep), frame.label_format)[0] if want else None
     return sweep, y
 
 
@@ -128,12 +222,15 @@ class LidarPairs(Dataset):
          "point_range": float32[6], "voxel_size": float32[3], "name": str}
 
     Split: the last ``val_fraction`` of each sequence's pairs (at least one when a sequence has 3 or more) is
-    ``"val"``; the rest is ``"train"``.
+    ``"val"``; the rest is ``"train"``. ``point_columns`` / ``label_format``: see :func:`configure_frames` (the
+    resolved values are in :attr:`resolved`).
     """
 
     def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
-                 val_fraction: float = 0.2) -> None:
-        self.frames = index_frames(root)
+                 val_fraction: float = 0.2, point_columns: Any = "auto", label_format: str = "auto") -> None:
+        self.frames, self.resolved = configure_frames(
+            index_frames(root, check_sizes=False), {"point_columns": point_columns, "label_format": label_format},
+            str(root))
         self.grid = grid
         self.max_points = int(max_points)
         pairs = frame_pairs(self.frames)
@@ -231,11 +328,13 @@ class LabelledFrames(Dataset):
 
     def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
                  fractions: Sequence[float] = (0.8, 0.1, 0.1), num_classes: int = 19,
-                 label_unit: str = "frames") -> None:
+                 label_unit: str = "frames", point_columns: Any = "auto", label_format: str = "auto") -> None:
         if label_unit not in ("frames", "points"):
             raise DataError(f"data.label_unit: 'frames' or 'points', not {label_unit!r}")
         self.label_unit, self.point_fraction, self.point_seed = label_unit, 1.0, 0
-        frames = [f for f in index_frames(root) if f.label is not None]
+        frames, self.resolved = configure_frames(
+            [f for f in index_frames(root, check_sizes=False) if f.label is not None],
+            {"point_columns": point_columns, "label_format": label_format}, str(root))
         if not frames:
             raise DataError(f"{root}: no labelled frames (SemanticKITTI labels/*.label beside velodyne/) for "
                             f"data.labels: points")
@@ -307,17 +406,25 @@ def collate_points(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs | LabelledFrames:
+    """The dataset of the data options ``cfg``; the resolved ``point_columns`` and ``label_format`` are written
+    back into ``cfg`` (a dict), so that the run's ``config.yaml`` holds them and later splits reuse them."""
     path = cfg.get("path")
     if not path:
         raise DataError("data.path: no LiDAR data given")
+    conv = {"point_columns": cfg.get("point_columns", "auto"), "label_format": cfg.get("label_format", "auto")}
+    ds: LidarPairs | LabelledFrames
     if cfg.get("labels"):
         if cfg["labels"] != "points":
             raise DataError(f"data.labels: LiDAR labels come from the per-point .label files: use 'points', "
                             f"not {cfg['labels']!r}")
-        return LabelledFrames(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
-                              fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)),
-                              label_unit=str(cfg.get("label_unit") or "frames"))
-    if split == "test":
-        raise DataError("split: LiDAR pretraining pairs have train and val splits only")
-    return LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
-                      val_fraction=float(cfg.get("val_fraction", 0.2)))
+        ds = LabelledFrames(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
+                            fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)),
+                            label_unit=str(cfg.get("label_unit") or "frames"), **conv)
+    else:
+        if split == "test":
+            raise DataError("split: LiDAR pretraining pairs have train and val splits only")
+        ds = LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
+                        val_fraction=float(cfg.get("val_fraction", 0.2)), **conv)
+    if isinstance(cfg, MutableMapping):
+        cfg.update(ds.resolved)
+    return ds

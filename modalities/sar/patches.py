@@ -7,9 +7,13 @@ read from the file, multiplied by the scene's phase ramp (centring), symmetrised
 ``{"image": float32[2, p, p]}`` (real, imaginary). The simulator's scenes also carry ``"clean"``: float32[1, p, p],
 the expected amplitude, which only the monitor reads.
 
-Split: with several scenes, the last ``val_fraction`` of them (at least one) are held out; a single scene is
-split by rows (the bottom ``val_fraction`` of its rows, when that holds a patch) or else monitored on fixed
-positions of the same scene, which is then said in :attr:`SLCPatches.note`.
+A polarisation stack is one scene per selected channel (``polarisation``: an index, a name or ``all``;
+:func:`~modalities.sar.readers.find_slc_images`); the decision is in :attr:`SLCPatches.decision`.
+
+Split: with several scenes (files; the channels of a stack are one scene), the last ``val_fraction`` of them (at
+least one) are held out; a single scene (every selected channel of it) is split by rows (the bottom
+``val_fraction`` of its rows, when that holds a patch) or else monitored on fixed positions of the same scene,
+which is then said in :attr:`SLCPatches.note`.
 """
 
 from __future__ import annotations
@@ -24,14 +28,15 @@ from torch.utils.data import Dataset
 
 from modalities.base import DataError
 from modalities.sar.doppler import Gains, centre_spectrum, doppler_centroid, symmetrise, symmetry_gains
-from modalities.sar.readers import SLCFile, find_slc_files, open_slc
+from modalities.sar.readers import SLCFile, SLCSource, find_slc_images
 
 __all__ = ["SLCPatches", "SceneInfo", "sensor_statistics"]
 
 
 @dataclass
 class SceneInfo:
-    """One scene's usable rows for this split, Doppler centroid and symmetry gains."""
+    """One scene's usable rows for this split, Doppler centroid and symmetry gains (``source``: its file and, for
+    a polarisation stack, its channel)."""
 
     path: Path
     rows: tuple[int, int]
@@ -40,6 +45,10 @@ class SceneInfo:
     f_rg: float
     gains: Gains
     clean: Path | None
+    source: SLCSource | None = None
+
+    def open(self) -> SLCFile:
+        return (self.source or SLCSource(self.path)).open()
 
 
 def _central_window(scene: SLCFile, size: int) -> np.ndarray:
@@ -48,13 +57,15 @@ def _central_window(scene: SLCFile, size: int) -> np.ndarray:
     return scene.window(r0, min(h, r0 + size), c0, min(w, c0 + size))
 
 
-def _scene_info(path: Path, rows: tuple[int, int], stats_window: int) -> SceneInfo:
-    scene = open_slc(path)
+def _scene_info(source: SLCSource, rows: tuple[int, int], stats_window: int) -> SceneInfo:
+    scene = source.open()
     z = _central_window(scene, stats_window)
     f_az, f_rg = doppler_centroid(z)
     gains = symmetry_gains(centre_spectrum(z, f_az, f_rg))
+    path = source.path
     clean = path.with_name(path.stem + "_clean.npy")
-    return SceneInfo(path, rows, (0, scene.shape[1]), f_az, f_rg, gains, clean if clean.is_file() else None)
+    clean = clean if clean.is_file() and source.band is None else None
+    return SceneInfo(path, rows, (0, scene.shape[1]), f_az, f_rg, gains, clean, source)
 
 
 class SLCPatches(Dataset):
@@ -68,34 +79,39 @@ class SLCPatches(Dataset):
         patches_per_scene: items per scene and epoch (0: one per ``patch x patch`` area of the scene).
         stats_window: side of the central window used for Doppler and gain estimates.
         flips: random horizontal / vertical flips (training only).
+        polarisation: the channel(s) of polarisation stacks: an index, a name (``"HV"``) or ``"all"`` (each
+            channel a separate scene); None refuses stacks in one line.
+        polarisation_names: the channel names of the stacks (default: from the file names).
     """
 
     def __init__(self, path: str | Path, split: str = "train", patch: int = 256, val_fraction: float = 0.1,
-                 patches_per_scene: int = 0, stats_window: int = 1024, flips: bool = True) -> None:
+                 patches_per_scene: int = 0, stats_window: int = 1024, flips: bool = True,
+                 polarisation: Any = None, polarisation_names: Any = None) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        files = find_slc_files(path)
+        files, self.decision = find_slc_images(path, polarisation, polarisation_names)
         self.split, self.flips = split, flips and split == "train"
         self.note = ""
-        shapes = [open_slc(f).shape for f in files]
+        shapes = [f.open().shape for f in files]
         smallest = min(min(s) for s in shapes)
         self.patch = int(min(patch, smallest // 32 * 32))
         if self.patch < 32:
             raise DataError(f"{path}: scenes of {smallest} pixels are too small for a 32-pixel patch")
-        scenes: list[tuple[Path, tuple[int, int]]] = []
-        if len(files) > 1:
-            n_val = max(1, int(round(val_fraction * len(files))))
-            chosen = files[-n_val:] if split == "val" else files[:-n_val]
-            scenes = [(f, (0, s[0])) for f, s in zip(files, shapes) if f in chosen]
+        scenes: list[tuple[SLCSource, tuple[int, int]]] = []
+        paths = list(dict.fromkeys(f.path for f in files))  # the channels of a stack are one scene
+        if len(paths) > 1:
+            n_val = max(1, int(round(val_fraction * len(paths))))
+            held = set(paths[-n_val:])
+            scenes = [(f, (0, s[0])) for f, s in zip(files, shapes) if (f.path in held) == (split == "val")]
         else:
-            h = shapes[0][0]
-            cut = int(round(h * (1.0 - val_fraction)))
-            if h - cut >= self.patch and cut >= self.patch:
-                scenes = [(files[0], (0, cut) if split == "train" else (cut, h))]
-            else:
-                scenes = [(files[0], (0, h))]
-                if split == "val":
-                    self.note = "single small scene: the held-out batch uses fixed positions of the training scene"
+            for f, (h, _) in zip(files, shapes):
+                cut = int(round(h * (1.0 - val_fraction)))
+                if h - cut >= self.patch and cut >= self.patch:
+                    scenes.append((f, (0, cut) if split == "train" else (cut, h)))
+                else:
+                    scenes.append((f, (0, h)))
+                    if split == "val":
+                        self.note = "single small scene: the held-out batch uses fixed positions of the training scene"
         self.scenes = [_scene_info(f, rows, stats_window) for f, rows in scenes]
         per = []
         for s in self.scenes:
@@ -125,7 +141,7 @@ class SLCPatches(Dataset):
             r0 = s.rows[0] + int(frac * (s.rows[1] - s.rows[0] - p))
             c0 = s.cols[0] + int(((k * 0.618034) % 1.0) * (s.cols[1] - s.cols[0] - p))
             flip = (0, 0)
-        z = open_slc(s.path).window(r0, r0 + p, c0, c0 + p)
+        z = s.open().window(r0, r0 + p, c0, c0 + p)
         z = symmetrise(centre_spectrum(z, s.f_az, s.f_rg) * _phase_at(r0, c0, s.f_az, s.f_rg), s.gains)
         parts = np.stack([z.real, z.imag]).astype(np.float32)
         sample: dict[str, Any] = {}
@@ -144,7 +160,7 @@ class SLCPatches(Dataset):
 
     def sensor_statistics(self, max_pixels: int = 4_000_000) -> dict[str, float]:
         """The sensor's normalisation from these scenes (see :func:`sensor_statistics`)."""
-        return sensor_statistics([open_slc(s.path) for s in self.scenes], max_pixels)
+        return sensor_statistics([s.open() for s in self.scenes], max_pixels)
 
 
 def _phase_at(r0: int, c0: int, f_az: float, f_rg: float) -> complex:

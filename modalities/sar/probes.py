@@ -7,10 +7,16 @@ Lee and refined Lee run on the same inputs (``meta["baselines"]``).
 - ``simulated speckle`` (only when the run's data is the simulated default, whose sensor it shares): the held-out
   pictures :data:`~modalities.sar.simulate.TEST_IMAGES` under a fresh speckle draw; PSNR/SSIM of the amplitude
   against the expected amplitude ``sqrt(|h|^2 * R)`` in the range ``[0, A0]``.
-- ``real SLC``: central crops (at most ``probe_size`` a side) of up to ``probe_scenes`` of the run's scenes. No
-  clean reference: ENL (mean^2 / var of the output intensity) in automatically found homogeneous boxes, and the
-  ratio image noisy / despeckled intensity (mean 1 and variance 1 for a filter that removes only single-look
-  speckle; structure in its picture is removed signal).
+- ``real SLC``: central crops (at most ``probe_size`` a side) of up to ``probe_scenes`` of the run's images (the
+  selected channels of polarisation stacks, ``data.polarisation``). No clean reference: ENL (mean^2 / var of the
+  output intensity) in automatically found homogeneous boxes, and the ratio image noisy / despeckled intensity
+  (mean 1 and variance 1 for a filter that removes only single-look speckle; structure in its picture is removed
+  signal).
+
+ENL boxes are 48 x 48 where one fits; in a smaller scene (a 100 x 50 crop has no 48 x 48 box inside its 8-pixel
+border) they shrink (32, 24, 16, 12, 8) until one fits, so that a report always has ENL, and the box size used is
+named in the report's ENL column (``pretrain.evaluate.denoising_scores``: ``enl_box``) and printed in one line.
+Fewer pixels per box make ENL noisier (its relative standard error is about sqrt(2 / (pixels / correlation area))).
 """
 
 from __future__ import annotations
@@ -25,21 +31,37 @@ from scipy import ndimage
 from modalities.base import ProbeSet
 from modalities.sar.baselines import BASELINES
 from modalities.sar.doppler import centre_spectrum
-from modalities.sar.readers import find_slc_files, open_slc
+from modalities.sar.readers import find_slc_images, notice
 from modalities.sar.simulate import AMPLITUDE_SCALE, BANDWIDTH, DOPPLER, TEST_IMAGES, clean_reflectivity, simulate_slc
 
-__all__ = ["homogeneous_boxes", "probe_targets", "real_probe", "simulated_probe"]
+__all__ = ["ENL_BOX_SIZES", "homogeneous_boxes", "probe_targets", "real_probe", "simulated_probe"]
 
 Box = tuple[int, int, int, int]
+#: ENL box sides tried in order: the first that fits the image is used
+ENL_BOX_SIZES = (48, 32, 24, 16, 12, 8)
 
 
-def homogeneous_boxes(intensity: np.ndarray, size: int = 48, n: int = 3, block: int = 8, border: int = 8) -> list[Box]:
+def homogeneous_boxes(intensity: np.ndarray, size: int = 48, n: int = 3, block: int = 8, border: int = 8,
+                      shrink: bool = True) -> list[Box]:
     """``n`` non-overlapping ``size x size`` boxes where the intensity looks most homogeneous.
 
     Homogeneity of a box: the coefficient of variation of its ``block x block`` means (pure speckle leaves only the
     small spread of block averages; an edge or a texture raises it). Boxes touching exact zeros (no-data borders)
-    or within ``border`` pixels of the image edge are skipped.
+    or within ``border`` pixels of the image edge are skipped. With ``shrink``, when no ``size`` box fits, the
+    smaller sides of :data:`ENL_BOX_SIZES` are tried in turn (block and border shrink with them); the side used is
+    ``r1 - r0`` of the boxes. An image smaller than 8 x 8 has none.
     """
+    boxes = _boxes(intensity, size, n, block, border)
+    if boxes or not shrink:
+        return boxes
+    for side in (s for s in ENL_BOX_SIZES if s < size):
+        boxes = _boxes(intensity, side, n, max(2, min(block, side // 4)), min(border, side // 6))
+        if boxes:
+            return boxes
+    return []
+
+
+def _boxes(intensity: np.ndarray, size: int, n: int, block: int, border: int) -> list[Box]:
     img = np.asarray(intensity, np.float64)
     h, w = img.shape
     means = ndimage.uniform_filter(img, block, mode="reflect")
@@ -94,19 +116,29 @@ def simulated_probe(seed: int = 7, names: tuple[str, ...] = TEST_IMAGES,
                           "to_display": _amplitude, "names": list(names), "baselines": dict(BASELINES)})
 
 
-def real_probe(path: str | Path, probe_size: int = 512, probe_scenes: int = 4) -> ProbeSet:
-    """Central crops of the SLC scenes under ``path``; scored by ENL and the ratio image (no clean reference)."""
-    files = find_slc_files(path)[:probe_scenes]
-    xs, boxes, names = [], [], []
-    for f in files:
-        scene = open_slc(f)
+def real_probe(path: str | Path, probe_size: int = 512, probe_scenes: int = 4, polarisation: Any = None,
+               polarisation_names: Any = None) -> ProbeSet:
+    """Central crops of the SLC images under ``path`` (the ``polarisation`` channel(s) of stacks, see
+    :func:`~modalities.sar.readers.find_slc_images`); scored by ENL and the ratio image (no clean reference)."""
+    sources = find_slc_images(path, polarisation, polarisation_names)[0][:probe_scenes]
+    xs, boxes, names, small = [], [], [], []
+    for f in sources:
+        scene = f.open()
         h, w = scene.shape
         r0, c0 = max(0, (h - probe_size) // 2), max(0, (w - probe_size) // 2)
         z = _trim_nodata(scene.window(r0, min(h, r0 + probe_size), c0, min(w, c0 + probe_size)))
         z = centre_spectrum(z)
         xs.append(z)
-        boxes.append(homogeneous_boxes(np.abs(z.astype(np.complex128)) ** 2))
-        names.append(f.name)
+        found = homogeneous_boxes(np.abs(z.astype(np.complex128)) ** 2)
+        side = found[0][1] - found[0][0] if found else 0
+        if side < ENL_BOX_SIZES[0]:
+            small.append(f"{f.label} {z.shape[0]} x {z.shape[1]}: " + (f"{side} x {side}" if side else "none"))
+        boxes.append(found)
+        names.append(f.label)
+    if small:
+        big = ENL_BOX_SIZES[0]
+        notice(f"sar: real SLC probe: no {big} x {big} ENL box fits {len(small)} of {len(xs)} image(s), smaller boxes "
+               f"used ({'; '.join(small[:2])}{'; ...' if len(small) > 2 else ''})")
     return ProbeSet(x_train=[], y_train=[], x_test=xs, y_test=[None] * len(xs), task="denoising",
                     description="real SLC crops without ground truth: ENL in automatically found homogeneous boxes "
                                 "and ratio-image statistics (ideal: ENL high, ratio mean 1, ratio variance 1)",
@@ -130,4 +162,5 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
     if _is_simulated(data_path):
         return {"simulated speckle": simulated_probe()}
     return {"real SLC": real_probe(data_path, int(data_cfg.get("probe_size", 512)),
-                                   int(data_cfg.get("probe_scenes", 4)))}
+                                   int(data_cfg.get("probe_scenes", 4)), data_cfg.get("polarisation"),
+                                   data_cfg.get("polarisation_names"))}

@@ -24,22 +24,25 @@ from modalities.sar.readers import open_slc
 __all__ = ["centred_scene", "despeckle_scene"]
 
 
-def centred_scene(path: str | Path, stats_window: int = 1024) -> CentredView:
-    """A lazily Doppler-centred view of the SLC at ``path`` (centroid estimated on a central window)."""
-    scene = open_slc(path)
+def centred_scene(path: str | Path, stats_window: int = 1024, band: int | None = None) -> CentredView:
+    """A lazily Doppler-centred view of the SLC at ``path`` (``band``: the channel of a polarisation stack; centroid
+    estimated on a central window)."""
+    scene = open_slc(path, band)
     h, w = scene.shape
     r0, c0 = max(0, (h - stats_window) // 2), max(0, (w - stats_window) // 2)
     f_az, f_rg = doppler_centroid(scene.window(r0, min(h, r0 + stats_window), c0, min(w, c0 + stats_window)))
     return CentredView(scene, f_az, f_rg)
 
 
-def despeckle_scene(denoiser: Any, path: str | Path, out_path: str | Path, stats_window: int = 1024) -> Path:
-    """Despeckle the SLC at ``path`` into ``out_path`` (float32[1, H, W] amplitude ``.npy``), tile by tile.
+def despeckle_scene(denoiser: Any, path: str | Path, out_path: str | Path, stats_window: int = 1024,
+                    band: int | None = None) -> Path:
+    """Despeckle the SLC at ``path`` (``band``: the channel of a polarisation stack) into ``out_path``
+    (float32[1, H, W] amplitude ``.npy``), tile by tile.
 
     ``denoiser`` is any object with ``denoise(x, out=...)`` over array-likes (a :class:`models.unet2d.MerlinUNet`).
     The output is written to ``<out_path>.tmp`` and renamed when complete.
     """
-    view = centred_scene(path, stats_window)
+    view = centred_scene(path, stats_window, band)
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(1, *view.shape))
