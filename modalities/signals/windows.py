@@ -162,6 +162,10 @@ class SignalWindows(Dataset):
         """Records that contribute at least one window to this split."""
         return len(self._parts)
 
+    def subjects(self) -> list[str]:
+        """The subject id (``sample["subject"]``) of each record that contributes windows."""
+        return sorted({info.name for info, *_ in self._parts})
+
     def summary(self) -> str:
         """One line: windows, window length and records of this split, e.g. for a message about a small corpus."""
         return split_summary(len(self), self.split, self.window_s, [info.path for info, *_ in self._parts])

@@ -245,6 +245,18 @@ class InfoNCE(Objective):
     def _student(self) -> _Tower:
         return _Tower(self.encoder, self.projector)
 
+    def bind_dataset(self, dataset: Any) -> None:
+        """Refuse before the first step a training set of one subject when same-subject negatives are excluded."""
+        subjects = getattr(dataset, "subjects", None)
+        if self.exclude_same_subject and callable(subjects):
+            names = subjects()
+            if len(names) == 1:
+                raise NoNegatives(
+                    f"objective.exclude_same_subject: every training window comes from one subject ({names[0]!r}), "
+                    "so no sample would have a negative and the contrastive loss would be exactly 0; give records "
+                    "of more subjects, or --set objective.exclude_same_subject=false to use other windows of the "
+                    "same subject as negatives")
+
     def embeddings(self, batch: dict[str, Any], targets: bool = True) -> dict[str, torch.Tensor]:
         """The student's (and teacher's) encoder features of both views; the projectors (batch-normalised) run in
         :meth:`loss_from`, on the whole batch."""

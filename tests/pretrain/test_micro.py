@@ -204,3 +204,59 @@ def test_trial_restores_buffers(fabric):
     assert micro.measure_step(objective, {"views": batch["views"][:, :4]}, fabric) >= 0
     after = objective.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------------------------------------------------ real runs, end to end
+
+def _run(tmp_path, name, signals_dir, *extra):
+    from tests.pretrain.test_loop import TINY, losses, pretrain
+
+    out = tmp_path / name
+    proc = pretrain(["ecg", "--data", str(signals_dir), "--max-steps", "4", "--batch-size", "8", "--out", str(out),
+                     *TINY, *extra])
+    return losses(out), proc.stderr, out
+
+
+@pytest.mark.slow
+def test_micro_batched_run_equals_whole_batch_run(tmp_path, signals_dir, run_cache):
+    """VICReg on the real records: 4 micro-batches of 2 log the losses of one batch of 8, and the plan lands in
+    config.yaml."""
+    import yaml
+
+    # auto: the probe's decision (the whole batch fits) is printed and written
+    whole, err, auto = _run(tmp_path, "whole", signals_dir, "--objective", "vicreg")
+    assert "memory: 8 samples per process -> the batch fits in one pass; measured peak 2 samples" in err
+    assert yaml.safe_load((auto / "config.yaml").read_text())["train"]["micro_batch"] == 8
+    split_, _, out = _run(tmp_path, "split", signals_dir, "--objective", "vicreg", "--set", "train.micro_batch=2")
+    assert sorted(whole) == sorted(split_) == [1, 2, 3, 4]
+    for step in whole:
+        assert split_[step] == pytest.approx(whole[step], rel=2e-5), step
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["micro_batch"] == 2
+
+
+def test_warmup_longer_than_the_run_is_fitted(tmp_path, signals_dir, run_cache):
+    import yaml
+
+    from pretrain.loop import read_metrics
+
+    _, err, out = _run(tmp_path, "warm", signals_dir, "--set", "optim.warmup_steps=10000")
+    line = [x for x in err.splitlines() if "optim.warmup_steps=10000" in x]
+    assert len(line) == 1 and "never pass" in line[0] and "using 1 (10 % of the run)" in line[0]
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["warmup_steps"] == 1
+    lrs = [r["lr"] for r in read_metrics(out)]
+    assert max(lrs) == pytest.approx(yaml.safe_load((out / "config.yaml").read_text())["optim"]["lr"])
+
+
+def test_constant_loss_with_zero_gradients_stops():
+    from pretrain.loop import ConstantLossGuard, TrainingDiverged
+
+    said = []
+    guard = ConstantLossGuard(said.append, patience=3)
+    for step, (loss, g) in enumerate([(1.0, 0.5), (0.5, 0.1), (0.5, 0.2), (0.5, 0.3), (0.5, 0.1)], 1):
+        guard.check(step, loss, g)
+    assert len(said) == 1 and "exactly 0.5 for 3 steps" in said[0]
+    guard = ConstantLossGuard(said.append, patience=3)
+    guard.check(1, 0.0, 0.0)
+    guard.check(2, 0.0, 0.0)
+    with pytest.raises(TrainingDiverged, match="step 3: the loss has been exactly 0.0 for 3 steps with all-zero"):
+        guard.check(3, 0.0, 0.0)
