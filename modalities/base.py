@@ -139,6 +139,19 @@ def corpus_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# Data options that describe a corpus's files (detected from them or declared for them), not preprocessing: a run's
+# resolved values hold for its own --data only. Fine-tuning and evaluation on other files start again from the
+# recipe's value (usually auto).
+FILE_CONVENTIONS = ("units", "label_format", "point_columns", "polarisation", "polarisation_names")
+
+
+def for_other_files(data_cfg: dict[str, Any], recipe_data: dict[str, Any]) -> dict[str, Any]:
+    """``data_cfg`` with the :data:`FILE_CONVENTIONS` reset to ``recipe_data``'s values (dropped where it has none)."""
+    out = {k: v for k, v in data_cfg.items() if k not in FILE_CONVENTIONS}
+    out.update({k: recipe_data[k] for k in FILE_CONVENTIONS if k in recipe_data})
+    return out
+
+
 def cache_root() -> Path:
     """Where modalities keep what they derive from data: ``$MODALITIES_CACHE`` or ``~/.cache/modalities``.
 

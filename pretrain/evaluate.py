@@ -657,6 +657,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
 
     import models
     import modalities
+    from modalities.base import for_other_files
     from pretrain.config import load_run_config
 
     run_dir = Path(run_dir)
@@ -664,7 +665,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     seed = cfg.train.seed if seed is None else seed
     modality = modalities.get(cfg.modality)
     data_cfg = dict(cfg.data)
-    if data:
+    if data and Path(data).resolve() != Path(str(data_cfg.get("path"))).resolve():
+        from pretrain.config import load_yaml
+
+        # other files: their conventions (CT units, label ids, ...) are detected again
+        data_cfg = for_other_files(data_cfg, load_yaml(modality.recipe).get("data") or {})
         data_cfg["path"] = str(Path(data).resolve())
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": control_encoder(run_dir, seed)}

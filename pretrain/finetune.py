@@ -31,6 +31,7 @@ import torch
 
 import models
 import modalities
+from modalities.base import FILE_CONVENTIONS
 from pretrain import config as config_mod
 from pretrain.config import ConfigError
 from pretrain.objectives.supervised import TASKS, batch_extra, batch_targets, model_input
@@ -144,8 +145,10 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
     ft = recipe.get("finetune") or {}
     head = dict(ft.get("model") or {})
     # the pretraining run's preprocessing (rate, window, voxel grid, ...), not its corpus or its split
+    # (file conventions such as CT units or LiDAR label ids are detected again on the fine-tuning files)
     pretrained_data = {k: v for k, v in ((meta.get("extra") or {}).get("data") or {}).items()
-                       if k not in ("path", "labels", "targets", "split", "split_seed", "label_fraction", "vocab")}
+                       if k not in ("path", "labels", "targets", "split", "split_seed", "label_fraction", "vocab",
+                                    *FILE_CONVENTIONS)}
     hidden = [] if mode == "linear" else head.pop("hidden_dims", [256])
     head.pop("hidden_dims", None)
     tree: dict[str, Any] = {

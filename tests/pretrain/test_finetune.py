@@ -264,3 +264,17 @@ def test_semantickitti_point_labels_fine_tune_through_the_cli(tmp_path, run_cach
     assert model.task == "segmentation" and model.out_dim == 19
     # the pretraining run's voxel grid is the fine-tuning one
     assert "0.2" in (out / "full_f1_s0" / "config.yaml").read_text().split("voxel_size:")[1][:30]
+
+
+def test_file_conventions_are_detected_again_on_the_fine_tuning_files(tmp_path):
+    """A pretraining run's resolved label ids / point columns describe its own files: fine-tuning on other files
+    starts from the recipe's auto again, while preprocessing options (the voxel size) carry over."""
+    from pretrain.finetune import run_config
+
+    encoder = models.create("vit1d_xs")
+    extra = {"modality": "lidar", "objective": "e_ssl3d",
+             "data": {"path": "/elsewhere", "label_format": "train_ids", "point_columns": 3, "voxel_size": 0.123}}
+    models.save_pretrained(encoder, tmp_path / "encoder", extra=extra)
+    cfg = run_config(tmp_path / "encoder", tmp_path, ["segment"], "segmentation", "linear", 1.0, 0)
+    assert cfg.data["label_format"] == "auto" and cfg.data["point_columns"] == "auto"
+    assert cfg.data["voxel_size"] == 0.123
