@@ -705,13 +705,19 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     (run_dir / "probes.json").write_text(json.dumps(rows + denoising_rows + segmentation_rows, indent=2))
 
     lines = [f"# {cfg.modality} / {cfg.objective['name']} / {cfg.model['name']}", "",
-             f"- run: `{run_dir}`", f"- data: `{data_cfg.get('path')}`",
-             f"- steps: {cfg.train.max_steps}, global batch {cfg.train.batch_size} x accumulate {cfg.optim.accumulate}"]
+             f"- run: `{run_dir}`", f"- training data: `{cfg.data.get('path')}`"]
+    if data_cfg.get("path") != cfg.data.get("path"):
+        lines.append(f"- evaluated on: `{data_cfg.get('path')}`")
+    lines.append(f"- steps: {cfg.train.max_steps}, global batch {cfg.train.batch_size} x accumulate "
+                 f"{cfg.optim.accumulate} (micro-batches of {cfg.train.micro_batch} per process)")
     if metrics:
         last = metrics[-1]
         first = metrics[0]
-        lines.append(f"- loss: {first.get('loss', float('nan')):.4f} (step {int(first['step'])}) -> "
-                     f"{last.get('loss', float('nan')):.4f} (step {int(last['step'])})")
+        logged = {r["loss"] for r in metrics if "loss" in r}
+        lines.append(f"- loss: {first.get('loss', float('nan')):.6g} (step {int(first['step'])}) -> "
+                     f"{last.get('loss', float('nan')):.6g} (step {int(last['step'])})"
+                     + (f"; **constant: every logged loss is exactly {next(iter(logged))!r}**"
+                        if len(logged) == 1 and len(metrics) > 1 else ""))
         standard = {"step", "loss", "lr", "weight_decay", "grad_norm", "samples_per_s", "rankme", "embed_std", "collapse"}
         scalars = {k: v for k, v in last.items() if k not in standard and isinstance(v, float)}
         if scalars:  # the objective's own scalars (codebook perplexity, task accuracies, momentum, ...)

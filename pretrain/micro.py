@@ -308,6 +308,9 @@ def gradient_cache_step(module: Any, raw: Any, chunks: list[dict[str, Any]], fab
     with fabric.autocast():
         out = raw.loss_from(leaves, merge_loss_keys(chunks, raw.loss_keys))
     loss = out["loss"] * scale
+    scaler = getattr(getattr(fabric, "_precision", None), "scaler", None)
+    if scaler is not None:  # 16-mixed: the scaled loss, as fabric.backward would (the optimiser step unscales)
+        loss = scaler.scale(loss)
     wanted = [k for k, v in leaves.items() if v.requires_grad]
     found = torch.autograd.grad(loss, [leaves[k] for k in wanted], retain_graph=True, allow_unused=True)
     row_grads = {k: g for k, g in zip(wanted, found) if g is not None}

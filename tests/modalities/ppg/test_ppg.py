@@ -143,7 +143,10 @@ def test_evaluate_report_has_the_heart_rate_regression_table(tmp_path, run_cache
     C.save(cfg, run / "config.yaml")
     torch.manual_seed(1)
     models.save_pretrained(models.create("efficientnet1d", **small), run / "encoder")
+    (run / "metrics.csv").write_text("step,loss\n1,0.0\n2,0.0\n3,0.0\n")  # a run that learned nothing
     report = evaluate_run(run).read_text()
+    assert f"- training data: `{cfg.data['path']}`" in report
+    assert "- loss: 0 (step 1) -> 0 (step 3); **constant: every logged loss is exactly 0.0**" in report
     assert "## Regression probes" in report and "| heart_rate | pretrained |" in report
     assert "| record_identity | random init |" in report
     rows = json.loads((run / "probes.json").read_text())
