@@ -19,9 +19,13 @@ window offsets with in-place operations on [B, 1, H, W] buffers and recompute th
 so that memory stays O(H W) instead of the O(R^2 H W) of an unfolded window, which is what makes a training step
 on a 512 x 512 slice fast on a CPU (benchmarks/ct_denoising.py).
 
-Units: :meth:`BilateralDenoiser.denoise` takes and returns Hounsfield units; inside, images are mapped to
-``(HU - hu_range[0]) / (hu_range[1] - hu_range[0])`` (about [0, 1] for the 12-bit CT range), so sigma_r is in those
-units; :meth:`BilateralDenoiser.explain` reports sigma_r back in HU.
+Units: :meth:`BilateralDenoiser.denoise` takes and returns the data's units (Hounsfield units by default); inside,
+images are mapped to ``(x - hu_range[0]) / (hu_range[1] - hu_range[0])`` (about [0, 1] for the 12-bit CT range), so
+sigma_r is in those units; :meth:`BilateralDenoiser.explain` reports sigma_r back in the data's units. Data in other
+units (a min-max normalised [0, 1] image) needs ``hu_range`` in those units (``[0, 1]``): with the HU default the
+whole image would span 1/4096 of the internal scale and sigma_r (~0.03, i.e. ~120 HU) would dwarf it, turning the
+filter into a fixed Gaussian blur. The training objectives set it from the dataset's units
+(:meth:`BilateralDenoiser.set_hu_range`) unless it was given.
 
 Interpretability knob: ``denoise(x, sigma_r_scale=m)`` multiplies every stage's sigma_r by the map ``m``
 float[H, W] (1 = as trained): values > 1 in a region smooth it more (the range kernel admits larger intensity
@@ -275,13 +279,15 @@ class BilateralDenoiser(nn.Module):
             multiple of P and cropped back.
         hidden: attention width (paper: 8).
         sigma_max: bound of the bounded softplus (paper: 6).
-        hu_range: the HU interval mapped to [0, 1] by :meth:`denoise` (the 12-bit CT range by default).
+        hu_range: the interval of input values mapped to [0, 1] inside (HU: the 12-bit CT range by default; for
+            data in [0, 1] give [0, 1]).
         sigma_init: initial (sigma_x, sigma_y, sigma_r) of every patch (pixels, pixels, normalised units), or None
             for the paper's plain initialisation (softplus of a random projection, ~0.7 each). The default
             (1, 1, 0.03), i.e. a 3 x 3 window and a range width of ~120 HU (the noise level of low-dose CT), lets a
             few hundred steps go into adapting the filter rather than into shrinking sigma_r from ~2900 HU.
 
-    ``forward`` works in normalised units on float[B, 1, H, W]; :meth:`denoise` and :meth:`explain` in HU.
+    ``forward`` works in normalised units on float[B, 1, H, W]; :meth:`denoise` and :meth:`explain` in the data's
+    units (HU unless ``hu_range`` says otherwise).
     """
 
     def __init__(self, stages: int = 2, patch_size: int = 8, hidden: int = 8, sigma_max: float = 6.0,
@@ -297,6 +303,21 @@ class BilateralDenoiser(nn.Module):
         init = tuple(sigma_init) if sigma_init is not None else None
         self.stages = nn.ModuleList(AttentionGuidedBilateral(patch_size, hidden, sigma_max, sigma_init=init)
                                     for _ in range(stages))
+
+    @property
+    def hu_range(self) -> tuple[float, float]:
+        return (self.hu_low, self.hu_low + self.hu_width)
+
+    def set_hu_range(self, hu_range: tuple[float, float] | list[float]) -> None:
+        """Map ``hu_range`` (in the data's units) to the internal [0, 1] from now on, and record it in ``config``
+        (what :func:`models.save_pretrained` writes) when the model has one. No weight changes: the learned
+        sigma_r stays in internal units."""
+        lo, hi = float(hu_range[0]), float(hu_range[1])
+        if not hi > lo:
+            raise ValueError(f"hu_range must be increasing, got {[lo, hi]}")
+        self.hu_low, self.hu_width = lo, hi - lo
+        if isinstance(getattr(self, "config", None), dict):
+            self.config["hu_range"] = [lo, hi]
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         h, w = x.shape[-2:]
@@ -335,7 +356,7 @@ class BilateralDenoiser(nn.Module):
 
     @torch.no_grad()
     def denoise(self, x: torch.Tensor, sigma_r_scale: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Denoise ``x`` float[1, H, W] or float[B, 1, H, W] in HU -> the same shape in HU.
+        """Denoise ``x`` float[1, H, W] or float[B, 1, H, W] in the data's units (HU) -> the same shape and units.
 
         ``sigma_r_scale``: a float or a map float[H, W] multiplying sigma_r of every stage (the region knob).
         """
@@ -348,8 +369,8 @@ class BilateralDenoiser(nn.Module):
 
     @torch.no_grad()
     def explain(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-pixel sigma maps of ``x`` float[1, H, W] (HU): ``stage{i}_sigma_x`` / ``_sigma_y`` (pixels) and
-        ``stage{i}_sigma_r`` (HU), each float[H, W], for stages i = 1..S."""
+        """Per-pixel sigma maps of ``x`` float[1, H, W] (data units, HU): ``stage{i}_sigma_x`` / ``_sigma_y`` (pixels)
+        and ``stage{i}_sigma_r`` (data units), each float[H, W], for stages i = 1..S."""
         x = torch.as_tensor(x, dtype=torch.float32)
         xb, h, w = self._pad(self.normalise(x.reshape(1, 1, *x.shape[-2:])))
         maps: dict[str, torch.Tensor] = {}

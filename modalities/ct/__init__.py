@@ -1,8 +1,12 @@
-"""Low-dose CT: DICOM / NIfTI slices in Hounsfield units, simulated low dose, Filter2Noise and ZS-N2N denoisers.
+"""Low-dose CT: DICOM / NIfTI / npy slices in Hounsfield units or [0, 1], simulated low dose, Filter2Noise and ZS-N2N.
 
-Slices are read through MONAI's PydicomReader (compressed transfer syntaxes decoded by pylibjpeg) or nibabel,
-rescaled to HU and sorted by position within each series (:mod:`modalities.ct.volumes`); samples are whole slices
-or patches in HU, with the pixel spacing kept (:mod:`modalities.ct.dataset`). ``data.dose_i0`` simulates a low-dose
+Slices are read through MONAI's PydicomReader (compressed transfer syntaxes decoded by pylibjpeg), nibabel or
+NumPy, rescaled to HU (DICOM) and sorted by position within each series (:mod:`modalities.ct.volumes`); samples are
+whole slices or patches in the data's units, with the pixel spacing kept (:mod:`modalities.ct.dataset`).
+``data.units`` (``auto`` | ``hu`` | ``unit_interval``, :mod:`modalities.ct.units`) says whether the values are HU or
+min-max normalised; ``auto`` decides from DICOM rescale tags and the value range, prints its decision in one line and
+writes the resolved value back into the data config (so it lands in the run's config.yaml), and refuses ambiguous
+data in one line. ``data.dose_i0`` simulates a low-dose
 acquisition of each slice (Poisson counts + electronic noise on its sinogram, filtered back-projection:
 :mod:`modalities.ct.lowdose`) and adds the clean reference. The embedded default is the real CT slices shipped in
 the ``pydicom-data`` and ``pydicom`` packages (data_cards/pydicom_data_ct.md) at simulated low doses.
@@ -17,17 +21,22 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, MutableMapping
 
 from modalities.base import DataError, Modality, build_corpus
 from modalities.ct.dataset import CTSlices
 from modalities.ct.probes import pydicom_data_ct_files, probe_targets
-from modalities.ct.volumes import index_ct
+from modalities.ct.units import resolve_units
+from modalities.ct.volumes import index_ct, read_slice
 
 __all__ = ["MODALITY", "build_dataset", "default_data"]
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> CTSlices:
+    """The CT dataset of ``data_cfg`` (modalities/ct/recipe.yaml's ``data`` section). ``data.units: auto`` is
+    resolved here, on the selected slices: the decision is printed once and written into ``data_cfg`` (when it is
+    mutable: the loop saves that dict as config.yaml), so the next split and a resumed or evaluated run read the
+    declared value."""
     path = data_cfg.get("path")
     if not path:
         raise DataError("data.path: no CT data given")
@@ -41,11 +50,16 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> CT
         if bad:
             raise DataError(f"data.slices: {bad[0]!r} is not a slice index; {path} has {len(refs)} slices")
         refs = [refs[i] for i in chosen]
+    units, decision = resolve_units(refs, data_cfg.get("units", "auto"), read_slice)
+    if decision:
+        print(decision, flush=True)
+    if isinstance(data_cfg, MutableMapping):
+        data_cfg["units"] = units
     patch = data_cfg.get("patch")
     return CTSlices(refs, split, patch=int(patch) if patch else None, dose_i0=data_cfg.get("dose_i0"),
                     val_fraction=float(data_cfg.get("val_fraction", 0.25)), n_angles=int(data_cfg.get("n_angles", 360)),
                     sigma_e=float(data_cfg.get("sigma_e", 10.0)), seed=int(data_cfg.get("noise_seed", 0)),
-                    cache_dir=data_cfg.get("cache_dir"))
+                    cache_dir=data_cfg.get("cache_dir"), units=units)
 
 
 CORPUS_VERSION = 1

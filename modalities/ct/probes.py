@@ -5,6 +5,10 @@ neck CT with a JPEG-lossless transfer syntax, abdominal CT from TCIA Pancreas-CT
 ``data.probe_doses`` (default I0 = 1e5, 5e4, 2.5e4). PSNR and SSIM are computed in the soft-tissue window
 [-160, 240] HU (data range 400 HU); the noise std is measured in the most uniform 24 x 24 soft-tissue box of each
 clean slice. The probe is label-free with respect to training: the clean references are only used for scoring.
+
+A run on unit-interval data (``data.units: unit_interval``) trained its denoiser on [0, 1] images: the probe then
+gives the same slices, clean references and window mapped into those units through
+:data:`modalities.ct.units.UNIT_INTERVAL_HU` (PSNR in the mapped soft-tissue window, as the training monitor).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from modalities.base import DataError, ProbeSet
 from modalities.ct.dataset import CTSlices
+from modalities.ct.units import check_units, hu_to_units
 from modalities.ct.volumes import HU_WINDOWS, index_ct
 
 __all__ = ["PROBE_SLICES", "probe_targets", "pydicom_data_ct_files", "uniform_box"]
@@ -61,8 +66,10 @@ def uniform_box(clean: np.ndarray, size: int = 24, hu_range: tuple[float, float]
 
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) -> dict[str, ProbeSet]:
-    """``{"lowdose_real_slices": ProbeSet(task="denoising")}``: noisy float32[1, H, W] HU inputs and clean
-    references for every slice x dose (see the module docstring)."""
+    """``{"lowdose_real_slices": ProbeSet(task="denoising")}``: noisy float32[1, H, W] inputs and clean
+    references for every slice x dose, in HU or in the run's ``data.units`` (see the module docstring)."""
+    units = check_units(data_cfg.get("units", "hu"))
+    units = "hu" if units == "auto" else units
     files = pydicom_data_ct_files()
     refs = [index_ct(files[name])[0] for name in PROBE_SLICES]
     doses = [float(d) for d in (data_cfg.get("probe_doses") or PROBE_DOSES)]
@@ -75,14 +82,16 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     boxes: list[list[tuple[int, ...]]] = []
     for k in range(len(ds)):
         s = ds[k]
-        xs.append(s["image"])
-        ys.append(s["clean"])
+        xs.append(s["image"] if units == "hu" else hu_to_units(s["image"], units))
+        ys.append(s["clean"] if units == "hu" else hu_to_units(s["clean"], units))
         names.append(f"{Path(s['meta']['file']).stem} I0={s['meta']['dose_i0']:.3g}")
         boxes.append([uniform_box(s["clean"][0].numpy())])
-    window = HU_WINDOWS["soft_tissue"]
+    hu_window = HU_WINDOWS["soft_tissue"]
+    window = tuple(float(hu_to_units(v, units)) for v in hu_window)
+    unit_note = "HU" if units == "hu" else f"(= {hu_window[0]:g}..{hu_window[1]:g} HU mapped to the unit interval)"
     return {"lowdose_real_slices": ProbeSet(
         x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising",
         description=(f"{len(PROBE_SLICES)} real CT slices (pydicom-data) x I0 in {doses}: simulated low dose vs "
-                     f"the noise-free reconstruction; PSNR/SSIM in [{window[0]:g}, {window[1]:g}] HU"),
+                     f"the noise-free reconstruction; PSNR/SSIM in [{window[0]:.4g}, {window[1]:.4g}] {unit_note}"),
         meta={"data_range": window[1] - window[0], "window": window, "uniform_regions": boxes, "names": names,
               "doses": doses})}

@@ -7,9 +7,15 @@
   along the slice normal, ``ImagePositionPatient . (row direction x column direction)`` from
   ImageOrientationPatient (InstanceNumber where positions are missing). Multi-frame files give one slice per frame.
 - NIfTI (``.nii``/``.nii.gz``) volumes are read lazily per slice through nibabel's array proxy (scaled by
-  ``scl_slope``/``scl_inter``; CT NIfTI holds HU); slice ``k`` is ``data[:, :, k].T`` (rows = y).
+  ``scl_slope``/``scl_inter``); slice ``k`` is ``data[:, :, k].T`` (rows = y). CT NIfTI usually holds HU, but
+  min-max normalised volumes ([0, 1]) exist: ``data.units`` (:mod:`modalities.ct.units`) tells them apart.
+- NumPy ``.npy`` arrays: float[H, W] (one slice) or float[N, H, W] (N slices along the first axis), memory-mapped;
+  they carry no geometry, so pixel spacing is taken as 1 mm. In a folder they are read only when it holds no
+  DICOM or NIfTI slice.
 
-Every slice keeps its pixel spacing (row, column) in mm and the series' slice spacing.
+Every slice keeps its pixel spacing (row, column) in mm and the series' slice spacing. A DICOM slice records in
+``meta["rescale"]`` whether it carries RescaleSlope / RescaleIntercept (then its values are HU). A file that cannot
+be read (truncated, corrupt) raises :class:`~modalities.base.DataError` with one line that names it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ HU_WINDOWS: dict[str, tuple[float, float]] = {
 }
 MIN_SIZE = 8  # the smallest slice side the denoisers accept (one 8 x 8 sigma patch)
 _NIFTI = (".nii", ".nii.gz")
+_NPY = (".npy",)
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -110,7 +117,10 @@ def _has_pixels(path: Path) -> bool:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(str(path), specific_tags=list(_PIXEL_TAGS))
+        try:
+            ds = pydicom.dcmread(str(path), specific_tags=list(_PIXEL_TAGS))
+        except Exception as e:  # truncated inside the header or a corrupt element
+            raise DataError(f"{path}: not a readable DICOM file ({type(e).__name__}: {str(e)[:100]})") from None
     return any(t in ds for t in _PIXEL_TAGS)
 
 
@@ -133,7 +143,8 @@ def _dicom_refs_of(path: Path, ds: Any) -> list[SliceRef]:
     elif ipp is not None:
         position = float(ipp[2])
     meta = {"instance": int(ds.get("InstanceNumber", 0) or 0), "kvp": float(ds.get("KVP", 0) or 0),
-            "kernel": str(ds.get("ConvolutionKernel", "") or ""), "slice_thickness": float(ds.get("SliceThickness", 0) or 0)}
+            "kernel": str(ds.get("ConvolutionKernel", "") or ""), "slice_thickness": float(ds.get("SliceThickness", 0) or 0),
+            "rescale": "RescaleSlope" in ds or "RescaleIntercept" in ds}
     series = str(ds.get("SeriesInstanceUID", "") or path.parent)
     return [SliceRef(str(path), k, int(ds.Rows), int(ds.Columns), (float(spacing[0]), float(spacing[1])),
                      float(ds.get("SpacingBetweenSlices", 0) or 0) or float("nan"), position, series, dict(meta))
@@ -161,6 +172,26 @@ def _nifti_refs(path: Path) -> list[SliceRef]:
                      str(path)) for k in range(n)]
 
 
+def _npy_refs(path: Path) -> list[SliceRef]:
+    a = _open_npy(path)
+    if a.ndim not in (2, 3):
+        raise DataError(f"{path}: array is {a.ndim}-D {a.shape}; need a slice [H, W] or slices [N, H, W]")
+    if a.dtype.kind not in "iuf":
+        raise DataError(f"{path}: array dtype {a.dtype} is not a real number type")
+    h, w = a.shape[-2:]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise DataError(f"{path}: image is {h}x{w}; CT slices need at least {MIN_SIZE}x{MIN_SIZE} pixels")
+    n = a.shape[0] if a.ndim == 3 else 1
+    return [SliceRef(str(path), k, int(h), int(w), (1.0, 1.0), float("nan"), float(k), str(path)) for k in range(n)]
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(str(path), mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # truncated file, object array, not an .npy at all
+        raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {str(e)[:100]})") from None
+
+
 def _files(path: Path) -> Iterable[Path]:
     if path.is_file():
         yield path
@@ -172,30 +203,43 @@ def _files(path: Path) -> Iterable[Path]:
 
 def index_ct(path: str | Path) -> list[SliceRef]:
     """Every CT slice under ``path`` (a file or a folder searched recursively), series by series, each series
-    sorted along its slice normal. In a folder, non-CT DICOM files (another Modality, no pixel data) are skipped;
-    a single file that is not a readable CT slice raises :class:`DataError`, as does a folder with none."""
+    sorted along its slice normal. In a folder, non-CT DICOM files (another Modality, no pixel data) are skipped,
+    and ``.npy`` arrays are read only when the folder holds no DICOM or NIfTI slice (they are often masks, caches
+    or renders beside the images); a single file that is not a readable CT slice raises :class:`DataError`, as does
+    a folder with none."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: path does not exist")
     single = path.is_file()
     refs: list[SliceRef] = []
     skipped: list[str] = []
+    arrays: list[Path] = []
     for f in _files(path):
         name = f.name.lower()
         try:
             if name.endswith(_NIFTI):
                 refs.extend(_nifti_refs(f))
+            elif name.endswith(_NPY):
+                arrays.append(f)
             elif _is_dicom(f):
                 refs.extend(_dicom_refs(f))
             elif single:
-                raise DataError(f"{f}: not a DICOM (.dcm) or NIfTI (.nii/.nii.gz) file")
+                raise DataError(f"{f}: not a DICOM (.dcm), NIfTI (.nii/.nii.gz) or NumPy (.npy) file")
         except DataError as e:
             if single:
                 raise
             skipped.append(str(e))
     if not refs:
+        for f in arrays:
+            try:
+                refs.extend(_npy_refs(f))
+            except DataError as e:
+                if single:
+                    raise
+                skipped.append(str(e))
+    if not refs:
         why = f"; skipped: {skipped[0]}" + (f" (+{len(skipped) - 1} more)" if len(skipped) > 1 else "") if skipped else ""
-        raise DataError(f"{path}: no CT slices found (DICOM .dcm or NIfTI .nii/.nii.gz){why}")
+        raise DataError(f"{path}: no CT slices found (DICOM .dcm, NIfTI .nii/.nii.gz or .npy){why}")
     return _sort_series(refs)
 
 
@@ -242,11 +286,24 @@ def read_dicom_hu(path: str | Path, frame: int = 0) -> np.ndarray:
 
 
 def read_slice(ref: SliceRef) -> np.ndarray:
-    """float32[H, W] HU of a slice from :func:`index_ct`."""
-    if ref.path.lower().endswith(_NIFTI):
+    """float32[H, W] of a slice from :func:`index_ct`, in the file's units (DICOM: HU by its rescale tags)."""
+    name = ref.path.lower()
+    if name.endswith(_NIFTI):
         import nibabel as nib
 
-        img = nib.load(ref.path)
-        data = img.dataobj[:, :, ref.index] if len(img.shape) > 2 else img.dataobj[:, :]
-        return np.ascontiguousarray(np.asarray(data, dtype=np.float32).reshape(img.shape[0], img.shape[1]).T)
+        try:
+            img = nib.load(ref.path)
+            data = img.dataobj[:, :, ref.index] if len(img.shape) > 2 else img.dataobj[:, :]
+            data = np.asarray(data, dtype=np.float32)
+        except Exception as e:  # a truncated .nii.gz ends in gzip's EOFError; a cut .nii in a short read
+            what = "truncated or corrupt" if isinstance(e, (EOFError, OSError, ValueError)) else "unreadable"
+            raise DataError(f"{ref.path}: {what} NIfTI data, slice {ref.index} cannot be read "
+                            f"({type(e).__name__}: {str(e)[:100]})") from None
+        return np.ascontiguousarray(data.reshape(img.shape[0], img.shape[1]).T)
+    if name.endswith(_NPY):
+        a = _open_npy(Path(ref.path))
+        try:
+            return np.ascontiguousarray(np.asarray(a[ref.index] if a.ndim == 3 else a, dtype=np.float32))
+        except Exception as e:
+            raise DataError(f"{ref.path}: truncated or corrupt .npy data ({type(e).__name__}: {str(e)[:100]})") from None
     return read_dicom_hu(ref.path, ref.index)

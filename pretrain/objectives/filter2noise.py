@@ -12,6 +12,11 @@ S the Euclidean local shuffle (:func:`local_shuffle`) and ``f`` the denoiser (an
 The last term keeps the edges of ``y`` (difference of Gaussians, 7 x 7, sigmas 9 and 10, lambda ~ 350 for images
 in [0, 1] units). Per-image (zero-shot) training runs ~500 AdamW steps at lr 1e-3 on one slice; dataset training
 fits one filter to the slices or patches of a whole scanner / protocol (recipe: modalities/ct/recipe.yaml).
+
+Units: the filter works on its internal [0, 1] scale (``encoder.normalise``). The training dataset's units (HU or
+a min-max normalised [0, 1]) set the filter's ``hu_range`` and the monitor's window unless they were given
+(:func:`pretrain.objectives.zs_n2n.bind_units`): on [0, 1] data the filter sees the data as it is rather than
+1/4096 of its range, where its ~120 HU range sigma would dwarf the whole image.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from torch import nn
 
 from pretrain.config import ConfigError
 from pretrain.objectives.base import Objective
-from pretrain.objectives.zs_n2n import denoiser_input, denoising_monitor, pair_downsample
+from pretrain.objectives.zs_n2n import SOFT_TISSUE_HU, _check_window, bind_units, denoiser_input, denoising_monitor, \
+    pair_downsample
 
 __all__ = ["Filter2Noise", "dog_kernel", "filter2noise_loss", "local_shuffle"]
 
@@ -88,7 +94,8 @@ class Filter2Noise(Objective):
     Args:
         edge_weight: lambda of the DoG edge term (paper code: 350-400).
         dog_size, dog_sigmas: the DoG kernel (paper code: 7, (9, 10)).
-        window: HU window (low, high) of the PSNR monitor (default: soft tissue, W 400 L 40).
+        window: window (low, high) of the PSNR monitor in the data's units, or None: soft tissue (W 400 L 40 HU),
+            mapped into the data's units when the loop binds the dataset.
         unique: filter an image once per step when the batch repeats it (zero-shot runs).
     """
 
@@ -98,18 +105,21 @@ class Filter2Noise(Objective):
 
     def __init__(self, encoder: nn.Module, edge_weight: float = 350.0, dog_size: int = 7,
                  dog_sigmas: tuple[float, float] | list[float] = (9.0, 10.0),
-                 window: tuple[float, float] | list[float] = (-160.0, 240.0), unique: bool = True) -> None:
+                 window: tuple[float, float] | list[float] | None = None, unique: bool = True) -> None:
         super().__init__(encoder)
         if not edge_weight >= 0:
             raise ConfigError(f"objective.edge_weight: must be >= 0, got {edge_weight}")
         if dog_size < 1 or dog_size % 2 == 0:
             raise ConfigError(f"objective.dog_size: must be odd and >= 1, got {dog_size}")
-        if len(window) != 2 or not window[0] < window[1]:
-            raise ConfigError(f"objective.window: need [low, high] HU with low < high, got {list(window)}")
+        given = _check_window(window)
         self.edge_weight = float(edge_weight)
-        self.window = (float(window[0]), float(window[1]))
+        self.window_auto = given is None
+        self.window = given or SOFT_TISSUE_HU
         self.unique = bool(unique)
         self.register_buffer("dog", dog_kernel(dog_size, *map(float, dog_sigmas)), persistent=False)
+
+    def bind_dataset(self, dataset: Any) -> None:
+        bind_units(self, dataset)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         y = denoiser_input(self.encoder, batch, self.unique)

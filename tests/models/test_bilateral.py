@@ -97,3 +97,27 @@ def test_filter_reduces_noise_of_a_real_edge_image():
     out = BilateralDenoiser().eval().denoise(noisy)[0].numpy()
     assert np.abs(out - clean).mean() < 0.7 * np.abs(noisy[0].numpy() - clean).mean()
     assert out[:, 28].mean() < 0 < out[:, 36].mean()
+
+
+def test_hu_range_in_the_data_units_makes_the_filter_unit_free(tmp_path):
+    # a [0, 1] image (HU mapped through [-1024, 3072]) with hu_range [0, 1] is filtered exactly as the HU image with
+    # the HU default: same internal image, same sigmas; the output comes back in each input's units
+    torch.manual_seed(0)
+    hu = torch.randn(1, 32, 40) * 60.0 + torch.linspace(-1000.0, 400.0, 40)
+    unit = (hu + 1024.0) / 4096.0
+    model = models.create("bilateral")
+    assert model.hu_range == (-1024.0, 3072.0) and "hu_range" not in model.config
+    out_hu = model.denoise(hu)
+    sigma_r_hu = model.explain(hu)["stage1_sigma_r"]
+    model.set_hu_range([0.0, 1.0])
+    assert model.hu_range == (0.0, 1.0) and model.config["hu_range"] == [0.0, 1.0]
+    out_unit = model.denoise(unit)
+    torch.testing.assert_close(out_unit, (out_hu + 1024.0) / 4096.0, rtol=0, atol=2e-6)
+    torch.testing.assert_close(model.explain(unit)["stage1_sigma_r"] * 4096.0, sigma_r_hu, rtol=1e-4, atol=1e-3)
+    # the range travels with the artefact
+    models.save_pretrained(model, tmp_path / "enc")
+    loaded = models.load_pretrained(tmp_path / "enc")
+    assert loaded.hu_range == (0.0, 1.0)
+    torch.testing.assert_close(loaded.denoise(unit), out_unit)
+    with pytest.raises(ValueError, match="increasing"):
+        model.set_hu_range([1.0, 0.0])
