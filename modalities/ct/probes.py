@@ -21,8 +21,8 @@ import torch
 
 from modalities.base import DataError, ProbeSet
 from modalities.ct.dataset import CTSlices
-from modalities.ct.units import check_units, hu_to_units
-from modalities.ct.volumes import HU_WINDOWS, index_ct
+from modalities.ct.units import check_units, hu_to_units, resolve_units
+from modalities.ct.volumes import HU_WINDOWS, index_ct, read_slice
 
 __all__ = ["PROBE_SLICES", "probe_targets", "pydicom_data_ct_files", "uniform_box"]
 
@@ -67,9 +67,16 @@ def uniform_box(clean: np.ndarray, size: int = 24, hu_range: tuple[float, float]
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) -> dict[str, ProbeSet]:
     """``{"lowdose_real_slices": ProbeSet(task="denoising")}``: noisy float32[1, H, W] inputs and clean
-    references for every slice x dose, in HU or in the run's ``data.units`` (see the module docstring)."""
+    references for every slice x dose, in HU or in the run's ``data.units`` (see the module docstring); with
+    ``units: auto`` (evaluating on other files) in the units detected on ``data_path``."""
     units = check_units(data_cfg.get("units", "hu"))
-    units = "hu" if units == "auto" else units
+    if units == "auto":  # evaluated on other files (their conventions are detected again): follow those files
+        units = "hu"
+        if data_path is not None:
+            try:
+                units = resolve_units(index_ct(data_path), "auto", read_slice)[0]
+            except DataError:
+                pass  # the dataset built from those files says what is wrong, in one line
     files = pydicom_data_ct_files()
     refs = [index_ct(files[name])[0] for name in PROBE_SLICES]
     doses = [float(d) for d in (data_cfg.get("probe_doses") or PROBE_DOSES)]

@@ -163,3 +163,21 @@ def test_npy_slices_are_read_alone_but_not_beside_dicom(tmp_path):
     (tmp_path / "cut.npy").write_bytes((tmp_path / "b.npy").read_bytes()[:1000])
     with pytest.raises(DataError, match=r"cut\.npy: not a readable \.npy array"):
         index_ct(tmp_path / "cut.npy")
+
+
+def test_probe_follows_the_units(tmp_path):
+    from modalities.ct.probes import probe_targets
+
+    cfg = {"probe_doses": [1e5], "n_angles": 60, "cache_dir": str(tmp_path / "cache")}
+    hu = probe_targets({**cfg, "units": "hu"})["lowdose_real_slices"]
+    unit = probe_targets({**cfg, "units": "unit_interval"})["lowdose_real_slices"]
+    assert unit.meta["window"] == (hu_to_units(-160.0, "unit_interval"), hu_to_units(240.0, "unit_interval"))
+    assert unit.meta["data_range"] == pytest.approx(400 / 4096)
+    for a, b in zip(hu.x_test + hu.y_test, unit.x_test + unit.y_test):
+        np.testing.assert_allclose(b.numpy(), (a.numpy() + 1024.0) / 4096.0, rtol=0, atol=1e-6)
+    # evaluating on other files (units back to auto): the units of those files
+    path, _, _ = unit_interval_nifti(tmp_path)
+    other = probe_targets({**cfg, "units": "auto"}, path)["lowdose_real_slices"]
+    assert other.meta["window"] == unit.meta["window"]
+    assert probe_targets({**cfg, "units": "auto"}, shared_data("ct") / "CT_small.dcm")[
+        "lowdose_real_slices"].meta["window"] == (-160.0, 240.0)
