@@ -72,8 +72,8 @@ _REGISTRY: dict[str, ModelSpec] = {
                            "SECOND / VoxelBackBone8x sparse encoder (LiDAR detection backbone), 8x downsampling"),
     "merlin_unet": ModelSpec(MerlinUNet, dict(width=48), "MERLIN despeckling U-Net (SAR, residual log domain), 0.99M parameters"),
     "bilateral": ModelSpec(BilateralDenoiser, dict(stages=2, patch_size=8, hidden=8),
-                           "Filter2Noise attention-guided bilateral filter (CT, HU in/out), 2 stages, 3.6k parameters"),
-    "zsn2n": ModelSpec(ZSN2NNet, dict(channels=48), "ZS-N2N noise-predicting CNN (CT baseline, HU in/out), 21k parameters"),
+                           "Filter2Noise attention-guided bilateral filter (CT, the data's units in/out), 2 stages, 3.6k parameters"),
+    "zsn2n": ModelSpec(ZSN2NNet, dict(channels=48), "ZS-N2N noise-predicting CNN (CT baseline, the data's units in/out), 21k parameters"),
 }
 
 

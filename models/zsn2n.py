@@ -5,8 +5,9 @@ Mansour and Heckel, "Zero-Shot Noise2Noise: Efficient Image Denoising without an
 Two 3 x 3 convolutions of ``channels`` (paper: 48) with LeakyReLU(0.2) and a 1 x 1 convolution predict the noise
 ``n(x)``; the denoised image is ``x - n(x)``. 21.3k parameters with 48 channels.
 
-Units: :meth:`ZSN2NNet.denoise` takes and returns HU; ``forward`` works on ``(HU - hu_range[0]) / (hu_range[1] -
-hu_range[0])``, unclipped. The default range is the soft-tissue window [-160, 240] HU, not the 12-bit range of
+Units: :meth:`ZSN2NNet.denoise` takes and returns the data's units (HU by default; ``hu_range`` is then given in
+the data's units, e.g. the soft-tissue window mapped into [0, 1] for min-max normalised CT, see modalities/ct/units.py);
+``forward`` works on ``(x - hu_range[0]) / (hu_range[1] - hu_range[0])``, unclipped. The default range is the soft-tissue window [-160, 240] HU, not the 12-bit range of
 :class:`models.bilateral.BilateralDenoiser`: the paper's network and optimiser settings are tuned for noise of about
 0.1 on [0, 1] images, and low-dose CT noise (15-40 HU) is 0.04-0.1 of this window but only 0.004-0.01 of 4096 HU.
 On CT_small at a simulated I0 of 5e4, 150 steps raise PSNR by 2.6 dB with the window and by 0.2 dB with the
