@@ -39,6 +39,12 @@ fingerprint with ``fingerprint_source = "atom"``.
 Sizes: ``grover_base`` (hidden 800, 4 heads) has 48M parameters and ``grover_large`` (hidden 1200) 107M, as in the
 paper (48M / 100M); ``depth = 4`` hops is the reference pretraining command's ``--depth 5`` (it runs depth - 1 hops).
 
+**Per-molecule randomness.** Given ``seeds`` (one int per molecule) :meth:`GTransEncoder.encode` draws every
+dropout mask from a counter-based hash of (molecule seed, token index within the molecule, column, call), and the
+hop counts from a generator seeded with ``depth_seed`` (:class:`SampleNoise`). A molecule's noise then does not
+depend on which other molecules share its batch, so a batch split over W processes trains exactly like the whole
+batch in one process. Without seeds, ``nn.Dropout`` and torch's generator are used as before.
+
 Inputs: a torch_geometric ``Batch`` (or ``Data``) with ``x`` float[N, atom_dim], ``edge_index`` int64[2, 2B] holding
 the two directions of bond ``b`` at columns ``2b`` and ``2b + 1``, ``edge_attr`` float[2B, bond_dim] and ``batch``
 int64[N] sorted by molecule (as torch_geometric batches are).
@@ -59,8 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BRANCHES", "DyMPN", "GTransEncoder", "MoleculeGraph", "molecule_attention", "segment_mean",
-           "segment_sum", "truncated_normal_depth"]
+__all__ = ["BRANCHES", "DyMPN", "GTransEncoder", "MoleculeGraph", "SampleNoise", "hash32", "molecule_attention",
+           "segment_mean", "segment_sum", "truncated_normal_depth"]
 
 ATOM_DIM = 151
 BOND_DIM = 14
@@ -78,17 +84,115 @@ def segment_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
     return segment_sum(src, index, size) / count.view(-1, *([1] * (src.dim() - 1)))
 
 
-def truncated_normal_depth(mean: int, sigma: float) -> int:
+def truncated_normal_depth(mean: int, sigma: float, generator: torch.Generator | None = None) -> int:
     """A hop count ``round(mean + sigma z)``, ``z ~ N(0, 1)`` truncated to ``|z| <= 3``, at least 1.
 
-    Drawn from torch's generator so that the training loop's per-step reseeding makes it reproducible.
+    Drawn from ``generator`` (default: torch's global generator, which the training loop reseeds every step).
     """
     if sigma <= 0:
         return mean
     while True:
-        z = float(torch.randn(()))
+        z = float(torch.randn((), generator=generator))
         if abs(z) <= 3.0:
             return max(1, round(mean + sigma * z))
+
+
+_M32 = 0xFFFF_FFFF
+
+
+def hash32(x: Tensor | int) -> Tensor | int:
+    """A 32-bit integer hash (``lowbias32``-style xor-shift-multiply) of int64 values, taken modulo 2^32.
+
+    Every product stays below 2^63 (a value below 2^32 times a constant below 2^31), so no int64 overflow occurs on
+    any device, and the result is the same on CPU and GPU.
+    """
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x297A2D39) & _M32
+    return x ^ (x >> 15)
+
+
+def _seed_key(seeds: Tensor) -> Tensor:
+    """int64[G] 32-bit keys of 64-bit seeds (both halves mixed)."""
+    s = seeds.long()
+    return hash32(hash32(s & _M32) ^ ((s >> 32) & _M32))
+
+
+class SampleNoise:
+    """Dropout masks and hop counts that belong to the molecules, not to the batch.
+
+    The keep/drop decision of element ``[.., t, c]`` of a token tensor is ``hash(key_t, call, stream, c) >= p 2^32``,
+    with ``key_t`` a hash of the molecule's seed and the token's index inside its molecule (atoms; directed bonds),
+    ``call`` the number of dropout calls made so far in this forward pass. Attention weights use (molecule seed,
+    call, head, query position, key position). Kept elements are scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does.
+
+    Args:
+        seeds: int64[G], one seed per molecule (the training loop's per-sample seeds).
+        graph: the batch's :class:`MoleculeGraph`.
+        depth_seed: seed of the hop-count generator (shared by every process: the loop's ``step_seed``); ``None``
+            draws hop counts from torch's global generator.
+    """
+
+    def __init__(self, seeds: Tensor, graph: "MoleculeGraph", depth_seed: int | None = None) -> None:
+        seeds = torch.as_tensor(seeds, device=graph.atom_batch.device).long().reshape(-1)
+        if seeds.numel() != graph.num_graphs:
+            raise ValueError(f"seeds: {seeds.numel()} seeds for {graph.num_graphs} molecules")
+        self.mol = _seed_key(seeds)
+        self.tokens = {"atom": self._token_keys(graph.atom_batch, graph.num_graphs, 0x61746F6D),
+                       "bond": self._token_keys(graph.bond_batch, graph.num_graphs, 0x626F6E64)}
+        self.calls = 0
+        self.generator: torch.Generator | None = None
+        if depth_seed is not None:
+            self.generator = torch.Generator().manual_seed(int(depth_seed) & 0x7FFF_FFFF_FFFF_FFFF)
+
+    def _token_keys(self, index: Tensor, num_graphs: int, salt: int) -> Tensor:
+        n = index.numel()
+        first = torch.searchsorted(index, torch.arange(num_graphs, device=index.device))
+        local = torch.arange(n, device=index.device) - first[index] if n else index.new_zeros(0)
+        return hash32(self.mol[index] ^ hash32(local + salt)) if n else index.new_zeros(0)
+
+    def _call_key(self) -> int:
+        self.calls += 1
+        return int(hash32(0x5EED0000 + self.calls))
+
+    def keep_mask(self, shape: torch.Size, view: str, p: float) -> Tensor:
+        """bool mask of ``shape`` ``[..., n, C]`` (``n`` tokens of ``view``; leading dims are streams)."""
+        tok = self.tokens[view]
+        n, c = shape[-2], shape[-1]
+        if tok.numel() != n:
+            raise ValueError(f"dropout: {n} rows for {tok.numel()} {view} tokens")
+        lead = int(torch.Size(shape[:-2]).numel())
+        col = torch.arange(lead * c, device=tok.device).view(lead, 1, c)
+        key = hash32(tok ^ self._call_key()).view(1, n, 1)
+        u = hash32(key ^ hash32(col + 0x636F6C00))
+        return (u >= int(p * 2**32)).view(shape)
+
+    def dropout(self, x: Tensor, view: str, p: float) -> Tensor:
+        if p <= 0:
+            return x
+        keep = self.keep_mask(x.shape, view, p)
+        return x * keep.to(x.dtype) / (1.0 - p)
+
+    def attention_keep(self, heads: int, length: int, p: float) -> Tensor:
+        """bool[G, H, L, L] keep mask of attention weights (query and key positions within the molecule)."""
+        dev = self.mol.device
+        h = torch.arange(heads, device=dev).view(heads, 1, 1)
+        i = torch.arange(length, device=dev).view(1, length, 1)
+        j = torch.arange(length, device=dev).view(1, 1, length)
+        pos = hash32(hash32(hash32(h + 0x68656164) ^ i) ^ j)  # [H, L, L], independent of the padded length
+        key = hash32(self.mol ^ self._call_key()).view(-1, 1, 1, 1)
+        return hash32(key ^ pos) >= int(p * 2**32)
+
+
+def _drop(module: nn.Dropout, x: Tensor, noise: SampleNoise | None, view: str) -> Tensor:
+    """``module(x)``, or the molecules' own dropout mask when ``noise`` is given (training only)."""
+    if noise is None or not module.training or module.p <= 0:
+        return module(x)
+    return noise.dropout(x, view, module.p)
 
 
 class MoleculeGraph(NamedTuple):
@@ -104,7 +208,7 @@ class MoleculeGraph(NamedTuple):
 
 
 def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graphs: int,
-                       dropout: float = 0.0) -> Tensor:
+                       dropout: float = 0.0, noise: SampleNoise | None = None) -> Tensor:
     """Scaled dot-product attention among tokens of the same molecule.
 
     Args:
@@ -112,6 +216,7 @@ def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graph
         index: int64[n] molecule of each token, sorted.
         num_graphs: number of molecules ``G`` (molecules without tokens are allowed).
         dropout: attention dropout probability.
+        noise: with dropout, draw the attention-weight masks per molecule (:class:`SampleNoise`).
 
     Returns:
         float[H, n, d]: ``softmax(q_s k_t / sqrt(d))``-weighted sums of ``v_t`` over tokens ``t`` of the molecule
@@ -132,7 +237,13 @@ def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graph
     vd, _ = dense(v)
     keys = mask.clone()
     keys[~mask.any(dim=1), 0] = True  # a molecule without tokens: its padded rows are discarded, keep them finite
-    out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=keys[:, None, None, :], dropout_p=dropout)
+    if noise is not None and dropout > 0:
+        scores = torch.matmul(qd, kd.transpose(-1, -2)) / math.sqrt(d)
+        weights = torch.softmax(scores.masked_fill(~keys[:, None, None, :], float("-inf")), dim=-1)
+        keep = noise.attention_keep(h, weights.shape[-1], dropout)
+        out = torch.matmul(weights * keep.to(weights.dtype) / (1.0 - dropout), vd)
+    else:
+        out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=keys[:, None, None, :], dropout_p=dropout)
     return out.transpose(1, 2)[mask].view(n, h, d).permute(1, 0, 2)
 
 
@@ -160,8 +271,9 @@ class DyMPN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.last_depth = depth
 
-    def forward(self, h: Tensor, graph: MoleculeGraph) -> Tensor:
-        k = truncated_normal_depth(self.depth, self.depth_sigma) if self.training else self.depth
+    def forward(self, h: Tensor, graph: MoleculeGraph, noise: SampleNoise | None = None) -> Tensor:
+        gen = noise.generator if noise is not None else None
+        k = truncated_normal_depth(self.depth, self.depth_sigma, gen) if self.training else self.depth
         self.last_depth = k
         streams = self.weight.shape[0]
         m = h  # float[n, hidden] until the first hop: every network starts from the same messages
@@ -175,7 +287,8 @@ class DyMPN(nn.Module):
                 agg = into[..., graph.src, :] - m[..., graph.rev, :]
             z = h + torch.matmul(agg, self.weight.to(agg.dtype))  # [n, h] or [S, n, h] @ [S, h, h] -> [S, n, h]
             # networks as PReLU channels: one fused kernel instead of where() + mul
-            m = self.dropout(F.prelu(z.reshape(1, streams, -1), self.slope.to(z.dtype)).view_as(z))
+            m = _drop(self.dropout, F.prelu(z.reshape(1, streams, -1), self.slope.to(z.dtype)).view_as(z), noise,
+                      self.view)
         return m if m.dim() == 3 else m.unsqueeze(0).expand(streams, -1, -1)
 
 
@@ -203,17 +316,18 @@ class MTBlock(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h: Tensor, graph: MoleculeGraph) -> Tensor:
+    def forward(self, h: Tensor, graph: MoleculeGraph, noise: SampleNoise | None = None) -> Tensor:
         if self.proj is not None:
-            h = self.proj(h)
-        m = self.mpn(h, graph)
+            linear, act, norm, drop = self.proj
+            h = _drop(drop, norm(act(linear(h))), noise, self.view)
+        m = self.mpn(h, graph, noise)
         H = self.heads
         q, k, v = self.w_q(m[:H]), self.w_k(m[H:2 * H]), self.w_v(m[2 * H:])
         index = graph.atom_batch if self.view == "atom" else graph.bond_batch
-        o = molecule_attention(q, k, v, index, graph.num_graphs, self.attn_dropout if self.training else 0.0)
+        o = molecule_attention(q, k, v, index, graph.num_graphs, self.attn_dropout if self.training else 0.0, noise)
         o = self.w_out(o)  # [H, n, hidden]
         o = o.permute(1, 0, 2).reshape(o.shape[1], H * o.shape[2])
-        return self.dropout(self.norm(self.w_o(o)))
+        return _drop(self.dropout, self.norm(self.w_o(o)), noise, self.view)
 
 
 class FeedForward(nn.Module):
@@ -223,8 +337,11 @@ class FeedForward(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(in_dim, inner), nn.PReLU(), nn.Dropout(dropout), nn.Linear(inner, out_dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, noise: SampleNoise | None = None, view: str = "atom") -> Tensor:
+        if noise is None:
+            return self.net(x)
+        first, act, drop, last = self.net
+        return last(_drop(drop, act(first(x)), noise, view))
 
 
 def _check(name: str, value: Any, low: int) -> None:
@@ -306,15 +423,21 @@ class GTransEncoder(nn.Module):
         return MoleculeGraph(src, dst, rev, batch, batch[src], n, int(num_graphs))
 
     def encode(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor | None = None,
-               num_graphs: int = 1) -> dict[str, Tensor]:
-        """The four branch embeddings of a batch given as tensors (see the class Shapes)."""
+               num_graphs: int = 1, seeds: Tensor | None = None, depth_seed: int | None = None) -> dict[str, Tensor]:
+        """The four branch embeddings of a batch given as tensors (see the class Shapes).
+
+        ``seeds`` (int64[G], one per molecule) makes every dropout mask a function of the molecule alone and
+        ``depth_seed`` draws the hop counts from its own generator (:class:`SampleNoise`); both are used in training
+        mode only.
+        """
         g = self.graph(x, edge_index, edge_attr, batch, num_graphs)
+        noise = SampleNoise(seeds, g, depth_seed) if seeds is not None and self.training else None
         f_bond = torch.cat([x[g.src], edge_attr], dim=1)
         atoms, bonds = x, f_bond
         for block in self.node_blocks:
-            atoms = block(atoms, g)
+            atoms = block(atoms, g, noise)
         for block in self.edge_blocks:
-            bonds = block(bonds, g)
+            bonds = block(bonds, g, noise)
         n = g.num_atoms
         around_u = segment_sum(atoms[g.src], g.dst, n)  # sum of neighbours' node-view outputs, per atom
         into_u = segment_sum(bonds, g.dst, n)  # sum of edge-view outputs of the bonds into each atom
@@ -324,7 +447,8 @@ class GTransEncoder(nn.Module):
             "bond_from_atom": (f_bond, atoms[g.src] + around_u[g.src] - atoms[g.dst]),
             "bond_from_bond": (f_bond, into_u[g.src] - bonds[g.rev]),
         }
-        return {b: self.dropout(self.branch_norm[b](self.ffn[b](torch.cat(aggregated[b], dim=1))))
+        return {b: _drop(self.dropout, self.branch_norm[b](self.ffn[b](torch.cat(aggregated[b], dim=1), noise,
+                                                                       b[:4])), noise, b[:4])
                 for b in BRANCHES}
 
     def forward(self, data: Any) -> dict[str, Tensor]:

@@ -35,9 +35,12 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
+    "GlobalBatchNorm",
     "all_reduce_sum_with_grad",
+    "convert_batch_norm",
     "full_precision",
     "gather_objects",
+    "gather_rows_with_grad",
     "gather_with_grad",
     "is_distributed",
     "rank",
@@ -129,3 +132,90 @@ def full_precision(x: torch.Tensor) -> torch.Tensor:
     """``x`` in at least float32 (float64 stays float64): losses on batch statistics take bf16 projector
     outputs to full precision (and run their matmuls with autocast disabled)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def gather_rows_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Like :func:`gather_with_grad` for processes holding *different* numbers of rows (e.g. the matched points of
+    point clouds): ``[n_r, ...]`` on process ``r`` -> ``[sum_r n_r, ...]`` in rank order, with gradients. The rows
+    are padded to the largest ``n_r`` for the collective and the padding is dropped. The identity when not
+    distributed."""
+    if not is_distributed():
+        return x
+    sizes = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
+    parts = [torch.empty_like(sizes) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, sizes)
+    counts = [int(p) for p in parts]
+    most = max(counts)
+    padded = x if x.shape[0] == most else torch.cat([x, x.new_zeros((most - x.shape[0], *x.shape[1:]))])
+    full = _GatherWithGrad.apply(padded)
+    return torch.cat([full[r * most: r * most + n] for r, n in enumerate(counts)])
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation whose training statistics are those of the whole multi-process batch.
+
+    Under DDP a plain BatchNorm normalises each process's share with its own mean and variance, so W processes
+    train a different network from one process on the same batch (and point clouds, whose shares hold different
+    numbers of points, weight them unequally). Here the per-channel sums ``sum x`` and then ``sum (x - mean)^2``
+    and the element counts are summed over processes with gradients (:func:`all_reduce_sum_with_grad`), which
+    is exact for any share sizes and works on CPU (gloo), unlike ``torch.nn.SyncBatchNorm``. Running statistics
+    follow ``nn.BatchNorm`` (unbiased variance of the global batch). Outside DDP, or in eval mode, it is
+    ``nn.BatchNorm`` itself (same kernel, same numbers). State-dict keys are those of ``nn.BatchNorm1d/2d/3d``.
+
+    Input ``[N, C, *]``; statistics over every dimension but ``C``.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"GlobalBatchNorm: expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        dims = [0, *range(2, input.dim())]
+        shape = [1, -1, *([1] * (input.dim() - 2))]
+        x = full_precision(input)
+        local = torch.cat([x.sum(dims), x.new_tensor([float(input.numel() // max(1, input.shape[1]))])])
+        total = all_reduce_sum_with_grad(local)
+        n = total[-1].detach()
+        mean = total[:-1] / n.clamp_min(1.0)
+        centred = x - mean.view(shape)
+        var = all_reduce_sum_with_grad(centred.pow(2).sum(dims)) / n.clamp_min(1.0)
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var.detach() * n / (n - 1).clamp_min(1.0)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        return y.to(input.dtype)
+
+
+def convert_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace every ``nn.BatchNorm1d/2d/3d`` inside ``module`` (or ``module`` itself) by a
+    :class:`GlobalBatchNorm` sharing its parameters and buffers; returns the converted module. Idempotent.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    >>> type(convert_batch_norm(net)[1]).__name__
+    'GlobalBatchNorm'
+    """
+    bn_types = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if isinstance(module, bn_types) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats, device=None, dtype=None)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        converted = convert_batch_norm(child)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module

@@ -37,6 +37,7 @@ from modalities.base import labelled_subset
 from pretrain import config as config_mod
 from pretrain import micro, objectives
 from pretrain.config import ConfigError, RunConfig
+from pretrain.distributed import convert_batch_norm
 from pretrain.evaluate import collapsed as is_collapsed
 
 CKPT_NAME = "last.ckpt"
@@ -397,6 +398,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         raise ConfigError(str(e)) from None
     objective = objectives.create(encoder, cfg.objective)
     objective.bind_dataset(train_ds)
+    if fabric.world_size > 1:  # BatchNorm statistics of the whole batch, not of each process's share
+        convert_batch_norm(objective)
     groups = objective.param_groups(o.weight_decay) if hasattr(objective, "param_groups") else \
         param_groups(objective, o.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)

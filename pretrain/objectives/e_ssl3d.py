@@ -22,6 +22,14 @@ sweep), with the previous sweep already moved into the current frame by the ego 
 
 ``L = w_rot L_rot + w_con L_con + w_flow L_flow`` with the paper's weights 1, 0.01, 300.
 
+**Per-scan randomness and processes.** Every draw of a scan (rotation bin and jitter, flip, scale, translation, the
+contrast points, the flow queries) comes from the scan's seed (the loop's per-sample seed), so a scan is augmented
+the same whatever process or batch it is in. The contrast rows of every process are gathered (with gradients) and
+InfoNCE runs over the whole batch; the flow error is a sum over this process's pairs divided by the pair count of
+all processes; the BatchNorms of the encoder, the EMA target and the heads use whole-batch statistics
+(:class:`pretrain.distributed.GlobalBatchNorm`). Every process returns the global loss, and W processes train
+exactly like one on the same batches.
+
 The encoder is a point-wise sparse network (:class:`models.sparse_unet.SparseUNet` or
 :class:`models.second.VoxelBackBone8x`): ``forward(points)`` returns ``levels``, ``num_sites`` and
 ``point_feat`` [N, embed_dim]. Nearest-neighbour searches run on the CPU with scipy's cKDTree (coordinates only).
@@ -42,6 +50,8 @@ from modalities.lidar.voxels import VoxelGrid, crop_to_range, point_dict
 from models.heads import MLPHead
 from models.sparse_unet import pool_levels
 from pretrain.config import ConfigError
+from pretrain.distributed import (all_reduce_sum_with_grad, convert_batch_norm, full_precision, gather_rows_with_grad,
+                                  world_size)
 from pretrain.ema import cosine_momentum_at, ema_update, make_teacher
 from pretrain.objectives.base import Objective
 from pretrain.objectives.equivariance import EquivarianceClassificationLoss
@@ -137,9 +147,11 @@ class ESSL3D(Objective):
         self.rotation_head = MLPHead(int(sum(encoder.level_channels)), [head_hidden_dim], self.bins)
         self.projector = MLPHead(d, [head_hidden_dim], proj_dim)
         self.predictor = MLPHead(d, [head_hidden_dim], d)
+        convert_batch_norm(self)  # whole-batch statistics under DDP; nn.BatchNorm itself otherwise
         self.target = make_teacher(encoder)
         self.rotation_loss = EquivarianceClassificationLoss()
-        self.contrast_loss = InfoNCELoss(temperature=temperature, gather=True)
+        # gather=False: forward gathers the rows of every process itself (their counts may differ)
+        self.contrast_loss = InfoNCELoss(temperature=temperature, gather=False)
 
     # ------------------------------------------------------------------------------------------- helpers
     @staticmethod
@@ -159,6 +171,16 @@ class ESSL3D(Objective):
         return -self.max_rotation + (k + jitter) * width
 
     # ------------------------------------------------------------------------------------------- training
+    def scan_draws(self, seed: int) -> dict[str, Any]:
+        """A scan's augmentation from its seed: rotation bin ``k`` and jitter, flip, scale, translation, and the
+        generator (``rng``) that then picks its contrast points and flow queries."""
+        rng = np.random.default_rng([int(seed), 0xE553D])
+        k = int(rng.integers(self.bins))
+        jitter, flip_u, scale_u = (float(v) for v in rng.random(3))
+        t = (rng.random(3) * 2 - 1) * self.translation
+        return {"k": k, "jitter": jitter, "flip": self.flip and flip_u < 0.5,
+                "scale": self.scale[0] + (self.scale[1] - self.scale[0]) * scale_u, "t": t, "rng": rng}
+
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         grid = self.grid_of(batch)
         cur_scans, prev_scans = self._scans(batch), self._scans(batch, "prev_")
@@ -167,18 +189,23 @@ class ESSL3D(Objective):
             starts = [0, *batch["prev_offset"].tolist()[:-1]]
             true_flow = [batch["prev_flow"][s:e] for s, e in zip(starts, batch["prev_offset"].tolist())]
         device = batch["coord"].device
+        seeds = batch.get("seed")
+        if seeds is None:  # direct use outside the loop: seeds from torch's generator
+            seeds = torch.randint(0, 2**62, (len(cur_scans),))
+        seeds = [int(v) for v in torch.as_tensor(seeds).tolist()]
         view_a, view_b, view_p = [], [], []
         con_a, con_b, flow_a, flow_p = [], [], [], []
-        labels = torch.randint(0, self.bins, (len(cur_scans),))
+        labels_list = []
         base = {"a": 0, "b": 0, "p": 0}
         for s, ((cur, ci), (prev, pi)) in enumerate(zip(cur_scans, prev_scans)):
-            rot = rotation_z(self._angle(int(labels[s]), float(torch.rand(()))) ).to(device)
+            draw = self.scan_draws(seeds[s])
+            labels_list.append(draw["k"])
+            rot = rotation_z(self._angle(draw["k"], draw["jitter"])).to(device=device, dtype=cur.dtype)
             a = cur @ rot.T
             pa = prev @ rot.T
-            flip = torch.tensor([1.0, -1.0 if (self.flip and torch.rand(()) < 0.5) else 1.0, 1.0], device=device)
-            sc = self.scale[0] + (self.scale[1] - self.scale[0]) * float(torch.rand(()))
-            t = (torch.rand(3, device=device) * 2 - 1) * self.translation
-            b = a * flip * sc + t
+            flip = torch.tensor([1.0, -1.0 if draw["flip"] else 1.0, 1.0], device=device)
+            t = torch.tensor(draw["t"], dtype=a.dtype, device=device)
+            b = a * flip * draw["scale"] + t
             in_a, in_b, in_p = crop_to_range(a, grid), crop_to_range(b, grid), crop_to_range(pa, grid)
             if not (in_a.any() and in_b.any() and in_p.any()):
                 in_a = in_b = torch.ones(len(a), dtype=torch.bool, device=device)  # keep the scan, voxelise clamped
@@ -190,7 +217,9 @@ class ESSL3D(Objective):
             view_b.append((b[in_b], ci[in_b]))
             view_p.append((pa[in_p], pi[in_p]))
             both = torch.nonzero(in_a & in_b).squeeze(1)
-            pick = both[torch.randperm(len(both), device=device)[: self.contrast_points]]
+            rng = draw["rng"]
+            order = torch.from_numpy(rng.permutation(len(both))[: self.contrast_points]).to(device)
+            pick = both[order]
             con_a.append(base["a"] + pos_a[pick])
             con_b.append(base["b"] + pos_b[pick])
             # temporal pairs on the un-rotated coordinates (rotation preserves distances)
@@ -202,14 +231,24 @@ class ESSL3D(Objective):
             else:
                 flow, valid = estimate_flow(prev_np, cur_np, self.static_radius, self.max_flow)
             cand = np.flatnonzero(in_a_np)
-            gen = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-            query = np.sort(gen.choice(cand, min(self.flow_points, len(cand)), replace=False))
+            query = np.sort(rng.choice(cand, min(self.flow_points, len(cand)), replace=False))
             qi, pj = flow_matches(prev_np, cur_np, query, flow, valid & in_p_np, self.match_radius)
             flow_a.append(base["a"] + pos_a[torch.from_numpy(qi).to(device)])
             flow_p.append(base["p"] + pos_p[torch.from_numpy(pj).to(device)])
             base["a"] += int(in_a.sum())
             base["b"] += int(in_b.sum())
             base["p"] += int(in_p.sum())
+        labels = torch.tensor(labels_list, dtype=torch.long)
+        ia, ib = torch.cat(con_a), torch.cat(con_b)
+        fa, fp = torch.cat(flow_a), torch.cat(flow_p)
+        # Row counts of the whole batch (every process), known before any collective that depends on them.
+        n_pairs = len(fa)
+        if world_size() > 1:
+            counts = torch.tensor([float(len(ia)), float(n_pairs)], device=device)
+            counts = all_reduce_sum_with_grad(counts)
+            n_contrast, n_pairs = int(counts[0]), int(counts[1])
+        else:
+            n_contrast = len(ia)
 
         out_a = self.encoder(point_dict(view_a, grid))
         out_b = self.encoder(point_dict(view_b, grid))
@@ -217,21 +256,34 @@ class ESSL3D(Objective):
             out_p = self.target(point_dict(view_p, grid))
 
         logits = self.rotation_head(pool_levels(out_a, len(cur_scans)))
-        l_rot = self.rotation_loss(logits, labels.to(device))
-        ia, ib = torch.cat(con_a), torch.cat(con_b)
-        l_con = self.contrast_loss(self.projector(out_a["point_feat"][ia]), self.projector(out_b["point_feat"][ib]))
-        fa, fp = torch.cat(flow_a), torch.cat(flow_p)
-        if len(fa) >= 2:
-            q = F.normalize(self.predictor(out_a["point_feat"][fa]).float(), dim=1)
-            z = F.normalize(out_p["point_feat"][fp].float(), dim=1)
-            l_flow = F.mse_loss(q, z)
+        l_rot_local = self.rotation_loss(logits, labels.to(device))
+        if n_contrast >= 2:
+            q_rows = gather_rows_with_grad(self.projector(out_a["point_feat"][ia]))
+            k_rows = gather_rows_with_grad(self.projector(out_b["point_feat"][ib]))
+            l_con = self.contrast_loss(q_rows, k_rows)  # the whole batch's InfoNCE, the same on every process
+        else:
+            l_con = out_a["point_feat"].sum() * 0.0
+        if n_pairs >= 2:
+            q = F.normalize(full_precision(self.predictor(out_a["point_feat"][fa])), dim=1)
+            z = F.normalize(full_precision(out_p["point_feat"][fp]), dim=1).to(q.dtype)
+            flow_sum = (q - z).pow(2).sum()
+            flow_den = float(n_pairs * q.shape[1])
         else:  # no temporal match (e.g. a lone sweep paired with itself far out of range): no flow signal
-            l_flow = out_a["point_feat"].sum() * 0.0
+            flow_sum, flow_den = out_a["point_feat"].sum() * 0.0, 1.0
+        with torch.no_grad():
+            correct = (logits.argmax(1).cpu() == labels).float().sum()
+        parts = [full_precision(l_rot_local), full_precision(flow_sum)]
+        dtype = torch.promote_types(parts[0].dtype, parts[1].dtype)
+        total = all_reduce_sum_with_grad(torch.stack([parts[0].to(dtype), parts[1].to(dtype),
+                                                      correct.to(device=flow_sum.device, dtype=dtype)]))
+        w_count = float(world_size())
+        l_rot = total[0] / w_count  # per-scan mean; every process holds the same number of scans
+        l_flow = total[1] / flow_den
         w = self.weights
         loss = w["rotation"] * l_rot + w["contrast"] * l_con + w["flow"] * l_flow
-        acc = (logits.argmax(1).cpu() == labels).float().mean()
+        acc = total[2].detach() / float(len(cur_scans) * world_size())
         return {"loss": loss, "rotation": l_rot.detach(), "contrast": l_con.detach(), "flow": l_flow.detach(),
-                "rotation_acc": acc, "flow_pairs": torch.tensor(float(len(fa)))}
+                "rotation_acc": acc, "flow_pairs": torch.tensor(float(n_pairs))}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         ema_update(self.target, self.encoder, cosine_momentum_at(step, total_steps, self.momentum, 1.0))

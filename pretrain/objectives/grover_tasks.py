@@ -23,6 +23,14 @@ The vocabulary (sizes, and the keys for later use) comes from the training datas
 that one head fits any corpus) and is written as ``vocab.json`` beside the exported encoder by
 :meth:`export_files`.
 
+**Processes.** Every mean (over target atoms, target bonds, molecules x motifs, atoms x keys, bonds x keys) is a sum
+over this process's items divided by the count over all processes, both summed across processes with gradients
+(:func:`pretrain.distributed.all_reduce_sum_with_grad`): molecules differ in size, so the processes of a
+multi-process run hold different numbers of atoms and bonds, and a mean of per-process means would weight them
+wrongly. Every process then returns the global loss (and global scalars). Dropout masks and hop counts come from the
+molecules' seeds and the step's seed (:class:`models.grover.SampleNoise`), so a run on W processes takes exactly the
+steps of one process on the same batches.
+
 Batches are torch_geometric ``Batch`` objects with ``x``, ``edge_index`` (bond ``b`` at columns ``2b``, ``2b + 1``),
 ``edge_attr``, ``batch``, ``atom_key`` int64[N], ``bond_key`` int64[2B], ``motif`` float[G, 85] and, in the loop,
 per-molecule ``seed`` (targets are a function of the seed, so they do not depend on the process count).
@@ -30,6 +38,7 @@ per-molecule ``seed`` (targets are a function of the seed, so they do not depend
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -42,6 +51,7 @@ from torch import Tensor, nn
 
 from models.grover import BRANCHES, segment_mean
 from pretrain.config import ConfigError
+from pretrain.distributed import all_reduce_sum_with_grad, full_precision
 from pretrain.objectives.base import Objective
 
 VOCAB_FILE = "vocab.json"
@@ -142,6 +152,10 @@ class GroverTasks(Objective):
         if not isinstance(dist_coff, (int, float)) or dist_coff < 0:
             raise ConfigError(f"objective.dist_coff: must be a number >= 0, got {dist_coff!r}")
         self.mask_rate, self.mask_mode, self.dist_coff = float(mask_rate), mask_token, float(dist_coff)
+        try:  # GTransEncoder draws dropout and hop counts per molecule when given seeds
+            self._keyed_noise = "seeds" in inspect.signature(encoder.encode).parameters
+        except (TypeError, ValueError):
+            self._keyed_noise = False
         self.motif_size = motif_size
         hidden = encoder.hidden
         if mask_token == "learned":
@@ -241,7 +255,13 @@ class GroverTasks(Objective):
         g = int(batch.num_graphs)
         atom_t, bond_t = self.targets(batch)
         x, e = self.masked_inputs(batch, atom_t, bond_t)
-        out = self.encoder.encode(x, batch.edge_index, e, batch.batch, g)
+        seeds = getattr(batch, "seed", None)
+        step_seed = getattr(batch, "step_seed", None)
+        noise = {}
+        if self._keyed_noise and seeds is not None:
+            noise = {"seeds": torch.as_tensor(seeds),
+                     "depth_seed": int(step_seed) if step_seed is not None else None}
+        out = self.encoder.encode(x, batch.edge_index, e, batch.batch, g, **noise)
         atom_key = batch.atom_key
         bond_key = batch.bond_key[0::2]
         motif = batch.motif.reshape(g, -1).float()
@@ -250,54 +270,61 @@ class GroverTasks(Objective):
 
         av = [self.atom_vocab_from_atom(out["atom_from_atom"]), self.atom_vocab_from_bond(out["atom_from_bond"])]
         bv = [self.bond_vocab_from_atom(out["bond_from_atom"]), self.bond_vocab_from_bond(out["bond_from_bond"])]
-        av_losses = [_masked_ce(logits, atom_key, atom_t) for logits in av]
-        bv_losses = [_masked_ce(logits, bond_key, bond_t) for logits in bv]
-
         bond_batch = batch.batch[batch.edge_index[0]]
         fg = {}
         for b in BRANCHES:
             index = batch.batch if b.startswith("atom") else bond_batch
             fg[b] = self.motif_heads[b](segment_mean(out[b], index, g))
-        fg_losses = [F.binary_cross_entropy_with_logits(fg[b].float(), motif) for b in BRANCHES]
 
-        av_dist = _mse(F.log_softmax(av[0].float(), -1), F.log_softmax(av[1].float(), -1))
-        bv_dist = _mse(F.log_softmax(bv[0].float(), -1), F.log_softmax(bv[1].float(), -1))
-        fg_dist = (_mse(torch.sigmoid(fg["atom_from_atom"].float()), torch.sigmoid(fg["atom_from_bond"].float()))
-                   + _mse(torch.sigmoid(fg["bond_from_atom"].float()), torch.sigmoid(fg["bond_from_bond"].float())))
-        motif_loss = sum(fg_losses)
+        # Sums over this process's items; the counts they are divided by are global (see the module docstring).
+        sums = [_ce_sum(logits, atom_key, atom_t) for logits in av]  # 0, 1
+        sums += [_ce_sum(logits, bond_key, bond_t) for logits in bv]  # 2, 3
+        fp = full_precision  # float32 at least (bf16 logits), float64 kept
+        sums += [F.binary_cross_entropy_with_logits(fp(fg[b]), motif.to(fp(fg[b]).dtype), reduction="sum")
+                 for b in BRANCHES]  # 4-7
+        sums.append(_se_sum(F.log_softmax(fp(av[0]), -1), F.log_softmax(fp(av[1]), -1)))  # 8
+        sums.append(_se_sum(F.log_softmax(fp(bv[0]), -1), F.log_softmax(fp(bv[1]), -1)))  # 9
+        sums.append(_se_sum(torch.sigmoid(fp(fg["atom_from_atom"])), torch.sigmoid(fp(fg["atom_from_bond"]))))
+        sums.append(_se_sum(torch.sigmoid(fp(fg["bond_from_atom"])), torch.sigmoid(fp(fg["bond_from_bond"]))))
+        with torch.no_grad():
+            correct = [_correct(av[0], atom_key, atom_t), _correct(bv[1], bond_key, bond_t),
+                       ((fg["atom_from_atom"] > 0).float() == motif).float().sum()]
+        ref = sums[0]
+        counts = [atom_t.sum(), bond_t.sum(), motif.numel(), av[0].numel(), bv[0].numel()]
+        local = torch.stack([*(t.to(ref.dtype) for t in sums), *(ref.new_tensor(float(c)) for c in counts),
+                             *(c.to(device=ref.device, dtype=ref.dtype) for c in correct)])
+        total = all_reduce_sum_with_grad(local)
+        n_atom, n_bond, n_motif, n_av, n_bv = (total[12 + i].detach().clamp_min(1.0) for i in range(5))
+        av_losses = [total[0] / n_atom, total[1] / n_atom]
+        bv_losses = [total[2] / n_bond, total[3] / n_bond]
+        motif_loss = (total[4] + total[5] + total[6] + total[7]) / n_motif
+        av_dist, bv_dist = total[8] / n_av, total[9] / n_bv
+        fg_dist = (total[10] + total[11]) / n_motif
         loss = sum(av_losses) + sum(bv_losses) + motif_loss + self.dist_coff * (av_dist + bv_dist) + fg_dist
 
-        with torch.no_grad():
-            av_acc = _accuracy(av[0], atom_key, atom_t)
-            bv_acc = _accuracy(bv[1], bond_key, bond_t)
-            motif_acc = ((fg["atom_from_atom"] > 0).float() == motif).float().mean()
-        d = loss.detach()
+        t = total.detach()
         return {"loss": loss,
                 "av_atom_loss": av_losses[0].detach(), "av_bond_loss": av_losses[1].detach(),
                 "bv_atom_loss": bv_losses[0].detach(), "bv_bond_loss": bv_losses[1].detach(),
                 "motif_loss": motif_loss.detach(),
                 "dist_loss": (self.dist_coff * (av_dist + bv_dist) + fg_dist).detach(),
-                "av_acc": av_acc, "bv_acc": bv_acc, "motif_acc": motif_acc,
-                "atom_targets": d.new_tensor(float(atom_t.sum())), "bond_targets": d.new_tensor(float(bond_t.sum()))}
+                "av_acc": t[17] / n_atom, "bv_acc": t[18] / n_bond, "motif_acc": t[19] / n_motif,
+                "atom_targets": t[12], "bond_targets": t[13]}
 
     @torch.no_grad()
     def embed(self, batch: Any) -> Tensor:
         return self.export_encoder().embed(batch)
 
 
-def _masked_ce(logits: Tensor, labels: Tensor, chosen: Tensor) -> Tensor:
-    if not bool(chosen.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[chosen].float(), labels[chosen])
+def _ce_sum(logits: Tensor, labels: Tensor, chosen: Tensor) -> Tensor:
+    """Summed cross-entropy of the chosen rows (0, still attached to the graph, when none is chosen)."""
+    return F.cross_entropy(full_precision(logits[chosen]), labels[chosen], reduction="sum")
 
 
-def _mse(a: Tensor, b: Tensor) -> Tensor:
-    if a.numel() == 0:
-        return a.sum() * 0.0
-    return F.mse_loss(a, b)
+def _se_sum(a: Tensor, b: Tensor) -> Tensor:
+    """Summed squared error (0, attached, for empty inputs)."""
+    return (a - b).pow(2).sum()
 
 
-def _accuracy(logits: Tensor, labels: Tensor, chosen: Tensor) -> Tensor:
-    if not bool(chosen.any()):
-        return logits.new_zeros(())
-    return (logits[chosen].argmax(-1) == labels[chosen]).float().mean()
+def _correct(logits: Tensor, labels: Tensor, chosen: Tensor) -> Tensor:
+    return (logits[chosen].argmax(-1) == labels[chosen]).sum()

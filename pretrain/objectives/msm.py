@@ -20,6 +20,11 @@ For each direction ``(v, w) in {(A, B), (B, A)}``:
 5. loss: ``L_l = mean_u || H_l(S_v^l(u)) - t_u ||^2 / C_l`` with ``S_v^l(u)`` the student's level-``l`` output at
    ``u`` and ``H_l`` a linear head per level; ``loss = mean over directions and levels of L_l`` (a loss per level).
 
+**Processes.** Scenes differ in size, so the processes of a multi-process run hold different numbers of masked
+sites: every level's error is a sum over this process's sites divided by the site count of all processes (both
+summed across processes with gradients), and the encoder's BatchNorms use the statistics of the whole batch
+(:class:`pretrain.distributed.GlobalBatchNorm`). W processes then train exactly like one on the same batches.
+
 The teacher (the exported encoder) follows the student with momentum going from ``ema[0]`` to ``ema[1]`` on a
 cosine schedule. Masked sites that fall outside the visible input's spatial grid (possible when a whole edge row of
 patches is masked; :func:`models.sparse_unet.voxelize_points` sizes the grid from the visible points) cannot be
@@ -36,6 +41,7 @@ from torch import nn
 
 from modalities.scenes.points import patch_mask, subset_points
 from pretrain.config import ConfigError
+from pretrain.distributed import all_reduce_sum_with_grad, convert_batch_norm, full_precision
 from pretrain.ema import cosine_momentum_at, ema_update, make_teacher
 from pretrain.objectives.base import Objective
 
@@ -147,8 +153,10 @@ class MSM(Objective):
         self.register_buffer("level_weights", torch.tensor(weights), persistent=False)
         self.mask_tokens = nn.ParameterList([nn.Parameter(torch.randn(c) * 0.02) for c in chans])
         self.heads = nn.ModuleList([nn.Linear(c, c) for c in chans])
+        convert_batch_norm(encoder)  # whole-batch statistics under DDP; nn.BatchNorm itself otherwise
         self.teacher = make_teacher(encoder)
         self._momentum = ema[0]
+        self._dropped = (0, 0)  # masked sites outside the student's grid, and all masked sites, of the last pass
 
     # ------------------------------------------------------------------------------------------------ parts
 
@@ -169,7 +177,7 @@ class MSM(Objective):
         vox = out["voxels"].indices
         feats = []
         for lv, n, s in zip(out["levels"], out["num_sites"], self.strides):
-            f = level_point_features(vox, out["point2voxel"], lv, n, s).float()
+            f = full_precision(level_point_features(vox, out["point2voxel"], lv, n, s))
             feats.append(F.layer_norm(f, f.shape[-1:]))
         return feats
 
@@ -207,9 +215,10 @@ class MSM(Objective):
                                  torch.cat([x.indices, sites.to(x.indices.dtype)], 0), x.spatial_shape, x.batch_size)
 
         out = self.encoder(visible, decoder_hook=hook)
+        self._dropped = (dropped[0], dropped[1])
         preds = []
         for i, (lv, n) in enumerate(zip(out["levels"], out["num_sites"])):
-            preds.append(self.heads[i](lv.features[n:n + counts[i]].float()))
+            preds.append(self.heads[i](full_precision(lv.features[n:n + counts[i]])))
         return preds, slots, dropped[0] / max(1, dropped[1])
 
     # ---------------------------------------------------------------------------------------------- contract
@@ -220,30 +229,41 @@ class MSM(Objective):
         if seeds is None:  # direct use outside the loop
             seeds = torch.randint(0, 2**62, (len(va["offset"]),))
         teacher = {"a": self.teacher_point_features(vb), "b": self.teacher_point_features(va)}
-        per_level = torch.zeros(len(self.strides), device=va["feat"].device)
-        n_levels_used = torch.zeros(len(self.strides), device=va["feat"].device)
-        stats: dict[str, float] = {"masked_frac": 0.0, "dropped_frac": 0.0, "target_sites": 0.0}
+        levels = len(self.strides)
+        # Per direction and level: summed squared error over this process's target sites, and the element count.
+        err = [[va["feat"].new_zeros(()) for _ in range(levels)] for _ in range(2)]
+        count = [[0.0] * levels for _ in range(2)]
+        stats = {"masked": 0.0, "points": 0.0, "dropped": 0.0, "sites": 0.0, "targets": 0.0}
         for stream, (name, v, w) in enumerate((("a", va, vb), ("b", vb, va))):
             masked = self.mask(v, seeds, stream)
-            preds, slots, dropped = self.student_predictions(v, masked)
-            stats["masked_frac"] += float(masked.float().mean()) / 2
-            stats["dropped_frac"] += dropped / 2
+            preds, slots, _ = self.student_predictions(v, masked)
+            stats["masked"] += float(masked.sum())
+            stats["points"] += float(masked.numel())
+            stats["dropped"] += self._dropped[0]
+            stats["sites"] += self._dropped[1]
             for i, (pred, slot) in enumerate(zip(preds, slots)):
                 target, valid = cross_view_targets(slot, len(pred), v["index"], w["index"], teacher[name][i])
-                if not bool(valid.any()):
-                    continue
-                err = (pred[valid] - target[valid]).pow(2).mean()
-                per_level[i] = per_level[i] + err
-                n_levels_used[i] += 1
-                stats["target_sites"] += float(valid.sum())
-        per_level = per_level / n_levels_used.clamp_min(1)
+                # every prediction takes part (x 0 when it has no target): the same graph on every process
+                err[stream][i] = ((pred - target).pow(2) * valid[:, None].to(pred.dtype)).sum()
+                count[stream][i] = float(valid.sum()) * pred.shape[1]
+                stats["targets"] += float(valid.sum())
+        ref = err[0][0]
+        numbers = [c for row in count for c in row] + [stats[k] for k in ("masked", "points", "dropped", "sites",
+                                                                            "targets")]
+        local = torch.cat([torch.stack([e.to(ref.dtype) for row in err for e in row]), ref.new_tensor(numbers)])
+        total = all_reduce_sum_with_grad(local)
+        sums, counts = total[:2 * levels].view(2, levels), total[2 * levels:4 * levels].detach().view(2, levels)
+        g_masked, g_points, g_dropped, g_sites, g_targets = total[4 * levels:].detach().unbind()
+        used = (counts > 0).to(sums.dtype)  # a direction without any target site at a level carries no loss
+        per_level = ((sums / counts.clamp_min(1.0)) * used).sum(0) / used.sum(0).clamp_min(1.0)
         w = self.level_weights.to(per_level.device)
         # + 0 x the mask tokens: a batch without any target (no masked site in the overlap) still has a graph
         loss = (per_level * w).sum() / w.sum() + 0.0 * sum(t.sum() for t in self.mask_tokens)
         out = {"loss": loss, "momentum": torch.tensor(self._momentum)}
         for i, v in enumerate(per_level.detach()):
             out[f"loss_l{i}"] = v
-        out.update({k: torch.tensor(v) for k, v in stats.items()})
+        out.update({"masked_frac": g_masked / g_points.clamp_min(1.0),
+                    "dropped_frac": g_dropped / g_sites.clamp_min(1.0), "target_sites": g_targets})
         return out
 
     def on_step_end(self, step: int, total_steps: int) -> None:
