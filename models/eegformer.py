@@ -110,7 +110,8 @@ class VectorQuantizer(nn.Module):
     def update(self, z: torch.Tensor, codes: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """One EMA step of the codebook from unit vectors z float[M, code_dim] and their codes int64[M]; returns
         the number of restarted dead codes. Under ``torch.distributed`` the statistics are summed over ranks
-        and restarts are broadcast from rank 0, so every process keeps the same codebook."""
+        and restarts are drawn by rank 0 from the tokens of every rank (as one process would draw from the whole
+        batch) and broadcast, so every process keeps the same codebook."""
         z = z.detach().reshape(-1, self.code_dim).float()
         codes = codes.reshape(-1)
         onehot = F.one_hot(codes, self.codebook_size).to(z.dtype)
@@ -124,6 +125,10 @@ class VectorQuantizer(nn.Module):
         dead = self.ema_count < self.dead_threshold
         n_dead = int(dead.sum())
         if n_dead:
+            if distributed:
+                parts = [torch.empty_like(z) for _ in range(torch.distributed.get_world_size())]
+                torch.distributed.all_gather(parts, z.contiguous())
+                z = torch.cat(parts)
             pick = torch.randint(0, z.shape[0], (n_dead,), generator=generator, device=z.device)
             fresh = z[pick]
             if distributed:

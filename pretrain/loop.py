@@ -389,7 +389,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
     for line in fit_schedule(cfg, len(train_ds)) if not resume else []:
-        fabric.print(line)
+        fabric.print(line, file=sys.stderr)
 
     torch.manual_seed(t.seed)  # identical initial weights on every process
     try:
@@ -414,7 +414,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         lambda b: _trial_batch(keyed, b, modality.collate, fabric, t.seed),
         raw, fabric, t.memory_budget_gb, micro.local_processes(fabric.world_size, t.num_nodes))
     if t.micro_batch == "auto":
-        fabric.print(plan.describe(per_process))
+        if fabric.world_size > 1:  # every process splits the same way: the smallest micro-batch any of them chose
+            smallest = int(fabric.strategy.all_reduce(torch.tensor(plan.micro, device=fabric.device), reduce_op="min"))
+            plan = micro.MicroPlan(smallest, per_process // smallest, plan.budget, plan.measured, plan.why)
+        fabric.print(plan.describe(per_process), file=sys.stderr)
         t.micro_batch = plan.micro
     if rank0 and not resume:
         config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_cfg}), run_dir / "config.yaml")
@@ -450,7 +453,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         bar = tqdm(total=t.max_steps, initial=start_step, desc=f"{cfg.modality}/{objective_cls.name}",
                    mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
     best_rank = 0.0
-    constant = ConstantLossGuard(fabric.print)
+    constant = ConstantLossGuard(lambda m: fabric.print(m, file=sys.stderr))
     loss_value = float("nan")
     tic, seen = time.perf_counter(), 0
     for step in range(start_step, t.max_steps):
