@@ -10,8 +10,11 @@ allocator's peak) and picks the largest measured micro-batch that fits. The deci
 
 Splitting is exact for two kinds of loss:
 
-- per-sample means (JEPA, MSM, denoisers, equivariance): the mean of equal-sized micro-batch losses is the
-  loss of the batch, so plain accumulation gives its gradient;
+- per-sample means (JEPA, denoisers, equivariance): the mean of equal-sized micro-batch losses is the loss of
+  the batch, so plain accumulation gives its gradient. Losses normalised by a count that varies with the samples
+  (GROVER's atoms and bonds, MSM's masked sites, E-SSL3D's matched points: exact across processes, where the count
+  is summed over them) weight each micro-batch equally when split, so a split step is their batch loss only up to
+  the spread of those counts;
 - losses over the whole batch (InfoNCE's negatives, VICReg's and Barlow Twins' statistics, KoLeo's
   neighbours), objectives with ``batch_loss``: the gradient cache (Gao et al., "Scaling Deep Contrastive
   Learning Batch Size under Memory Limited Setup", RepL4NLP 2021). The rows of every micro-batch are computed
