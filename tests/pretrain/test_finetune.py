@@ -234,6 +234,7 @@ def test_eeg_motor_imagery_events_fine_tune_through_the_cli(signals_dir, tmp_pat
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
     labels = tmp_path / "labels.csv"
     labels.write_text("record,label\nnot_a_recording,1\n")
+    capsys.readouterr()  # the lines of the runs above (warm-up fitted, memory plan)
     rc = main(["finetune", str(run), "--data", str(edf), "--labels", str(labels), "--target", "label",
                "--seeds", "1", "--out", str(tmp_path / "bad"), "--quiet"])
     err = capsys.readouterr().err.strip()
