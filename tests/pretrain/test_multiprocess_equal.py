@@ -260,7 +260,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ddp_equal")
-    mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
+    try:
+        mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
+    except mp.ProcessExitedException as e:
+        # Seen once in a full CI run (not reproduced alone): a rank aborted natively at start-up ("terminate called
+        # without an active exception", SIGABRT) before any result; a second start on a fresh port is the same test.
+        if e.signal_name != "SIGABRT":
+            raise
+        mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
     return torch.load(out / "ranks.pt")
 
 
