@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import models
 import modalities
-from modalities.base import labelled_subset
+from modalities.base import cache_root, labelled_subset
 from pretrain import config as config_mod
 from pretrain import micro, objectives
 from pretrain.config import ConfigError, RunConfig
@@ -44,8 +44,9 @@ CKPT_NAME = "last.ckpt"
 
 
 def cache_dir() -> Path:
-    """Where embedded default corpora are built: ``$MODALITIES_CACHE`` or ``~/.cache/modalities``."""
-    return Path(os.environ.get("MODALITIES_CACHE", Path.home() / ".cache" / "modalities"))
+    """Where embedded default corpora are built: :func:`modalities.base.cache_root` (``$MODALITIES_CACHE`` or
+    ``~/.cache/modalities``), the one cache root of the library."""
+    return cache_root()
 
 
 class TrainingDiverged(RuntimeError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from tests.pretrain.objectives.test_distributed_losses import _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = 2
@@ -249,12 +250,6 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             torch.save(results, Path(out_dir) / "ranks.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
