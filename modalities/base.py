@@ -99,7 +99,10 @@ class ProbeSet:
     ``test_groups`` (the recording of every test item, for the within-recording correlation
     ``pretrain.evaluate.within_group_r``).
 
-    ``class_names`` documents the label indices; ``description`` is printed under the report's tables.
+    ``class_names`` documents the label indices; ``description`` is printed under the report's tables;
+    ``source`` says in a few words where the probe's data came from (``"simulated: ECGSYN subjects, known heart
+    rate"``, ``"installed package heartpy"``, ``"--probe-data /path"``, ``"--probe-labels labels.csv"``); the
+    report prints it beside the probe's name.
     """
 
     x_train: Any
@@ -111,6 +114,7 @@ class ProbeSet:
     description: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     folds: Any = None
+    source: str = ""
 
     @classmethod
     def folded(cls, x: np.ndarray, y: np.ndarray, folds: Any, **fields: Any) -> "ProbeSet":
