@@ -1,4 +1,4 @@
-"""``python -m pretrain``: list, pretrain, resume, evaluate.
+"""``python -m pretrain``: list, pretrain, resume, evaluate, finetune, denoise.
 
 Every failure a person can fix (a missing file, a corrupt record, a bad option) ends with one line on stderr
 that names the file or option and what is wrong, and exit status 2.
@@ -27,8 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _listing() -> str:
-    lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR | "
-             "finetune RUN_DIR --data PATH --target NAME", "", "modalities:"]
+    lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR [--reference CLEAN] "
+             "[--probe-labels FILE] | finetune RUN_DIR --data PATH --target NAME | denoise RUN_DIR --data IN --out OUT",
+             "", "modalities:"]
     for n in modalities.names():
         lines.append(f"  {n:14s} {modalities.get(n).description}")
     lines += ["", "objectives:"]
@@ -58,8 +59,28 @@ def _train_parser(modality: str) -> argparse.ArgumentParser:
     p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-eval", action="store_true", help="skip probes and report.md after training")
+    _probe_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _probe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--probe-labels", metavar="FILE",
+                   help="probe the encoder on your own labels: a CSV with a record-id and a label column, 'events' "
+                        "(the records' annotations) or 'points' (per-point label files); also --set "
+                        "data.probe_target=COLUMN")
+    p.add_argument("--probe-data", metavar="PATH", help="labelled data for the modality's built-in probes "
+                                                         "(default: data shipped in installed packages or simulated)")
+
+
+def _probe_flags(args: argparse.Namespace) -> dict:
+    data: dict = {}
+    if getattr(args, "probe_labels", None):
+        labels = args.probe_labels
+        data["probe_labels"] = str(Path(labels).expanduser().resolve()) if Path(labels).expanduser().exists() else labels
+    if getattr(args, "probe_data", None):
+        data["probe_data"] = str(Path(args.probe_data).expanduser().resolve())
+    return {"data": data} if data else {}
 
 
 def _flags(args: argparse.Namespace) -> dict:
@@ -80,7 +101,7 @@ def _flags(args: argparse.Namespace) -> dict:
         train["seed"] = args.seed
     if args.no_eval:
         train["evaluate"] = False
-    return {"train": train} if train else {}
+    return config_mod.merge({"train": train} if train else {}, _probe_flags(args))
 
 
 def _int_option(name: str, value: str) -> int:
@@ -124,6 +145,11 @@ def run_pretrain(modality_name: str, argv: list[str]) -> int:
     if result.rank != 0:
         return 0
     print(f"run folder: {run_dir}\nencoder:    {result.encoder_dir}  (models.load_pretrained)")
+    from pretrain.denoise import write_run_outputs
+
+    written = write_run_outputs(run_dir, progress=not args.quiet)  # denoisers: the denoised --data, in its format
+    if written:
+        print(f"denoised:   {written}")
     if cfg.train.evaluate:
         from pretrain.evaluate import evaluate_run
 
@@ -137,9 +163,32 @@ def run_evaluate(argv: list[str]) -> int:
 
     p = _Parser(prog="python -m pretrain evaluate", description="RankMe, probes and report.md for a run.")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="data for the RankMe batch (default: the run's)")
+    p.add_argument("--data", help="data to evaluate on (default: the run's)")
+    p.add_argument("--reference", metavar="CLEAN",
+                   help="denoisers: clean reference file or folder matching --data (the run's data by default); "
+                        "PSNR / SSIM of the denoised output and of the noisy input against it")
+    _probe_options(p)
     args = p.parse_args(argv)
-    print(f"report: {evaluate_run(Path(args.run_dir), data=args.data)}")
+    report = evaluate_run(Path(args.run_dir), data=args.data, reference=args.reference,
+                          probe_labels=_probe_flags(args).get("data", {}).get("probe_labels"),
+                          probe_data=_probe_flags(args).get("data", {}).get("probe_data"))
+    print(f"report: {report}")
+    return 0
+
+
+def run_denoise(argv: list[str]) -> int:
+    from pretrain.denoise import denoise_files
+
+    p = _Parser(prog="python -m pretrain denoise",
+                description="Denoise files with a trained denoiser run (CT Filter2Noise / ZS-N2N, SAR MERLIN); the "
+                            "output keeps each input's format and geometry.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", help="a file or folder in a format the run's modality reads (default: the run's data)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/denoised)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    written = denoise_files(Path(args.run_dir), data=args.data, out=args.out, progress=not args.quiet)
+    print(f"denoised: {len(written)} file(s) in {Path(args.out) if args.out else Path(args.run_dir) / 'denoised'}")
     return 0
 
 
@@ -197,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(argv[1:])
         if argv[0] == "finetune":
             return run_finetune(argv[1:])
+        if argv[0] == "denoise":
+            return run_denoise(argv[1:])
         if argv[0].startswith("-"):
             raise config_mod.ConfigError(f"{argv[0]}: expected a modality first; known: {', '.join(modalities.names())}")
         return run_pretrain(argv[0], argv[1:])

@@ -650,7 +650,9 @@ def _plot_signal(x: np.ndarray, channels: list[str], fs: float, path: Path) -> P
     return path
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int | None = None) -> Path:
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int | None = None,
+                 reference: str | Path | None = None, probe_labels: str | None = None,
+                 probe_data: str | Path | None = None) -> Path:
     """Probe the run's encoder against :func:`control_encoder` (a random one of the same architecture, by default the
     run's own initial weights); write ``report.md``. ``seed`` also seeds the per-point probes' sampling."""
     import json
