@@ -4,7 +4,8 @@ Readers (:mod:`modalities.lidar.readers`) return the values in the files; sequen
 consecutive sweeps in the current sweep's frame (:mod:`modalities.lidar.sweeps`); points are cropped to a range
 preset and voxelised (:mod:`modalities.lidar.voxels`). The default encoder is a sparse-voxel UNet on spconv and
 the default objective E-SSL3D (rotation classification, point contrast, temporal flow equivariance). Without
-``--data`` a ray-cast street simulator builds the corpus (:mod:`modalities.lidar.simulate`).
+``--data`` a ray-cast street simulator builds the corpus (:mod:`modalities.lidar.simulate`); the report's per-point
+probe uses other simulated streets unless ``--probe-data`` names labelled frames (:mod:`modalities.lidar.probes`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
-from modalities.lidar.probes import probe_targets
+from modalities.lidar.probes import check_probe_options, probe_targets
 from modalities.lidar.simulate import simulate_corpus
 from modalities.lidar.sweeps import LidarPairs, collate_pairs, collate_points, dataset_from_config
 
@@ -26,6 +27,7 @@ def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> LidarPairs:
     if views:
         raise DataError("objective: LiDAR samples are sweep pairs without augmented views; use e_ssl3d")
+    check_probe_options(data_cfg)  # a renamed probe option fails before training, not after it
     return dataset_from_config(data_cfg, split)
 
 

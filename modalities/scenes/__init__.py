@@ -18,12 +18,13 @@ from typing import Any, Mapping
 from modalities.base import DataError, Modality
 from modalities.scenes.dataset import SceneDataset, split_scenes
 from modalities.scenes.points import ViewAugment, collate_points
-from modalities.scenes.probes import probe_targets
+from modalities.scenes.probes import check_probe_options, probe_targets
 from modalities.scenes.readers import index_scenes
 from modalities.scenes.simulate import simulate_corpus
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SceneDataset:
+    check_probe_options(data_cfg)  # a renamed probe option fails before training, not after it
     path = data_cfg.get("path")
     if not path:
         raise DataError("data.path: no scenes given")

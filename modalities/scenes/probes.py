@@ -1,15 +1,22 @@
 """Labelled point-segmentation probe sets for the label-free-vs-labelled report (MSM's protocol: frozen per-point
-features of every decoder level, linear probe and nearest-neighbour mIoU; see ``pretrain/evaluate.py``).
+features of every decoder level, linear probe and nearest-neighbour mIoU; see ``pretrain.evaluate``).
 
-- :func:`sensaturban_probe`: the labelled SensatUrban crop (UAV photogrammetry, Birmingham; 15 x 12 m) split in
-  two spatial parts by a plane x = cut or y = cut (:func:`spatial_halves`; on this crop y at its 60 % quantile,
-  the split that keeps 5 of its 7 classes on both sides); one part trains the probe, the other tests it.
-- :func:`semantickitti_probe`: SemanticKITTI sequence 00, frames 0 and 1 train, frame 2 tests (19 classes).
-- :func:`corpus_probe`: labelled scenes of the pretraining corpus (the simulated rooms by default): the first two
-  thirds train, the rest test.
+Where the labelled data come from (:func:`probe_targets`; every probe set says so in its ``source``):
+
+- ``data.probe_data`` (``--probe-data PATH``) given: the real-data probes on that folder only.
+  :func:`sensaturban_probe` reads ``sensaturban/birmingham_block_0_0002.bin`` (+ ``.label``) below it and splits the
+  crop in two spatial parts by a plane x = cut or y = cut (:func:`spatial_halves`; on that crop y at its 60 %
+  quantile, the split that keeps 5 of its 7 classes on both sides), one part trains the probe, the other tests it;
+  :func:`semantickitti_probe` reads ``semantickitti/sequences/00/velodyne`` frames 0-1 (train) and 2 (test). A
+  folder holding neither is probed as a folder of labelled scenes (:func:`corpus_probe`).
+- not given: :func:`simulated_rooms_probe`, rooms of the room simulator (:mod:`modalities.scenes.simulate`) with its
+  exact per-point classes, drawn with a seed (:data:`PROBE_SEED`) that the embedded training corpus (seed 0) never
+  uses and cached under ``modalities.base.cache_root()/scenes``; plus, when ``--data`` is a real corpus (not a
+  simulated one, marked by its ``corpus.json``) with labelled scenes, :func:`corpus_probe` on them.
 
 Each probe input is a one-scene point dictionary grid-sampled at the probe's grid size (first point per voxel,
-the labels of those points), so the probe scores one point per voxel, as Pointcept's validation does.
+the labels of those points), so the probe scores one point per voxel, as Pointcept's validation does. Probe
+descriptions name the classes present in the probe's labels.
 """
 
 from __future__ import annotations
@@ -23,17 +30,39 @@ from modalities.base import DataError, ProbeSet
 from modalities.scenes.points import ViewAugment, point_dict, prepare_scene
 from modalities.scenes.readers import (SEMANTICKITTI_CLASSES, SENSATURBAN_CLASSES, index_scenes, read_scene)
 
-__all__ = ["SENSATURBAN_CROP", "KITTI_FRAMES", "corpus_probe", "probe_targets", "semantickitti_probe",
-           "sensaturban_probe", "shared_3d_root", "spatial_halves"]
+__all__ = ["SENSATURBAN_CROP", "KITTI_FRAMES", "PROBE_DENSITY", "PROBE_SEED", "RENAMED_OPTIONS",
+           "check_probe_options", "class_ids", "classes_present", "corpus_probe", "probe_targets",
+           "semantickitti_probe", "sensaturban_probe", "simulated_rooms_probe", "spatial_halves"]
 
 SENSATURBAN_CROP = "sensaturban/birmingham_block_0_0002.bin"
 KITTI_FRAMES = "semantickitti/sequences/00/velodyne"
 OUTDOOR_GRID = {"sensaturban": 0.1, "semantickitti": 0.2}  # metres; 2 cm indoor voxels would be ~10^6 per frame
+PROBE_SEED = 7001      # the simulated probe rooms; the embedded training corpus uses seed 0
+PROBE_DENSITY = 800.0  # points per m^2, the embedded training corpus's density (modalities.scenes.default_data)
+PROBES = ("rooms", "corpus", "sensaturban", "semantickitti")
+RENAMED_OPTIONS = ("probe_root", "probe_path")  # earlier names of data.probe_data
 
 
-def shared_3d_root() -> Path:
-    """``<repo>/../shared/data/3d`` (test and benchmark fixtures, never shipped)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "3d"
+def check_probe_options(data_cfg: Mapping[str, Any]) -> None:
+    """One-line :class:`DataError` for a probe option under its earlier name (``data.probe_root`` /
+    ``data.probe_path``, set to a value): the option is ``data.probe_data`` now."""
+    for old in RENAMED_OPTIONS:
+        if data_cfg.get(old) not in (None, ""):
+            raise DataError(f"data.{old}: renamed; give the labelled probe folder as data.probe_data "
+                            f"(--probe-data PATH)")
+
+
+def class_ids(labels: Sequence[Any]) -> list[int]:
+    """The sorted class ids (>= 0) that occur in ``labels``, a list of per-point label arrays or tensors."""
+    return sorted({int(v) for y in labels for v in np.unique(np.asarray(y)) if int(v) >= 0})
+
+
+def classes_present(labels: Sequence[Any], class_names: Sequence[str] = ()) -> str:
+    """``"6 classes: floor, wall, ..."``: the classes that occur in ``labels`` (arrays or tensors of per-point
+    class ids; negative ids are ignored), named by ``class_names`` where it names them, else by their ids."""
+    ids = class_ids(labels)
+    names = [class_names[i] if i < len(class_names) else str(i) for i in ids]
+    return f"{len(ids)} class{'' if len(ids) == 1 else 'es'}: {', '.join(names)}"
 
 
 def spatial_halves(coord: np.ndarray, segment: np.ndarray, min_points: int = 30,
@@ -58,7 +87,15 @@ def _probe_dict(coord: np.ndarray, color: np.ndarray | None, normal: np.ndarray,
     return point_dict(coord, color, normal, grid_size, segment)
 
 
-def sensaturban_probe(path: str | Path, grid_size: float = OUTDOOR_GRID["sensaturban"]) -> ProbeSet:
+def _segmentation_set(train: list[dict[str, Any]], test: list[dict[str, Any]], class_names: Sequence[str],
+                      description: str, source: str) -> ProbeSet:
+    """A segmentation :class:`ProbeSet` of point dicts; the description ends with the classes present."""
+    y_train, y_test = [x["segment"].numpy() for x in train], [x["segment"].numpy() for x in test]
+    return ProbeSet(train, y_train, test, y_test, task="segmentation", class_names=tuple(class_names),
+                    description=f"{description}; {classes_present(y_train + y_test, class_names)}", source=source)
+
+
+def sensaturban_probe(path: str | Path, grid_size: float = OUTDOOR_GRID["sensaturban"], source: str = "") -> ProbeSet:
     """Train on one spatial half of a labelled SensatUrban crop, test on the other (:func:`spatial_halves`)."""
     scene = read_scene(path)
     if scene.segment is None:
@@ -66,15 +103,17 @@ def sensaturban_probe(path: str | Path, grid_size: float = OUTDOOR_GRID["sensatu
     s = prepare_scene(scene, grid_size)
     train, test = spatial_halves(s.coord, s.segment)
     parts = [_probe_dict(s.coord[m], s.color[m], s.normal[m], s.segment[m], grid_size) for m in (train, test)]
-    return ProbeSet([parts[0]], [parts[0]["segment"].numpy()], [parts[1]], [parts[1]["segment"].numpy()],
-                    task="segmentation", class_names=SENSATURBAN_CLASSES,
-                    description=f"SensatUrban crop {Path(path).name}: per-point classes, the points on one side "
-                                f"of a plane train, the rest test ({grid_size} m voxels)")
+    return _segmentation_set([parts[0]], [parts[1]], SENSATURBAN_CLASSES,
+                             f"SensatUrban crop {Path(path).name}: per-point classes, the points on one side of a "
+                             f"plane train, the rest test ({grid_size} m voxels)",
+                             source or f"SensatUrban crop {Path(path).resolve()}")
 
 
 def semantickitti_probe(velodyne_dir: str | Path, train: Sequence[str] = ("000000", "000001"),
-                        test: Sequence[str] = ("000002",), grid_size: float = OUTDOOR_GRID["semantickitti"]) -> ProbeSet:
-    """SemanticKITTI frames: ``train`` frames fit the probe, ``test`` frames score it (19 classes)."""
+                        test: Sequence[str] = ("000002",), grid_size: float = OUTDOOR_GRID["semantickitti"],
+                        source: str = "") -> ProbeSet:
+    """SemanticKITTI frames: ``train`` frames fit the probe, ``test`` frames score it (the classes present in
+    their labels, among SemanticKITTI's 19)."""
     velodyne_dir = Path(velodyne_dir)
 
     def frames(ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -87,17 +126,17 @@ def semantickitti_probe(velodyne_dir: str | Path, train: Sequence[str] = ("00000
             out.append(_probe_dict(s.coord, None, s.normal, s.segment, grid_size))
         return out
 
-    xtr, xte = frames(train), frames(test)
-    return ProbeSet(xtr, [x["segment"].numpy() for x in xtr], xte, [x["segment"].numpy() for x in xte],
-                    task="segmentation", class_names=SEMANTICKITTI_CLASSES,
-                    description=f"SemanticKITTI seq 00: frames {', '.join(train)} train, {', '.join(test)} test "
-                                f"({grid_size} m voxels, no colour: constant colour channels)")
+    return _segmentation_set(frames(train), frames(test), SEMANTICKITTI_CLASSES,
+                             f"SemanticKITTI {velodyne_dir.parent.name}: frames {', '.join(train)} train, "
+                             f"{', '.join(test)} test ({grid_size} m voxels, no colour: constant colour channels)",
+                             source or f"SemanticKITTI frames {velodyne_dir.resolve()}")
 
 
 def corpus_probe(root: str | Path, grid_size: float, max_scenes: int = 6, max_points: int = 20000,
-                 class_names: Sequence[str] = ()) -> ProbeSet | None:
+                 class_names: Sequence[str] = (), source: str = "") -> ProbeSet | None:
     """Labelled scenes of a corpus: the first two thirds of (at most ``max_scenes``) labelled scenes train, the
-    rest test; each scene is cropped to its ``max_points`` points nearest its centre. None if no scene has labels."""
+    rest test; each scene is cropped to its ``max_points`` points nearest its centre. None if fewer than two scenes
+    have labels."""
     paths = index_scenes(root)
     scenes = []
     for p in paths:
@@ -117,37 +156,91 @@ def corpus_probe(root: str | Path, grid_size: float, max_scenes: int = 6, max_po
                                  s.segment[idx], grid_size))
     n_train = max(1, int(round(len(dicts) * 2 / 3)))
     tr, te = dicts[:n_train], dicts[n_train:]
-    return ProbeSet(tr, [x["segment"].numpy() for x in tr], te, [x["segment"].numpy() for x in te],
-                    task="segmentation", class_names=tuple(class_names),
-                    description=f"labelled scenes of the corpus: {len(tr)} train, {len(te)} test "
-                                f"({grid_size} m voxels, at most {max_points} points each)")
+    return _segmentation_set(tr, te, class_names,
+                             f"labelled scenes of {Path(root).name}: {len(tr)} train, {len(te)} test "
+                             f"({grid_size} m voxels, at most {max_points} points each)",
+                             source or f"labelled scenes of {Path(root).resolve()}")
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def simulated_rooms_probe(cache_dir: str | Path, grid_size: float, n_rooms: int = 3, max_points: int = 20000,
+                          seed: int = PROBE_SEED, density: float = PROBE_DENSITY) -> ProbeSet:
+    """Rooms ``0 .. n_rooms - 1`` of the room simulator with ``seed`` (built once into ``cache_dir``,
+    :func:`~modalities.scenes.simulate.simulate_corpus`), per-point labels the simulator's classes
+    (:data:`~modalities.scenes.simulate.CLASSES`). The first two thirds of the rooms train, the rest test (new rooms,
+    not new views of the training rooms). Each room gives four probe scenes: its ``max_points`` points nearest (in
+    x-y) the centres of its four quadrants, so that walls, shelves and furniture all appear (a crop at a room's
+    centre is mostly floor)."""
+    from modalities.scenes.simulate import CLASSES, simulate_corpus
+
+    if n_rooms < 2:
+        raise DataError(f"data.probe_rooms: at least 2 rooms (one to train, one to test), got {n_rooms}")
+    root = simulate_corpus(Path(cache_dir), n_rooms=n_rooms, seed=seed, density=density)
+    rooms = []
+    for path in index_scenes(root)[:n_rooms]:
+        s = prepare_scene(read_scene(path), grid_size)
+        lo, hi = s.coord.min(0), s.coord.max(0)
+        crops = []
+        for qx, qy in ((0.25, 0.25), (0.75, 0.75), (0.25, 0.75), (0.75, 0.25)):
+            idx = ViewAugment.crop_indices(s.coord, lo + (hi - lo) * np.array([qx, qy, 0.5]),
+                                           min(max_points, len(s.coord)))
+            crops.append(_probe_dict(s.coord[idx], s.color[idx], s.normal[idx], s.segment[idx], grid_size))
+        rooms.append(crops)
+    n_train = max(1, min(n_rooms - 1, int(round(n_rooms * 2 / 3))))
+    train = [c for room in rooms[:n_train] for c in room]
+    test = [c for room in rooms[n_train:] for c in room]
+    ps = _segmentation_set(train, test, CLASSES,
+                           f"simulated furnished rooms (seed {seed}, not the training rooms): rooms {_span(0, n_train - 1)} "
+                           f"train, {_span(n_train, n_rooms - 1)} test, 4 quadrant crops of at most {max_points} points "
+                           f"per room ({grid_size} m voxels)", "")
+    ps.source = f"simulated rooms (seed {seed}): {n_rooms} rooms, {len(class_ids(ps.y_train + ps.y_test))} classes"
+    return ps
 
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[str, ProbeSet]:
-    """The probes named in ``data.probes`` (``corpus``, ``sensaturban``, ``semantickitti``); the real ones are read
-    from ``data.probe_root`` (default ``<repo>/../shared/data/3d``) and left out when their files are absent."""
-    names = list(data_cfg.get("probes") or ("corpus", "sensaturban", "semantickitti"))
-    root = Path(data_cfg.get("probe_root") or shared_3d_root())
-    grids = {**OUTDOOR_GRID, **dict(data_cfg.get("probe_grid_size") or {})}
-    out: dict[str, ProbeSet] = {}
-    for name in names:
-        if name == "corpus":
-            if data_path is not None:
-                from modalities.scenes.simulate import CLASSES
+    """The probes named in ``data.probes`` (``rooms``, ``corpus``, ``sensaturban``, ``semantickitti``) that apply
+    (see the module doc): with ``data.probe_data``, the real-data probes on that folder (a one-line error when it
+    holds none); without it, the simulated rooms, plus the labelled scenes of a real ``--data``."""
+    from modalities.base import cache_root
 
-                ps = corpus_probe(data_path, float(data_cfg.get("grid_size", 0.02)),
-                                  max_scenes=int(data_cfg.get("probe_scenes", 6)),
-                                  max_points=int(data_cfg.get("probe_max_points", 20000)),
-                                  class_names=CLASSES if (Path(data_path) / "corpus.json").is_file() else ())
-                if ps is not None:
-                    out["corpus"] = ps
-        elif name == "sensaturban":
-            if (root / SENSATURBAN_CROP).is_file():
-                out["sensaturban"] = sensaturban_probe(root / SENSATURBAN_CROP, float(grids["sensaturban"]))
-        elif name == "semantickitti":
-            if (root / KITTI_FRAMES / "000002.bin").is_file():
-                out["semantickitti"] = semantickitti_probe(root / KITTI_FRAMES,
-                                                           grid_size=float(grids["semantickitti"]))
-        else:
-            raise DataError(f"data.probes: unknown probe {name!r} (corpus, sensaturban, semantickitti)")
+    check_probe_options(data_cfg)
+    names = list(data_cfg.get("probes") or PROBES)
+    for name in names:
+        if name not in PROBES:
+            raise DataError(f"data.probes: unknown probe {name!r} ({', '.join(PROBES)})")
+    grid = float(data_cfg.get("grid_size", 0.02))
+    grids = {**OUTDOOR_GRID, **dict(data_cfg.get("probe_grid_size") or {})}
+    max_points = int(data_cfg.get("probe_max_points", 20000))
+    out: dict[str, ProbeSet] = {}
+    probe_data = data_cfg.get("probe_data")
+    if probe_data:
+        root = Path(probe_data).expanduser()
+        if not root.exists():
+            raise DataError(f"data.probe_data: {root} does not exist")
+        source = f"--probe-data {root.resolve()}"
+        if "sensaturban" in names and (root / SENSATURBAN_CROP).is_file():
+            out["sensaturban"] = sensaturban_probe(root / SENSATURBAN_CROP, float(grids["sensaturban"]), source)
+        if "semantickitti" in names and (root / KITTI_FRAMES / "000002.bin").is_file():
+            out["semantickitti"] = semantickitti_probe(root / KITTI_FRAMES, grid_size=float(grids["semantickitti"]),
+                                                       source=source)
+        if not out and "corpus" in names and not ((root / SENSATURBAN_CROP).is_file()
+                                                  or (root / KITTI_FRAMES / "000002.bin").is_file()):
+            ps = corpus_probe(root, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)), max_points=max_points,
+                              source=source)
+            if ps is None:
+                raise DataError(f"data.probe_data: {root}: fewer than 2 labelled scenes (and no {SENSATURBAN_CROP} "
+                                f"or {KITTI_FRAMES}/000000-000002.bin)")
+            out["corpus"] = ps
+        return out
+    if "rooms" in names:
+        out["rooms"] = simulated_rooms_probe(cache_root() / "scenes" / "probe_rooms", grid,
+                                             n_rooms=int(data_cfg.get("probe_rooms", 3)), max_points=max_points)
+    if "corpus" in names and data_path is not None and not (Path(data_path) / "corpus.json").is_file():
+        ps = corpus_probe(data_path, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)), max_points=max_points,
+                          source=f"labelled scenes of --data {Path(data_path).resolve()}")
+        if ps is not None:
+            out["corpus"] = ps
     return out
