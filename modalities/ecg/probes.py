@@ -1,4 +1,4 @@
-"""Labelled probe sets from real ECG records, for the label-free-vs-labelled report.
+"""Labelled ECG probe sets for the label-free-vs-labelled report: simulated by default, real with ``--probe-data``.
 
 Inputs are built exactly like pretraining windows of
 :class:`~modalities.signals.windows.SignalWindows`: the record's channels are mapped to canonical
@@ -7,16 +7,28 @@ leads with :func:`~modalities.ecg.leads.lead_alias`, read and resampled to ``fs`
 (:func:`~modalities.signals.filters.bandpass`), z-scored per lead and clipped
 (:func:`~modalities.signals.filters.normalize`); leads a record lacks stay zero.
 
-- :func:`beat_class_probe`: normal (N) vs atrial premature (A) beats of MIT-BIH record 100.
+Probes on real annotated records (a folder given as ``data.probe_data`` / ``--probe-data``):
+
+- :func:`beat_class_probe`: normal (N) vs atrial premature (A) beats of MIT-BIH record ``mitdb/100``.
 - :func:`record_identity_probe`: which record a window comes from, from one lead per record, so
   the probe measures morphology rather than which lead slots are filled.
-- :func:`probe_targets`: both, on the bundled records in ``<repo>/../shared/data/signals``.
 
-Beat class uses a fixed split by time (train first, test last); record identity, by default, blocked
-cross-validation over consecutive thirds of every record (every window is a test window once), or the same
-fixed split. No window crosses a split or block edge, so train and test windows never share a sample.
-Record identity's kNN takes the single nearest training window (:data:`IDENTITY_KNN_K`), beat class the library's
-class-balanced 5-vote.
+Default probes, built when no folder is given (every install gets them; nothing outside the package is read):
+ECGSYN subjects from :mod:`modalities.ecg.simulate` drawn with :data:`PROBE_SEED`, not the seed of the embedded
+training corpus, so no probe subject was seen in pretraining; simulated once into the cache
+(:func:`simulated_probe_corpus`). Their labels are the simulator's own parameters:
+
+- :func:`subject_identity_probe`: which simulated subject a window comes from (each subject has its own heart
+  rate, electrical axis, wave timing and amplitudes), the record-identity probe on the simulated records.
+- :func:`heart_rate_probe`: the subject's mean heart rate (the ``heart_rate_bpm`` it was simulated with) as a
+  regression target, train and test on *different* subjects, so the probe must read the beat interval rather than
+  recognise a subject.
+
+:func:`probe_targets` picks one set or the other. Beat class uses a fixed split by time (train first, test last);
+identity, by default, blocked cross-validation over consecutive thirds of every record (every window is a test
+window once), or the same fixed split. No window crosses a split or block edge, so train and test windows never
+share a sample. Identity's kNN takes the single nearest training window (:data:`IDENTITY_KNN_K`), beat class the
+library's class-balanced 5-vote.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet
+from modalities.base import DataError, ProbeSet, cache_root
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_header, read_window_resampled
@@ -38,12 +50,16 @@ from modalities.signals.windows import probe_part_starts
 __all__ = [
     "BeatSelection",
     "IdentityWindow",
+    "PROBE_SEED",
     "beat_class_probe",
+    "heart_rate_probe",
     "identity_windows",
     "preprocess_window",
     "probe_targets",
     "record_identity_probe",
     "select_beats",
+    "simulated_probe_corpus",
+    "subject_identity_probe",
 ]
 
 Band = tuple[float | None, float | None] | None
@@ -68,9 +84,15 @@ IDENTITY_SLOT = "II"
 IDENTITY_KNN_K = 1
 
 
-def _default_signals_root() -> Path:
-    # <repo>/modalities/ecg/probes.py -> <repo>/../shared/data/signals
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "signals"
+# Simulated probe subjects: ECGSYN seed 1001 (the embedded training corpus uses seed 0: no subject is in both),
+# 24 subjects of 20 s at 500 Hz (~0.6 s of CPU each, simulated once into the cache); the first 16 subjects train the
+# heart-rate probe and the other 8 test it.
+PROBE_SEED = 1001
+PROBE_SUBJECTS = 24
+PROBE_DURATION_S = 20.0
+PROBE_FS = 500
+HR_TRAIN_SUBJECTS = 16
+HR_WINDOW_S = 5.0  # >= 4 beats at the slowest simulated rate (50 bpm)
 
 
 def preprocess_window(
@@ -409,25 +431,139 @@ def record_identity_probe(
                     class_names=class_names, description=description, meta=meta)
 
 
+# ------------------------------------------------------------------------------------ simulated
+
+
+def simulated_probe_corpus(cache_dir: str | Path | None = None, seed: int = PROBE_SEED,
+                           n_subjects: int = PROBE_SUBJECTS, duration_s: float = PROBE_DURATION_S,
+                           fs: int = PROBE_FS) -> Path:
+    """The simulated ECGSYN probe subjects as WFDB records with ``corpus.json`` (each subject's parameters), built
+    once into ``cache_dir/probes/ecgsyn-seed<seed>`` (default ``cache_dir``: ``cache_root()/ecg``) by
+    :func:`modalities.ecg.simulate.simulate_corpus`; later calls only check it."""
+    from modalities.ecg.simulate import simulate_corpus
+
+    base = Path(cache_dir) if cache_dir is not None else cache_root() / "ecg"
+    return simulate_corpus(base / "probes" / f"ecgsyn-seed{int(seed)}", n_subjects=n_subjects,
+                           duration_s=duration_s, fs=fs, seed=seed)
+
+
+def _corpus_subjects(root: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = Path(root) / "corpus.json"
+    try:
+        subjects = json.loads(path.read_text())["subjects"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a simulated ECGSYN corpus ({exc})") from None
+    return list(subjects)
+
+
+def _simulated_source(root: Path) -> str:
+    import json
+
+    meta = json.loads((Path(root) / "corpus.json").read_text())
+    return (f"simulated (ECGSYN, seed {meta['seed']}): {meta['n_subjects']} subjects of {meta['duration_s']:g} s, "
+            f"not in the training default")
+
+
+def heart_rate_probe(root: str | Path, fs: float = 500, window_s: float = HR_WINDOW_S, stride_s: float | None = None,
+                     train_subjects: int = HR_TRAIN_SUBJECTS, *, leads: Sequence[str] = LEADS_12,
+                     band: Band = DEFAULT_BAND, clip: float | None = DEFAULT_CLIP) -> ProbeSet:
+    """Mean heart rate of simulated subjects (a regression probe) from the ECGSYN corpus in ``root``.
+
+    Every record of ``corpus.json`` (written by :func:`~modalities.ecg.simulate.simulate_corpus`) gives windows of
+    ``window_s`` every ``stride_s`` (default: half a window) over its whole length, with all its leads in their
+    canonical slots; the target of a window is the ``heart_rate_bpm`` the subject was simulated with (its beats
+    vary around it by the subject's 1-4 bpm heart-rate SD). The first ``train_subjects`` subjects are the train set,
+    the others the test set: an encoder scores only by reading the beat interval, never by recognising a subject.
+
+    Returns:
+        ProbeSet(task="regression") with float32 x [N, len(leads), round(window_s * fs)] and float64 y in bpm;
+        ``meta["subjects"]``: the record name of every train and test window.
+    """
+    from modalities.signals.records import read_header
+
+    root = Path(root)
+    subjects = _corpus_subjects(root)
+    if not 0 < train_subjects < len(subjects):
+        raise DataError(f"{root}: heart-rate probe needs 1 <= train_subjects < {len(subjects)} subjects, "
+                        f"got {train_subjects}")
+    stride_s = window_s / 2 if stride_s is None else stride_s
+    n = int(round(window_s * fs))
+    parts: dict[str, tuple[list[np.ndarray], list[float], list[str]]] = {"train": ([], [], []), "test": ([], [], [])}
+    for k, subject in enumerate(subjects):
+        info = read_header(root / subject["record"])
+        mapping = lead_mapping(info, leads)
+        if not mapping:
+            raise DataError(f"{info.path}: no channel maps to the leads {list(leads)}")
+        starts = np.arange(0.0, info.duration_s - window_s + 1e-9, stride_s)
+        side = "train" if k < train_subjects else "test"
+        for start in starts:
+            parts[side][0].append(preprocess_window(info, float(start), window_s, mapping, fs, len(leads), band, clip))
+            parts[side][1].append(float(subject["heart_rate_bpm"]))
+            parts[side][2].append(info.name)
+    (x_tr, y_tr, s_tr), (x_te, y_te, s_te) = parts["train"], parts["test"]
+    if not x_tr or not x_te:
+        raise DataError(f"{root}: records shorter than one {window_s:g} s heart-rate window")
+    y_tr_a, y_te_a = np.asarray(y_tr), np.asarray(y_te)
+    return ProbeSet(
+        x_train=np.stack(x_tr).reshape(-1, len(leads), n), y_train=y_tr_a,
+        x_test=np.stack(x_te).reshape(-1, len(leads), n), y_test=y_te_a, task="regression",
+        description=(f"mean heart rate (bpm) each simulated subject was generated with, from {window_s:g} s 12-lead "
+                     f"windows; subjects 1-{train_subjects} train ({y_tr_a.min():.0f}-{y_tr_a.max():.0f} bpm), the "
+                     f"other {len(subjects) - train_subjects} test ({y_te_a.min():.0f}-{y_te_a.max():.0f} bpm): "
+                     f"no test subject is seen by the probe"),
+        meta={"subjects": {"train": s_tr, "test": s_te}},
+        source=_simulated_source(root),
+    )
+
+
+def subject_identity_probe(root: str | Path, fs: float = 500, window_s: float = 2.5, stride_s: float = 1.25,
+                           max_per_record: int = 120, *, folds: int | None = 3, leads: Sequence[str] = LEADS_12,
+                           band: Band = DEFAULT_BAND, clip: float | None = DEFAULT_CLIP) -> ProbeSet:
+    """Which simulated subject a window comes from: :func:`record_identity_probe` on the ECGSYN records in
+    ``root`` (lead II in slot II, windows of held-out blocks of every subject, nearest-window kNN)."""
+    root = Path(root)
+    ps = record_identity_probe(root, fs=fs, window_s=window_s, stride_s=stride_s, max_per_record=max_per_record,
+                               folds=folds, leads=leads, band=band, clip=clip)
+    ps.description = ("simulated subject identity (each subject its own heart rate, axis, wave timing and "
+                      "amplitudes): " + ps.description)
+    ps.source = _simulated_source(root)
+    return ps
+
+
 # ------------------------------------------------------------------------------------- registry
+
+
+def probe_root(data_cfg: Mapping[str, Any], signals_root: str | Path | None = None) -> Path | None:
+    """The folder of real labelled records: ``signals_root`` when given, else ``data.probe_data``; ``None`` when
+    neither is set. A folder that does not exist is an error naming the option."""
+    value = signals_root if signals_root is not None else data_cfg.get("probe_data")
+    if value is None or value == "":
+        return None
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.probe_data: {root} is not a folder")
+    return root.absolute()
 
 
 def probe_targets(
     data_cfg: Mapping[str, Any], data_path: Path | None, signals_root: Path | None = None
 ) -> dict[str, ProbeSet]:
-    """The ECG probes on the bundled real records: ``{"beat_class": ..., "record_identity": ...}``.
+    """The ECG probes: on real records when a folder is given, on simulated subjects otherwise.
+
+    Folder (``signals_root``, else ``data_cfg["probe_data"]``, the CLI's ``--probe-data``):
+    ``{"beat_class": ..., "record_identity": ...}`` on the annotated WFDB records in it (beat class needs
+    ``mitdb/100.hea`` + ``.atr``; identity every record with an ECG lead); a probe whose records are missing is left
+    out. No folder: ``{"subject_identity": ..., "heart_rate": ...}`` on the ECGSYN probe subjects
+    (:func:`simulated_probe_corpus`, cached under ``cache_root()/ecg``).
 
     ``data_cfg`` gives ``fs``, optionally ``probe_window_s`` / ``probe_stride_s`` (identity windows, default
     2.5 s / half of it), ``probe_identity_folds`` (default 3; null or 0 for the fixed split) and, when present,
-    ``leads``,
-    ``band`` and ``clip``, so probe inputs match the pretraining inputs. ``data_path`` is not used:
-    the labels come from the annotated records under ``signals_root`` (default
-    ``<repo>/../shared/data/signals``). Returns ``{}`` when that folder is missing; a probe whose
-    records are missing is left out.
+    ``leads``, ``band`` and ``clip``, so probe inputs match the pretraining inputs. ``data_path`` is not used.
+    Every set's ``source`` says where its data came from.
     """
-    root = Path(signals_root) if signals_root is not None else _default_signals_root()
-    if not root.is_dir():
-        return {}
+    root = probe_root(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", 500))
     # Identity windows of 2.5 s (1.25 s stride) give every record, even the 38 s PTB one, >= 9 test windows;
     # with 10 s windows the test set was 13/13/13/1 and one window moved balanced accuracy by 0.25.
@@ -437,17 +573,28 @@ def probe_targets(
     band = data_cfg["band"] if "band" in data_cfg else DEFAULT_BAND
     band = tuple(band) if band is not None else None
     clip = data_cfg["clip"] if "clip" in data_cfg else DEFAULT_CLIP
+    folds = data_cfg.get("probe_identity_folds", 3)
+    folds = int(folds) if folds else None
     probes: dict[str, ProbeSet] = {}
+    if root is None:
+        sim = simulated_probe_corpus()
+        if IDENTITY_SLOT in leads:
+            probes["subject_identity"] = subject_identity_probe(sim, fs=fs, window_s=window_s, stride_s=stride_s,
+                                                                folds=folds, leads=leads, band=band, clip=clip)
+        probes["heart_rate"] = heart_rate_probe(sim, fs=fs, leads=leads, band=band, clip=clip)
+        return probes
+    source = f"--probe-data {root}"
     if (root / "mitdb" / "100.hea").is_file() and (root / "mitdb" / "100.atr").is_file():
         probes["beat_class"] = beat_class_probe(root / "mitdb", fs=fs, leads=leads, band=band, clip=clip)
+        probes["beat_class"].source = source
     if IDENTITY_SLOT in leads and any(root.rglob("*.hea")):
-        # Blocked cross-validation: on the shared records each of the 387 windows is a test window once, where the
-        # fixed split tested 129 (9 from the 38 s PTB record, so one window moved balanced accuracy by 0.028).
-        folds = data_cfg.get("probe_identity_folds", 3)
-        folds = int(folds) if folds else None
+        # Blocked cross-validation: on the test records (mitdb, challenge2015, ptbdb, mimicdb) each of the 387
+        # windows is a test window once, where the fixed split tested 129 (9 from the 38 s PTB record, so one window
+        # moved balanced accuracy by 0.028).
         if len(identity_windows(root, window_s, stride_s, 120, folds=folds)[1]) >= 2:
             probes["record_identity"] = record_identity_probe(
                 root, fs=fs, window_s=window_s, stride_s=stride_s, max_per_record=120, folds=folds, leads=leads,
                 band=band, clip=clip
             )
+            probes["record_identity"].source = source
     return probes

@@ -1,4 +1,4 @@
-"""Probe sets from the shared real records: labels against the annotation file, splits, layout."""
+"""Probe sets from real records (the test data folder): labels against the annotation file, splits, layout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import wfdb
 
 from modalities.base import DataError, ProbeSet
-from modalities.ecg import probes as probes_mod
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.ecg.probes import (
     beat_class_probe,
@@ -227,9 +226,11 @@ def test_probe_targets_on_shared_data(signals_dir: Path) -> None:
     assert probes["beat_class"].x_train.shape[1:] == (12, int(round(BEAT_WINDOW_S * 250)))
 
 
-def test_probe_targets_default_root_and_missing_root(signals_dir: Path, tmp_path: Path) -> None:
-    assert probes_mod._default_signals_root().resolve() == signals_dir.resolve()
-    assert probe_targets({"fs": FS, "window_s": 10.0}, None, signals_root=tmp_path / "nowhere") == {}
+def test_probe_targets_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="data.probe_data: .*nowhere is not a folder"):
+        probe_targets({"fs": FS, "window_s": 10.0}, None, signals_root=tmp_path / "nowhere")
+    # a folder without ECG records: no probe (the simulated ones are only for no folder at all)
+    assert probe_targets({"fs": FS, "window_s": 10.0}, None, signals_root=tmp_path) == {}
 
 
 def test_identity_folds_are_blocks_of_time(signals_dir: Path) -> None:
