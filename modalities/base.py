@@ -54,6 +54,10 @@ class Modality:
         sample_kind: the sample dictionary convention: ``"signal"``, ``"image"``, ``"points"`` or ``"graph"``.
         view_augmentations: whether :attr:`build_dataset` can produce augmented views (``views > 0``).
         collate: batches samples; the default is :func:`collate_samples`.
+        denoise_files: denoiser modalities only (None elsewhere): ``(denoiser, data_cfg, out_dir, run_cfg,
+            progress) -> [written paths]`` denoises every image of ``data_cfg["path"]`` with ``denoiser.denoise``
+            (trained as the run ``run_cfg``, a config dict, says) and writes each into ``out_dir`` at its relative
+            path, in the input's format and geometry (``python -m pretrain denoise``, ``RUN/denoised/``).
     """
 
     name: str
@@ -65,6 +69,7 @@ class Modality:
     sample_kind: str
     view_augmentations: bool = False
     collate: Callable[[list[dict]], dict] = field(default=collate_samples)
+    denoise_files: Callable[[Any, Mapping[str, Any], Path, Mapping[str, Any], bool], list[Path]] | None = None
 
 
 @dataclass

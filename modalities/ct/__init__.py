@@ -14,6 +14,8 @@ the ``pydicom-data`` and ``pydicom`` packages (data_cards/pydicom_data_ct.md) at
 Two modes through the one loop (modalities/ct/recipe.yaml): dataset training (one filter for many slices or
 patches: the recipe's default) and per-image zero-shot training (``--set data.slices=[0] --set data.patch=null
 --set train.batch_size=2 --set train.max_steps=500``: one slice, the objective filters it once per step).
+A run on the user's ``--data`` writes the denoised files in their own format (NIfTI, a new DICOM series, ``.npy``)
+into ``RUN/denoised/`` (:mod:`modalities.ct.writers`; other files: ``python -m pretrain denoise RUN --data F``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from modalities.ct.dataset import CTSlices
 from modalities.ct.probes import pydicom_data_ct_files, probe_targets
 from modalities.ct.units import resolve_units
 from modalities.ct.volumes import index_ct, read_slice
+from modalities.ct.writers import denoise_ct_files
 
 __all__ = ["MODALITY", "build_dataset", "default_data"]
 
@@ -89,4 +92,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="image",
     view_augmentations=False,
+    denoise_files=denoise_ct_files,
 )

@@ -14,6 +14,8 @@
   crops, against boxcar, Lee and refined Lee (:mod:`modalities.sar.baselines`). ENL boxes are 48 x 48, smaller
   (down to 8 x 8) when none fits a small scene; the report names the box size.
 - Large scenes (:mod:`modalities.sar.tiling`): tiled, bounded-memory despeckling of files larger than memory.
+- Output (:mod:`modalities.sar.writers`): despeckled SLCs in the input's layout and dtype, with the input's phase
+  (``RUN/denoised/`` after a run on ``--data``; ``python -m pretrain denoise RUN --data F`` for other files).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from modalities.sar.patches import SLCPatches
 from modalities.sar.probes import probe_targets
 from modalities.sar.readers import notice
 from modalities.sar.simulate import simulate_corpus
+from modalities.sar.writers import denoise_sar_files
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SLCPatches:
@@ -58,4 +61,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="image",
     view_augmentations=False,
+    denoise_files=denoise_sar_files,
 )

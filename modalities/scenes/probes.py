@@ -58,11 +58,11 @@ def class_ids(labels: Sequence[Any]) -> list[int]:
 
 
 def classes_present(labels: Sequence[Any], class_names: Sequence[str] = ()) -> str:
-    """``"6 classes: floor, wall, ..."``: the classes that occur in ``labels`` (arrays or tensors of per-point
+    """``"6 classes present: floor, wall, ..."``: the classes that occur in ``labels`` (arrays or tensors of per-point
     class ids; negative ids are ignored), named by ``class_names`` where it names them, else by their ids."""
     ids = class_ids(labels)
     names = [class_names[i] if i < len(class_names) else str(i) for i in ids]
-    return f"{len(ids)} class{'' if len(ids) == 1 else 'es'}: {', '.join(names)}"
+    return f"{len(ids)} class{'' if len(ids) == 1 else 'es'} present: {', '.join(names)}"
 
 
 def spatial_halves(coord: np.ndarray, segment: np.ndarray, min_points: int = 30,
@@ -221,18 +221,21 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
         if not root.exists():
             raise DataError(f"data.probe_data: {root} does not exist")
         source = f"--probe-data {root.resolve()}"
-        if "sensaturban" in names and (root / SENSATURBAN_CROP).is_file():
+        layouts = {"sensaturban": root / SENSATURBAN_CROP, "semantickitti": root / KITTI_FRAMES / "000002.bin"}
+        if "sensaturban" in names and layouts["sensaturban"].is_file():
             out["sensaturban"] = sensaturban_probe(root / SENSATURBAN_CROP, float(grids["sensaturban"]), source)
-        if "semantickitti" in names and (root / KITTI_FRAMES / "000002.bin").is_file():
+        if "semantickitti" in names and layouts["semantickitti"].is_file():
             out["semantickitti"] = semantickitti_probe(root / KITTI_FRAMES, grid_size=float(grids["semantickitti"]),
                                                        source=source)
-        if not out and "corpus" in names and not ((root / SENSATURBAN_CROP).is_file()
-                                                  or (root / KITTI_FRAMES / "000002.bin").is_file()):
-            ps = corpus_probe(root, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)), max_points=max_points,
-                              source=source)
+        if "corpus" in names and not any(f.is_file() for f in layouts.values()):  # a folder of labelled scenes
+            try:
+                ps = corpus_probe(root, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)),
+                                  max_points=max_points, source=source)
+            except DataError as e:  # no scenes at all: say which option pointed there
+                raise DataError(f"data.probe_data: {e}") from None
             if ps is None:
-                raise DataError(f"data.probe_data: {root}: fewer than 2 labelled scenes (and no {SENSATURBAN_CROP} "
-                                f"or {KITTI_FRAMES}/000000-000002.bin)")
+                raise DataError(f"data.probe_data: {root}: fewer than 2 labelled scenes, and no {SENSATURBAN_CROP} "
+                                f"or {KITTI_FRAMES}/00000[0-2].bin below it")
             out["corpus"] = ps
         return out
     if "rooms" in names:

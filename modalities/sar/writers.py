@@ -1,0 +1,187 @@
+"""Despeckled SLCs written in the input's format: ``.npy`` (complex, or float / int16 ``[H, W, 2]`` real/imaginary,
+polarisation stacks too) and complex TIFFs (complex float, Sentinel-1 complex int16).
+
+:func:`denoise_sar_files` is the SAR modality's ``denoise_files`` (``python -m pretrain denoise``, and
+``RUN/denoised/`` after a run on the user's ``--data``). MERLIN estimates the reflectivity, i.e. the speckle-free
+amplitude, not a phase: **a despeckled SLC keeps the original phase**, ``z_out = A_despeckled * z_in / |z_in|``
+(pixels with ``z_in == 0`` get phase 0). The amplitude is in the input's own scale: the despeckler's log-amplitude
+normalisation (saved with the model) is undone inside ``denoise``, so no sensor calibration changes. The output
+has the input's shape, layout and dtype (integer parts rounded and clipped).
+
+Memory is bounded for scenes of any size: the amplitude is computed tile by tile into a memory-mapped ``.npy``
+(:func:`modalities.sar.tiling.despeckle_scene`), then the output is written in row blocks into a copy of the input
+file, memory-mapped for writing, so every byte the format holds besides the pixels (the ``.npy`` header, TIFF tags
+and GeoTIFF keys) is kept. Channels of a polarisation stack that ``data.polarisation`` does not select are copied
+unchanged. Compressed complex-float TIFFs are read whole (as the reader does) and written with the same
+compression and tags through tifffile; other TIFF layouts (planar I/Q, multi-band complex) are refused in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from modalities.base import DataError
+from modalities.sar.readers import SLCFile, _check_npy, find_slc_images, notice, open_slc
+from modalities.sar.tiling import despeckle_scene
+
+__all__ = ["denoise_sar_files", "despeckled_slc"]
+
+_BLOCK_BYTES = 64 << 20  # rows written per block: about this many bytes of complex64
+# GeoTIFF and GDAL tags carried into a re-encoded TIFF (ModelPixelScale, ModelTiepoint, ModelTransformation,
+# GeoKeyDirectory, GeoDoubleParams, GeoAsciiParams, GDAL_METADATA, GDAL_NODATA)
+_GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+
+
+def despeckled_slc(z: np.ndarray, amplitude: np.ndarray) -> np.ndarray:
+    """complex64: ``amplitude`` with the phase of ``z`` (phase 0 where ``z == 0``). Shapes: [h, w] each."""
+    mag = np.abs(z)
+    unit = np.where(mag > 0, z / np.where(mag > 0, mag, 1), 1)
+    return (amplitude * unit).astype(np.complex64)
+
+
+def _store(view: Any, r0: int, r1: int, z: np.ndarray, layout: str) -> None:
+    """Write complex rows ``z`` into ``view[r0:r1]`` in the file's ``layout``."""
+    if layout == "complex":
+        view[r0:r1] = z.astype(view.dtype)
+        return
+    parts = np.stack([z.real, z.imag], -1)
+    if layout == "cint16":
+        info = np.iinfo(view.dtype)
+        parts = np.clip(np.rint(parts), info.min, info.max)
+    view[r0:r1] = parts.astype(view.dtype)
+
+
+def _fill(source: SLCFile, view: Any, layout: str, amplitude: np.ndarray) -> None:
+    h, w = source.shape
+    block = max(1, _BLOCK_BYTES // max(1, w * 8))
+    for r0 in range(0, h, block):
+        r1 = min(h, r0 + block)
+        z = source.window(r0, r1, 0, w, check=False)
+        _store(view, r0, r1, despeckled_slc(z, np.asarray(amplitude[0, r0:r1])), layout)
+
+
+def _target(src: Path, root: Path, out_dir: Path) -> Path:
+    rel = Path(src.name) if root.is_file() else src.relative_to(root)
+    dst = out_dir / rel
+    if dst.resolve() == src.resolve():
+        raise DataError(f"--out {out_dir}: the output {dst} would overwrite its input")
+    return dst
+
+
+def _writable(src: Path, copy: Path) -> tuple[np.memmap, Any, str] | None:
+    """(the copy's memory map opened for writing, its pixels in the layout the reader gives ``src``, that layout),
+    or None when the file's pixels are not one contiguous uncompressed block."""
+    if src.suffix.lower() == ".npy":
+        mm = np.load(copy, mmap_mode="r+", allow_pickle=False)
+        f = _check_npy(copy, mm)
+        return mm, f.array, f.layout
+    if _stack(src) is not None:
+        return None
+    f = open_slc(src)
+    if not isinstance(f.array, np.memmap):
+        return None
+    mm = np.memmap(copy, dtype=f.array.dtype, mode="r+", offset=int(f.array.offset), shape=f.array.shape)
+    return mm, mm, f.layout
+
+
+def _stack(path: Path) -> int | None:
+    from modalities.sar.readers import stack_info
+
+    n, _ = stack_info(path)
+    return n or None
+
+
+def _write_file(denoiser: Any, src: Path, dst: Path, bands: list[int | None], stats_window: int, bar: Any) -> None:
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    amp = dst.with_name(f".{dst.name}.{os.getpid()}.amplitude.npy")
+    try:
+        shutil.copyfile(src, tmp)
+        target = _writable(src, tmp)
+        if target is None:
+            _write_tiff_whole(denoiser, src, tmp, stats_window, bar)
+        else:
+            mm, view, layout = target
+            for band in bands:
+                despeckle_scene(denoiser, src, amp, stats_window, band)
+                amplitude = np.load(amp, mmap_mode="r")
+                _fill(open_slc(src, band), view if band is None else view[band], layout, amplitude)
+                del amplitude
+                bar.update(1)
+            mm.flush()
+            del mm, view, target
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+        amp.unlink(missing_ok=True)
+
+
+def _write_tiff_whole(denoiser: Any, src: Path, tmp: Path, stats_window: int, bar: Any) -> None:
+    """A compressed (or strip-scattered) single-band complex-float TIFF: read whole, as the reader does, and
+    written with the same compression, tiling and geo tags."""
+    import tifffile
+
+    with tifffile.TiffFile(str(src)) as tif:
+        page = tif.pages.first
+        if int(page.sampleformat) != 6 or int(page.samplesperpixel) != 1:
+            raise DataError(f"{src}: writing this TIFF layout (sample format {int(page.sampleformat)}, "
+                            f"{int(page.samplesperpixel)} samples per pixel, compressed or planar) is not supported; "
+                            f"convert it to a complex .npy or an uncompressed complex TIFF")
+        extratags = []
+        for code in _GEO_TAGS:
+            tag = page.tags.get(code)
+            if tag is not None:
+                extratags.append((code, int(tag.dtype), int(tag.count), tag.value, False))
+        compression = page.compression
+        tile = (int(page.tilelength), int(page.tilewidth)) if page.is_tiled else None
+        rowsperstrip = None if page.is_tiled else int(page.rowsperstrip or 0) or None
+        dtype = page.dtype
+    source = open_slc(src)
+    amp = despeckle_scene(denoiser, src, tmp.with_name(tmp.name + ".amplitude.npy"), stats_window)
+    try:
+        amplitude = np.load(amp, mmap_mode="r")
+        out = np.empty(source.shape, dtype)
+        _fill(source, out, "complex", amplitude)
+        del amplitude
+        kwargs: dict[str, Any] = {"compression": compression, "photometric": "minisblack", "extratags": extratags}
+        if tile:
+            kwargs["tile"] = tile
+        elif rowsperstrip:
+            kwargs["rowsperstrip"] = rowsperstrip
+        tifffile.imwrite(str(tmp), out, **kwargs)
+        bar.update(1)
+    finally:
+        Path(amp).unlink(missing_ok=True)
+
+
+def denoise_sar_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path, run_cfg: Mapping[str, Any],
+                      progress: bool = True) -> list[Path]:
+    """Despeckle every SLC image under ``data_cfg["path"]`` (``data.polarisation`` picks the channels of stacks)
+    with ``denoiser`` (a MERLIN U-Net: ``denoise(x, out=...)`` -> amplitude) and write each file into ``out_dir``
+    at its relative path, in its layout and dtype, the despeckled amplitude with the input's phase. Returns the
+    written files."""
+    from tqdm.auto import tqdm
+
+    root = Path(str(data_cfg["path"])).expanduser()
+    images, decision = find_slc_images(root, data_cfg.get("polarisation"), data_cfg.get("polarisation_names"))
+    if decision:
+        notice(decision)
+    by_file: dict[Path, list[int | None]] = {}
+    for im in images:
+        by_file.setdefault(im.path, []).append(im.band)
+    stats_window = int(data_cfg.get("stats_window", 1024))
+    targets = {p: _target(p, root, out_dir) for p in by_file}
+    written: list[Path] = []
+    with tqdm(total=len(images), desc="despeckle", unit="image", disable=not progress) as bar:
+        for src, bands in by_file.items():
+            dst = targets[src]
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            for band in bands:
+                open_slc(src, band).window(0, 1, 0, 1)  # layout errors as one line, before any work
+            _write_file(denoiser, src, dst, bands, stats_window, bar)
+            written.append(dst)
+    return written
