@@ -1,11 +1,23 @@
-"""Labelled probe sets from real EEG recordings, for the label-free-vs-labelled report.
+"""Labelled EEG probe sets for the label-free-vs-labelled report: simulated by default, real with ``--probe-data``.
 
 Probe inputs are built like pretraining windows (:func:`~modalities.eeg.recordings.read_eeg_window`: average
 re-reference, 50/60 Hz notch, band-pass, resampling to ``fs``, per-channel z-score and clip).
 
+Default probe, built when no folder is given (every install gets it; nothing outside the package is read):
+
+- :func:`simulated_motor_imagery_probe`: rest (``T0``) vs left-hand (``T1``) vs right-hand (``T2``) imagery on
+  runs of the simulator :mod:`modalities.eeg.simulate`, drawn with :data:`PROBE_SEED` (the embedded training
+  corpus uses seed 0, so no probe subject was seen in pretraining) and simulated once into the cache
+  (:func:`simulated_probe_corpus`). The labels are the simulator's own event schedule; imagery lowers mu/beta power
+  over the contralateral sensorimotor cortex by 50-70 % and the ipsilateral by 10-20 %, so left vs right needs the
+  lateralisation, which the per-channel features (``embedding="channels"``) keep.
+
+Probes on real recordings (a folder given as ``data.probe_data`` / ``--probe-data``, laid out as the test data:
+``eeg/test_edf_overlapping_annotations.edf``, other EEG files under ``eeg/``, ``sleep/*Hz.txt``):
+
 - :func:`motor_imagery_probe`: rest (``T0``) vs movement (``T1`` or ``T2``) from the first ``window_s`` seconds
   of every annotated event of one PhysioNet EEG Motor Movement/Imagery run, on the seven sensorimotor channels
-  :data:`MOTOR_CHANNELS`. Why this task: the bundled run has 19 rest, 10 left-fist and 9 right-fist events;
+  :data:`MOTOR_CHANNELS`. Why this task: that run has 19 rest, 10 left-fist and 9 right-fist events;
   left vs right needs the *lateralisation* of mu/beta power, which an encoder that pools over channels cannot
   keep, and 3-way classification leaves 3-4 test events per movement class. Rest vs movement (19 vs 19 events)
   is the task the data can measure. Rest spans last 1.375 s here, so windows are 1.25 s (5 tokens of 0.25 s).
@@ -32,13 +44,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet
+from modalities.base import DataError, ProbeSet, cache_root
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
 from modalities.signals.records import index_records
 from modalities.signals.windows import probe_part_starts
 
-__all__ = ["BANDS", "MOTOR_CHANNELS", "band_power_features", "motor_imagery_probe", "probe_targets",
-           "record_identity_probe", "text_record"]
+__all__ = ["BANDS", "MOTOR_CHANNELS", "PROBE_SEED", "band_power_features", "motor_imagery_probe", "probe_targets",
+           "record_identity_probe", "simulated_motor_imagery_probe", "simulated_probe_corpus", "text_record"]
 
 MOTOR_CHANNELS = ("FC3", "FC4", "C3", "Cz", "C4", "CP3", "CP4")
 MOTOR_RUN = "eeg/test_edf_overlapping_annotations.edf"
@@ -68,9 +80,15 @@ def band_power_features(x: np.ndarray, fs: float, bands: Mapping[str, tuple[floa
     return np.concatenate(cols, axis=-1)
 
 
-def _default_signals_root() -> Path:
-    # <repo>/modalities/eeg/probes.py -> <repo>/../shared/data/signals
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "signals"
+# Simulated probe runs: seed 1001 (the embedded training corpus uses seed 0), 6 subjects of 120 s (~0.1 s of CPU
+# each): ~90 rest and ~85 imagery events. Windows start 0.8 s after the cue, when the ERD (0.3 s delay, 0.5 s ramp)
+# is complete, and last 2 s (8 tokens of 0.25 s); rest events last >= 3.5 s, imagery 4 s.
+PROBE_SEED = 1001
+PROBE_SUBJECTS = 6
+PROBE_DURATION_S = 120.0
+SIM_OFFSET_S = 0.8
+SIM_WINDOW_S = 2.0
+SIM_CLASSES = ("rest (T0)", "left hand (T1)", "right hand (T2)")
 
 
 def _rows(record: EEGRecord, channels: Sequence[str]) -> list[int]:
@@ -215,33 +233,129 @@ def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
     )
 
 
+def simulated_probe_corpus(cache_dir: str | Path | None = None, seed: int = PROBE_SEED,
+                           n_subjects: int = PROBE_SUBJECTS, duration_s: float = PROBE_DURATION_S) -> Path:
+    """The simulated motor-imagery probe runs (EDF+ with annotations, ``corpus.json`` with every subject's
+    parameters and events), built once into ``cache_dir/probes/eegsim-seed<seed>`` (default ``cache_dir``:
+    ``cache_root()/eeg``) by :func:`modalities.eeg.simulate.simulate_corpus`."""
+    from modalities.eeg.simulate import simulate_corpus
+
+    base = Path(cache_dir) if cache_dir is not None else cache_root() / "eeg"
+    return simulate_corpus(base / "probes" / f"eegsim-seed{int(seed)}", n_subjects=n_subjects, duration_s=duration_s,
+                           seed=seed)
+
+
+def simulated_motor_imagery_probe(root: str | Path, fs: float = 128.0, window_s: float = SIM_WINDOW_S,
+                                  offset_s: float = SIM_OFFSET_S, channels: Sequence[str] = MOTOR_CHANNELS,
+                                  folds: int = 6, embedding: str = "channels", **read: Any) -> ProbeSet:
+    """Rest (``T0``, class 0) vs left-hand (``T1``, 1) vs right-hand (``T2``, 2) imagery of every simulated run in
+    ``root`` (EDF+ files with event annotations, as :func:`modalities.eeg.simulate.simulate_corpus` writes them).
+
+    One window per event, ``window_s`` seconds from ``offset_s`` after its onset (events too short for it are left
+    out), on ``channels``. Every run is cut into ``folds`` equal blocks of time; an event belongs to the block
+    holding its onset and block k of every run is fold k (blocked cross-validation, each event predicted once by
+    probes fit on the other blocks; no window spans two events). ``embedding`` and ``read`` as in
+    :func:`motor_imagery_probe`.
+
+    Returns:
+        ProbeSet.folded with float32 x [N, len(channels), round(window_s * fs)], int64 labels and ``meta["runs"]``
+        (the file of every window).
+    """
+    if embedding not in ("channels", "mean"):
+        raise DataError(f"motor-imagery probe: embedding must be 'channels' or 'mean', got {embedding!r}")
+    if folds < 2:
+        raise DataError(f"{root}: motor-imagery folds must be at least 2, got {folds}")
+    records = index_eeg(root)
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    blocks: list[int] = []
+    runs: list[str] = []
+    labels = {"T0": 0, "T1": 1, "T2": 2}
+    for record in records:
+        rows = _rows(record, channels)
+        block_s = record.duration_s / folds
+        for ev in read_events(record):
+            if ev.label not in labels or ev.duration_s < offset_s + window_s - 1e-6:
+                continue
+            if ev.onset_s + offset_s + window_s > record.duration_s:
+                continue
+            xs.append(read_eeg_window(record, ev.onset_s + offset_s, window_s, fs, rows=rows, **read))
+            ys.append(labels[ev.label])
+            blocks.append(min(int(ev.onset_s // block_s), folds - 1))
+            runs.append(Path(record.path).name)
+    counts = np.bincount(np.asarray(ys, dtype=np.int64), minlength=3) if ys else np.zeros(3, dtype=np.int64)
+    if counts.min() == 0:
+        raise DataError(f"{root}: need rest (T0), left (T1) and right (T2) events, found {counts.tolist()}")
+    description = (f"rest vs left vs right hand imagery, {window_s:g} s from {offset_s:g} s after each cue, on "
+                   f"{', '.join(channels)} ("
+                   + ("per-channel features concatenated" if embedding == "channels" else "channel-mean features")
+                   + f"); {len(records)} simulated runs, {counts.tolist()} rest/left/right events; blocked "
+                   f"cross-validation over {folds} consecutive blocks of every run")
+    return ProbeSet.folded(np.stack(xs), ys, blocks, class_names=SIM_CLASSES, description=description,
+                           meta={"embedding": embedding, "runs": runs},
+                           source=_simulated_source(Path(root)))
+
+
+def _simulated_source(root: Path) -> str:
+    import json
+
+    try:
+        meta = json.loads((root / "corpus.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{root / 'corpus.json'}: not a simulated EEG corpus ({exc})") from None
+    return (f"simulated (motor imagery, seed {meta['seed']}): {meta['n_subjects']} subjects of "
+            f"{meta['duration_s']:g} s, not in the training default")
+
+
+def probe_root(data_cfg: Mapping[str, Any], signals_root: str | Path | None = None) -> Path | None:
+    """The folder of real labelled recordings: ``signals_root`` when given, else ``data.probe_data``; ``None`` when
+    neither is set. A folder that does not exist is an error naming the option."""
+    value = signals_root if signals_root is not None else data_cfg.get("probe_data")
+    if value is None or value == "":
+        return None
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.probe_data: {root} is not a folder")
+    return root.absolute()
+
+
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
                   signals_root: Path | None = None) -> dict[str, ProbeSet]:
-    """The EEG probes on the bundled real recordings: ``{"motor_imagery": ..., "record_identity": ...}``.
+    """The EEG probes: on real recordings when a folder is given, on simulated runs otherwise.
 
-    ``data_cfg`` gives ``fs``, the preprocessing options and ``probe_window_s`` (motor imagery, default 1.25 s);
-    ``data_path`` is not used: labels come from the recordings under ``signals_root`` (default
-    ``<repo>/../shared/data/signals``: ``eeg/`` and ``sleep/*Hz.txt``). Returns ``{}`` when that folder is
-    missing; a probe whose recordings are missing is left out.
+    Folder (``signals_root``, else ``data_cfg["probe_data"]``, the CLI's ``--probe-data``):
+    ``{"motor_imagery": ..., "record_identity": ...}`` on ``eeg/test_edf_overlapping_annotations.edf`` and the
+    recordings under ``eeg/`` and ``sleep/*Hz.txt``; a probe whose recordings are missing is left out. No folder:
+    ``{"motor_imagery_3class": ...}`` (:func:`simulated_motor_imagery_probe` on :func:`simulated_probe_corpus`,
+    cached under ``cache_root()/eeg``).
+
+    ``data_cfg`` gives ``fs``, the preprocessing options, ``probe_embedding`` and, for the real run,
+    ``probe_window_s`` (default 1.25 s), ``probe_folds`` (default 6) and ``probe_identity_folds`` (default 3);
+    ``data_path`` is not used. Every set's ``source`` says where its data came from.
     """
-    root = Path(signals_root) if signals_root is not None else _default_signals_root()
-    if not root.is_dir():
-        return {}
+    root = probe_root(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", 128))
     band = data_cfg["band"] if "band" in data_cfg else (0.5, 45.0)
     read = {"band": tuple(band) if band else None, "notch_hz": tuple(data_cfg.get("notch_hz", (50.0, 60.0)) or ()),
             "reref_min_channels": int(data_cfg.get("reref_min_channels", 8)), "clip": data_cfg.get("clip", 10.0)}
+    embedding = str(data_cfg.get("probe_embedding", "channels"))
     probes: dict[str, ProbeSet] = {}
+    if root is None:
+        probes["motor_imagery_3class"] = simulated_motor_imagery_probe(simulated_probe_corpus(), fs=fs,
+                                                                       embedding=embedding, **read)
+        return probes
+    source = f"--probe-data {root}"
     if (root / MOTOR_RUN).is_file():
         folds = data_cfg.get("probe_folds", 6)
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
                                                       window_s=float(data_cfg.get("probe_window_s", 1.25)),
                                                       folds=int(folds) if folds else None,
-                                                      embedding=str(data_cfg.get("probe_embedding", "channels")),
-                                                      **read)
+                                                      embedding=embedding, **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
     records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
     if len(records) >= 2:
         folds = data_cfg.get("probe_identity_folds", 3)
         probes["record_identity"] = record_identity_probe(records, fs=fs, folds=int(folds) if folds else None, **read)
+    for ps in probes.values():
+        ps.source = source
     return probes

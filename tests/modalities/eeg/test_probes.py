@@ -1,4 +1,4 @@
-"""EEG probes on the bundled real recordings, and the eeg command line with both objectives."""
+"""EEG probes on real recordings (the test data folder), and the eeg command line with both objectives."""
 
 from __future__ import annotations
 
@@ -73,8 +73,10 @@ def test_text_channel_needs_a_rate_in_its_name(tmp_path, signals_dir):
         text_record(bad)
 
 
-def test_missing_root_gives_no_probes(tmp_path):
-    assert probe_targets({"fs": 128}, None, signals_root=tmp_path / "none") == {}
+def test_missing_root_is_an_error_and_an_empty_one_gives_no_probes(tmp_path):
+    with pytest.raises(DataError, match=r"^data\.probe_data: .*none is not a folder$"):
+        probe_targets({"fs": 128}, None, signals_root=tmp_path / "none")
+    assert probe_targets({"fs": 128}, None, signals_root=tmp_path) == {}
 
 
 @pytest.mark.parametrize("objective", ["vq_reconstruction", "jepa"])
