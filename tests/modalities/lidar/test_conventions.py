@@ -162,7 +162,7 @@ def test_real_four_column_scans_stay_four_columns(seq00, tmp_path):
 
 
 def test_the_probe_of_a_train_id_folder_decides_from_its_own_files(train_id_root, capsys):
-    probes = probe_targets({"probe_path": str(train_id_root), **SMALL}, None)
+    probes = probe_targets({"probe_data": str(train_id_root), **SMALL}, None)
     assert "lidar: data.label_format=auto -> train_ids" in capsys.readouterr().out
     ps = probes["semantickitti_points"]
     assert any((y == CAR).any() for y in ps.y_train)

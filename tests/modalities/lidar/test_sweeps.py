@@ -1,6 +1,9 @@
-"""Frame indexing and pairs, voxel presets, the street simulator and the SemanticKITTI probe."""
+"""Frame indexing and pairs, voxel presets, the street simulator, the simulated default probe and the SemanticKITTI
+probe (data.probe_data or a labelled --data)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -8,9 +11,9 @@ import torch
 
 from modalities.base import DataError
 from modalities.lidar import MODALITY
-from modalities.lidar.probes import probe_targets, semantickitti_probe
+from modalities.lidar.probes import PROBE_SEED, PROBE_STREETS, probe_targets, semantickitti_probe
 from modalities.lidar.readers import read_semantickitti_labels, read_sweep
-from modalities.lidar.simulate import beam_directions, simulate_corpus
+from modalities.lidar.simulate import beam_directions, simulate_corpus, simulate_sequence
 from modalities.lidar.sweeps import LidarPairs, collate_pairs, frame_pairs, index_frames
 from modalities.lidar.voxels import PRESETS, VoxelGrid, crop_to_range, grid_from_config, point_dict, voxelize
 from pretrain.objectives.e_ssl3d import estimate_flow
@@ -132,7 +135,91 @@ def test_semantickitti_probe_frames_and_labels(kitti_root):
     for pts, y in zip(ps.x_train + ps.x_test, ps.y_train + ps.y_test):
         assert len(pts["coord"]) == len(y) and pts["grid_coord"].dtype == torch.int32
         assert (y >= -1).all() and (y < 19).all() and len(torch.unique(y[y >= 0])) >= 8
-    assert "semantickitti_points" in probe_targets({"point_range": list(SMALL.point_range), "voxel_size": 0.2}, None)
+
+
+def _present(description: str) -> list[str]:
+    """The class names a probe description lists, checked against the count it gives."""
+    head, names = description.rsplit(" classes present: ", 1)
+    names = names.split(", ")
+    assert head.endswith(f"; {len(names)}")
+    return names
+
+
+def _names(ys) -> list[str]:
+    from modalities.lidar.readers import CLASS_NAMES
+
+    return [CLASS_NAMES[i] for i in sorted({int(v) for y in ys for v in torch.unique(y) if v >= 0})]
+
+
+def test_default_probe_is_simulated_streets_with_the_simulator_labels(tmp_path, monkeypatch):
+    from modalities.lidar.readers import LEARNING_MAP
+
+    monkeypatch.setenv("MODALITIES_CACHE", str(tmp_path / "cache"))
+    cfg = {"point_range": list(SMALL.point_range), "voxel_size": 0.2}
+    probes = probe_targets(cfg, None)
+    assert set(probes) == {"simulated_streets"}  # no fixture data read, and a probe section on every install
+    ps = probes["simulated_streets"]
+    assert len(ps.x_train) == PROBE_STREETS - 1 and len(ps.x_test) == 1 and PROBE_SEED != 0
+    names = _present(ps.description)
+    assert names == _names(ps.y_train + ps.y_test) and len(names) < 19  # the classes present, not "19 classes"
+    assert {"car", "road", "sidewalk", "building"} <= set(names)
+    assert ps.source == f"simulated streets (seed {PROBE_SEED}): {PROBE_STREETS} sweeps, {len(names)} classes"
+    built = tmp_path / "cache" / "lidar" / "probe_streets"
+    assert json.loads((built / "corpus.json").read_text())["seed"] == PROBE_SEED
+    # the probe's points and labels are the simulator's: street s is simulate_sequence(seed 1000 * PROBE_SEED + s)
+    lut = np.full(max(LEARNING_MAP) + 1, -1, np.int64)
+    for k, v in LEARNING_MAP.items():
+        lut[k] = v
+    for s, (pts, y) in enumerate(zip(ps.x_train + ps.x_test, ps.y_train + ps.y_test)):
+        simulate_sequence(tmp_path / f"again{s}", seed=1000 * PROBE_SEED + s, n_frames=1)
+        xyzi = np.fromfile(tmp_path / f"again{s}" / "velodyne" / "000000.bin", np.float32).reshape(-1, 4)
+        raw = np.fromfile(tmp_path / f"again{s}" / "labels" / "000000.label", np.uint32) & 0xFFFF
+        keep = crop_to_range(xyzi[:, :3], SMALL)
+        np.testing.assert_array_equal(pts["coord"].numpy(), xyzi[keep, :3])
+        np.testing.assert_array_equal(y.numpy(), lut[raw[keep]])
+    # the simulated training streets (sequence seeds 0..3) are other streets
+    train = simulate_corpus(tmp_path / "train", n_sequences=1, n_frames=1, seed=0)
+    first = np.fromfile(train / "sequences/00/velodyne/000000.bin", np.float32).reshape(-1, 4)[:, :3].copy()
+    probe_pts = np.concatenate([p["coord"].numpy() for p in ps.x_train + ps.x_test])
+    shared = np.intersect1d(probe_pts.view("V12").ravel(), first.view("V12").ravel())
+    assert len(shared) < 1e-4 * len(first)  # a rare float32 coincidence of one beam's range, not the same street
+    stamp = (built / "corpus.json").stat().st_mtime_ns
+    probe_targets(cfg, None)
+    assert (built / "corpus.json").stat().st_mtime_ns == stamp  # cached, not rebuilt
+
+
+def test_probe_data_and_labelled_data_give_the_semantickitti_probe(kitti_root, sim_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODALITIES_CACHE", str(tmp_path / "cache"))
+    cfg = {"point_range": list(SMALL.point_range), "voxel_size": 0.4, "max_points": 3000}
+    probes = probe_targets({**cfg, "probe_data": str(kitti_root)}, None)
+    assert set(probes) == {"semantickitti_points"} and not (tmp_path / "cache").exists()
+    ps = probes["semantickitti_points"]
+    assert ps.source == f"--probe-data {kitti_root.resolve()}"
+    assert _present(ps.description) == _names(ps.y_train + ps.y_test) and len(_present(ps.description)) < 19
+    # no probe_data: the simulated probe, plus the labelled frames of a real --data (the same frames)
+    probes = probe_targets(cfg, kitti_root)
+    assert set(probes) == {"simulated_streets", "semantickitti_points"}
+    assert probes["semantickitti_points"].source == f"labelled frames of --data {kitti_root.resolve()}"
+    for a, b in zip(probes["semantickitti_points"].y_test, ps.y_test):
+        assert torch.equal(a, b)
+    assert set(probe_targets(cfg, sim_root)) == {"simulated_streets"}  # a simulated corpus is not probed twice
+
+
+def test_bad_probe_options_are_one_line(tmp_path, sim_root):
+    for key in ("probe_path", "probe_root"):
+        with pytest.raises(DataError, match=rf"^data.{key}: renamed; .*data.probe_data"):
+            probe_targets({key: str(tmp_path)}, None)
+        with pytest.raises(DataError, match=rf"^data.{key}: renamed"):
+            MODALITY.build_dataset({"path": str(sim_root), key: str(tmp_path)}, "train", 0)
+    with pytest.raises(DataError, match=r"^data.probe_data: .*nowhere is not a folder"):
+        probe_targets({"probe_data": str(tmp_path / "nowhere")}, None)
+    unlabelled = tmp_path / "unlabelled"
+    (unlabelled / "sequences/00/velodyne").mkdir(parents=True)
+    for k in range(3):  # simulated sweeps without their .label files
+        name = f"sequences/00/velodyne/{k:06d}.bin"
+        (unlabelled / name).write_bytes((sim_root / name).read_bytes())
+    with pytest.raises(DataError, match=r"^data.probe_data: .*unlabelled holds fewer than 3 labelled frames"):
+        probe_targets({"probe_data": str(unlabelled)}, None)
 
 
 def test_modality_contract(kitti_root, sim_root):
