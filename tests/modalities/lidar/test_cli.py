@@ -26,9 +26,15 @@ def test_pretrain_lidar_on_semantickitti_trains_exports_and_probes(tmp_path, run
     assert (out / "encoder" / "model.safetensors").is_file()
     probes = json.loads((out / "probes.json").read_text())
     seg = [r for r in probes if r["task"] == "segmentation"]
-    assert {(r["encoder"], r["levels"]) for r in seg} == {(e, lv) for e in ("pretrained", "random init")
-                                                          for lv in ("all", "last")}
+    # no --probe-data: the simulated streets, plus the labelled frames of --data
+    assert {(r["probe"], r["encoder"], r["levels"]) for r in seg} == {
+        (p, e, lv) for p in ("simulated_streets", "semantickitti_points") for e in ("pretrained", "random init")
+        for lv in ("all", "last")}
     assert all(0 <= r["linear_miou"] <= 1 for r in seg)
+    report = (out / "report.md").read_text()
+    assert "**simulated_streets**: simulated streets (seed 7" in report
+    kitti = next(line for line in report.splitlines() if line.startswith("- **semantickitti_points**"))
+    assert "classes present: car," in kitti and "19 classes" not in kitti
 
 
 def test_bad_data_is_one_line(tmp_path, run_cache, capsys):
