@@ -75,7 +75,7 @@ def _denoise_slice(denoiser: Any, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(_device(denoiser))
+        t = torch.from_numpy(np.array(x, np.float32))[None].to(_device(denoiser))
         out = denoiser.denoise(t)
         out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     out = np.asarray(out, np.float32).reshape(x.shape)
