@@ -88,9 +88,11 @@ def denoise_files(run_dir: str | Path, data: str | Path | None = None, out: str 
     src = src.resolve()
     data_cfg["path"] = str(src)
     out_dir = (Path(out).expanduser() if out is not None else run_dir / "denoised").resolve()
-    if out_dir == src or (src.is_dir() and _inside(out_dir, src)):
-        raise ConfigError(f"--out {out_dir}: the output folder is (inside) the input {src}; outputs would "
-                          f"overwrite or be read as inputs: choose a folder outside it")
+    if out_dir == src:
+        raise ConfigError(f"--out {out_dir}: is the input itself; the outputs would overwrite it: choose another folder")
+    if src.is_dir() and _inside(out_dir, src):
+        raise ConfigError(f"--out {out_dir}: is inside the input folder {src}; the outputs would be read as inputs "
+                          f"next time: choose a folder outside it")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a folder")
     encoder_dir = run_dir / "encoder"
