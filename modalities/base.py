@@ -69,6 +69,7 @@ class Modality:
     sample_kind: str
     view_augmentations: bool = False
     collate: Callable[[list[dict]], dict] = field(default=collate_samples)
+    read_images: Callable[[Path, Mapping[str, Any]], dict[str, np.ndarray]] | None = None
     denoise_files: Callable[[Any, Mapping[str, Any], Path, Mapping[str, Any], bool], list[Path]] | None = None
 
 
