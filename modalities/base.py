@@ -58,6 +58,10 @@ class Modality:
             progress) -> [written paths]`` denoises every image of ``data_cfg["path"]`` with ``denoiser.denoise``
             (trained as the run ``run_cfg``, a config dict, says) and writes each into ``out_dir`` at its relative
             path, in the input's format and geometry (``python -m pretrain denoise``, ``RUN/denoised/``).
+        read_images: denoiser modalities only: ``(path, data_cfg) -> {key: float64[H, W]}`` every image of a file
+            or folder in the data's units (CT: HU or [0, 1]; SAR: amplitude), keyed by the file's path relative to
+            ``path`` (``""`` for a single file) plus ``#<slice>`` for volumes: what ``evaluate --reference``
+            compares (the noisy input, the written denoised files and the clean reference).
     """
 
     name: str
