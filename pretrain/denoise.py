@@ -12,6 +12,7 @@ Layout of ``RUN/denoised/`` for ``--data scan.nii.gz``: ``RUN/denoised/scan.nii.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,16 @@ def _embedded_or_simulated(cfg: Any, modality_name: str) -> bool:
 def write_run_outputs(run_dir: str | Path, progress: bool = True) -> Path | None:
     """After training (the CLI, on rank 0): a denoiser run on the user's ``--data`` writes the denoised data into
     ``run_dir/denoised/`` and returns that folder. Runs of other objectives, and runs on the embedded default or on
-    simulated low doses (the noisy input is ours, not the user's), write nothing and return None."""
+    simulated low doses (the noisy input is ours, not the user's), write nothing and return None; so does a run whose
+    data cannot be written back (one warning line naming the file: the trained denoiser is saved all the same)."""
     run_dir = Path(run_dir)
     cfg, modality = _load_run(run_dir)
     if not _is_denoiser(modality) or _embedded_or_simulated(cfg, cfg.modality):
         return None
     out = run_dir / "denoised"
-    denoise_files(run_dir, out=out, progress=progress)
+    try:
+        denoise_files(run_dir, out=out, progress=progress)
+    except DataError as e:  # training succeeded and is saved: say why there is no output, in one line
+        print(f"warning: {out} not written: {e}", file=sys.stderr, flush=True)
+        return None
     return out

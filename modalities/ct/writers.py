@@ -17,6 +17,8 @@ and the denoiser's activations, whatever the volume size. Each output lands at t
   PixelPaddingValue (outside the field of view) keep it. Every other element is kept.
 - ``.npy``: same shape and dtype (integers rounded and clipped).
 
+Every slice of every file is denoised (``data.slices`` chooses what a run trains on, not what it writes).
+
 Units: the denoiser takes and returns the units of the data it was trained on (``hu`` or ``unit_interval``,
 :mod:`modalities.ct.units`); files in the other units are mapped there and back through
 :data:`~modalities.ct.units.UNIT_INTERVAL_HU`.
@@ -245,6 +247,9 @@ def _write_dicom(src: Path, dst: Path, refs: list[SliceRef], run: Callable, bar:
             raise DataError(f"{src}: not a readable DICOM file ({type(e).__name__}: {str(e)[:100]})") from None
     if "PixelData" not in ds:
         raise DataError(f"{src}: DICOM pixels are not integer PixelData (float pixel data cannot be written back)")
+    if "RescaleSlope" not in ds and ("SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds):
+        raise DataError(f"{src}: enhanced multi-frame CT (rescale per frame in functional groups) cannot be written "
+                        f"back yet; convert it to single-frame slices or NIfTI")
     dtype = _stored_dtype(ds, src)
     lo, hi = _stored_range(ds, dtype)
     slope = float(ds.get("RescaleSlope", 1) or 1)

@@ -12,8 +12,9 @@ Memory is bounded for scenes of any size: the amplitude is computed tile by tile
 (:func:`modalities.sar.tiling.despeckle_scene`), then the output is written in row blocks into a copy of the input
 file, memory-mapped for writing, so every byte the format holds besides the pixels (the ``.npy`` header, TIFF tags
 and GeoTIFF keys) is kept. Channels of a polarisation stack that ``data.polarisation`` does not select are copied
-unchanged. Compressed complex-float TIFFs are read whole (as the reader does) and written with the same
-compression and tags through tifffile; other TIFF layouts (planar I/Q, multi-band complex) are refused in one line.
+unchanged. Compressed complex-float TIFFs and TIFFs of separate I and Q samples are read whole (as the reader
+does) and written with the same sample layout, compression and tags through tifffile; multi-band complex TIFFs
+(polarisation stacks) and compressed complex-integer TIFFs are refused in one line.
 """
 
 from __future__ import annotations
@@ -121,38 +122,44 @@ def _write_file(denoiser: Any, src: Path, dst: Path, bands: list[int | None], st
 
 
 def _write_tiff_whole(denoiser: Any, src: Path, tmp: Path, stats_window: int, bar: Any) -> None:
-    """A compressed (or strip-scattered) single-band complex-float TIFF: read whole, as the reader does, and
-    written with the same compression, tiling and geo tags."""
+    """A TIFF whose pixels are not one uncompressed block (compressed, tiled, scattered strips) or whose I and Q
+    are separate samples (contiguous or planar): read whole, as the reader does, and written by tifffile with the
+    same sample layout, compression, strips or tiles and geo tags."""
     import tifffile
 
     with tifffile.TiffFile(str(src)) as tif:
         page = tif.pages.first
-        if int(page.sampleformat) != 6 or int(page.samplesperpixel) != 1:
-            raise DataError(f"{src}: writing this TIFF layout (sample format {int(page.sampleformat)}, "
-                            f"{int(page.samplesperpixel)} samples per pixel, compressed or planar) is not supported; "
-                            f"convert it to a complex .npy or an uncompressed complex TIFF")
+        fmt, spp = int(page.sampleformat), int(page.samplesperpixel)
+        if not ((fmt == 6 and spp == 1) or (fmt in (1, 2, 3) and spp == 2)):
+            raise DataError(f"{src}: writing this TIFF layout (sample format {fmt}, {spp} samples per pixel, "
+                            f"{'compressed' if int(page.compression) != 1 else 'scattered strips'}) is not supported "
+                            f"yet; convert it to a complex .npy or an uncompressed complex TIFF")
         extratags = []
         for code in _GEO_TAGS:
             tag = page.tags.get(code)
             if tag is not None:
                 extratags.append((code, int(tag.dtype), int(tag.count), tag.value, False))
-        compression = page.compression
-        tile = (int(page.tilelength), int(page.tilewidth)) if page.is_tiled else None
-        rowsperstrip = None if page.is_tiled else int(page.rowsperstrip or 0) or None
-        dtype = page.dtype
-    source = open_slc(src)
+        kwargs: dict[str, Any] = {"compression": page.compression, "photometric": "minisblack",
+                                  "extratags": extratags}
+        if page.is_tiled:
+            kwargs["tile"] = (int(page.tilelength), int(page.tilewidth))
+        elif page.rowsperstrip:
+            kwargs["rowsperstrip"] = int(page.rowsperstrip)
+        if spp == 2:
+            planar = int(page.planarconfig) == 2
+            kwargs["planarconfig"] = "separate" if planar else "contig"
+            data = np.array(page.asarray())
+            pixels = np.moveaxis(data, 0, -1) if planar else data  # [H, W, 2] view of the written array
+            layout = "reim" if fmt == 3 else "cint16"
+        else:
+            data = np.empty((int(page.imagelength), int(page.imagewidth)), page.dtype)
+            pixels, layout = data, "complex"
     amp = despeckle_scene(denoiser, src, tmp.with_name(tmp.name + ".amplitude.npy"), stats_window)
     try:
         amplitude = np.load(amp, mmap_mode="r")
-        out = np.empty(source.shape, dtype)
-        _fill(source, out, "complex", amplitude)
+        _fill(open_slc(src), pixels, layout, amplitude)
         del amplitude
-        kwargs: dict[str, Any] = {"compression": compression, "photometric": "minisblack", "extratags": extratags}
-        if tile:
-            kwargs["tile"] = tile
-        elif rowsperstrip:
-            kwargs["rowsperstrip"] = rowsperstrip
-        tifffile.imwrite(str(tmp), out, **kwargs)
+        tifffile.imwrite(str(tmp), data, **kwargs)
         bar.update(1)
     finally:
         Path(amp).unlink(missing_ok=True)

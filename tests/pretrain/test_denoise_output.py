@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import tifffile
 import yaml
 
 import models
@@ -139,6 +140,25 @@ def test_sar_run_writes_despeckled_slc_with_the_input_phase(tmp_path, capsys):
     view = centred_scene(data / "envisat.npy")
     expected = models.load_pretrained(run / "encoder").denoise(view)[0]
     np.testing.assert_allclose(a_out, expected, rtol=1e-4)
+
+
+def test_a_layout_that_cannot_be_written_back_warns_and_keeps_the_run(tmp_path, capsys):
+    """A multi-band complex TIFF (a polarisation stack) trains, but is not written back yet: one warning line."""
+    z = read_slc(shared_data("sar") / "envisat_slc_500x500_reim.npy")[150:214, 100:164]
+    stack = tmp_path / "scene_HH_HV.tif"
+    tifffile.imwrite(stack, np.stack([z, z.T.copy()], -1), photometric="minisblack", planarconfig="contig")
+    run = tmp_path / "run"
+    code = main(["sar", "--data", str(stack), "--out", str(run), "--set", "data.polarisation=HV", "--set",
+                 "data.patch=32", "--set", "model.width=8", "--set", "train.batch_size=2", "--max-steps", "2",
+                 "--no-eval", "--set", "train.threads=1", "--set", "train.num_workers=0", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0 and (run / "encoder" / "config.json").is_file()
+    assert "denoised:" not in out and not (run / "denoised" / stack.name).exists()
+    warned = [line for line in err.splitlines() if "not written" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {run / 'denoised'} not written: ")
+    assert "scene_HH_HV.tif: writing this TIFF layout" in warned[0]
+    code, _, err = cli(["denoise", str(run), "--quiet"], capsys)  # the same refusal, as an error, on request
+    assert code == 2 and len(err) == 1 and "scene_HH_HV.tif: writing this TIFF layout" in err[0], err
 
 
 def ecg_run(tmp_path: Path) -> Path:

@@ -92,6 +92,24 @@ def test_complex_tiff_round_trip_keeps_tags(tmp_path, scene, net):
         check_phase_and_amplitude(z, z_out, amplitude_of(net, data / name, tmp_path))
 
 
+def test_i_q_sample_tiffs_keep_their_sample_layout(tmp_path, scene, net):
+    data = tmp_path / "data"
+    data.mkdir()
+    reim = np.stack([scene.real, scene.imag], -1).astype(np.float32)
+    tifffile.imwrite(data / "planar.tif", np.moveaxis(reim, -1, 0), photometric="minisblack", planarconfig="separate")
+    tifffile.imwrite(data / "iq16.tif", np.rint(reim * 100).astype(np.int16), photometric="minisblack",
+                     planarconfig="contig", compression="zlib")
+    out = tmp_path / "out"
+    denoise_sar_files(net, {"path": str(data)}, out, RUN_CFG, progress=False)
+    for name, planar, dtype, atol in (("planar.tif", 2, np.float32, 0.0), ("iq16.tif", 1, np.int16, 0.75)):
+        with tifffile.TiffFile(data / name) as a, tifffile.TiffFile(out / name) as b:
+            pa, pb = a.pages.first, b.pages.first
+            assert pb.shape == pa.shape and pb.dtype == dtype and int(pb.planarconfig) == planar
+            assert int(pb.compression) == int(pa.compression)
+        check_phase_and_amplitude(read_slc(data / name), read_slc(out / name),
+                                  amplitude_of(net, data / name, tmp_path), atol=atol)
+
+
 def test_polarisation_stack_despeckles_the_chosen_channel_only(tmp_path, scene, net):
     stack = np.stack([scene, scene[::-1].copy()]).astype(np.complex64)
     src = tmp_path / "scene_HH_HV.npy"
