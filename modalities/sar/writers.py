@@ -4,7 +4,7 @@ polarisation stacks too) and complex TIFFs (complex float, Sentinel-1 complex in
 :func:`denoise_sar_files` is the SAR modality's ``denoise_files`` (``python -m pretrain denoise``, and
 ``RUN/denoised/`` after a run on the user's ``--data``). MERLIN estimates the reflectivity, i.e. the speckle-free
 amplitude, not a phase: **a despeckled SLC keeps the original phase**, ``z_out = A_despeckled * z_in / |z_in|``
-(pixels with ``z_in == 0`` get phase 0). The amplitude is in the input's own scale: the despeckler's log-amplitude
+(pixels with ``z_in == 0``, no-data fill, stay 0). The amplitude is in the input's own scale: the despeckler's log-amplitude
 normalisation (saved with the model) is undone inside ``denoise``, so no sensor calibration changes. The output
 has the input's shape, layout and dtype (integer parts rounded and clipped).
 
@@ -32,16 +32,17 @@ from modalities.sar.tiling import despeckle_scene
 
 __all__ = ["denoise_sar_files", "despeckled_slc"]
 
-_BLOCK_BYTES = 64 << 20  # rows written per block: about this many bytes of complex64
+_BLOCK_BYTES = 16 << 20  # rows written per block: about this many bytes of complex64
 # GeoTIFF and GDAL tags carried into a re-encoded TIFF (ModelPixelScale, ModelTiepoint, ModelTransformation,
 # GeoKeyDirectory, GeoDoubleParams, GeoAsciiParams, GDAL_METADATA, GDAL_NODATA)
 _GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
 
 
 def despeckled_slc(z: np.ndarray, amplitude: np.ndarray) -> np.ndarray:
-    """complex64: ``amplitude`` with the phase of ``z`` (phase 0 where ``z == 0``). Shapes: [h, w] each."""
+    """complex64: ``amplitude`` with the phase of ``z``; 0 where ``z == 0`` (no-data fill, e.g. the zero borders of
+    Sentinel-1 bursts, stays no-data). Shapes: [h, w] each."""
     mag = np.abs(z)
-    unit = np.where(mag > 0, z / np.where(mag > 0, mag, 1), 1)
+    unit = np.where(mag > 0, z / np.where(mag > 0, mag, 1), 0)
     return (amplitude * unit).astype(np.complex64)
 
 

@@ -44,17 +44,21 @@ def amplitude_of(net: MerlinUNet, path: Path, tmp: Path, band: int | None = None
 
 def check_phase_and_amplitude(z_in: np.ndarray, z_out: np.ndarray, amplitude: np.ndarray, atol: float = 0.0):
     nonzero = np.abs(z_in) > 0
-    assert nonzero.mean() > 0.99
+    assert nonzero.mean() > 0.9
     dphi = np.angle(z_out[nonzero] * np.conj(z_in[nonzero]))
     assert np.abs(dphi).max() < 1e-4 + atol  # the original phase
-    np.testing.assert_allclose(np.abs(z_out), amplitude, rtol=1e-5, atol=atol)  # the model's amplitude, unscaled
+    # the model's amplitude, unscaled; no-data zeros stay zero
+    np.testing.assert_allclose(np.abs(z_out[nonzero]), amplitude[nonzero], rtol=1e-5, atol=atol)
+    assert not np.any(z_out[~nonzero])
     assert np.abs(np.abs(z_out) - np.abs(z_in)).mean() > 0.05 * np.abs(z_in).mean()  # and it changed
 
 
 def test_npy_layouts_keep_shape_dtype_phase(tmp_path, scene, net):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
-    np.save(data / "reim.npy", np.stack([scene.real, scene.imag], -1).astype(np.float32))
+    with_fill = scene.copy()
+    with_fill[:, :7] = 0  # a no-data border, as Sentinel-1 bursts have
+    np.save(data / "reim.npy", np.stack([with_fill.real, with_fill.imag], -1).astype(np.float32))
     np.save(data / "sub" / "complex.npy", scene.astype(np.complex128))
     cint = np.clip(np.rint(np.stack([scene.real, scene.imag], -1) * 100), -32768, 32767).astype(np.int16)
     np.save(data / "cint16.npy", cint)
