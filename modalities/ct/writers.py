@@ -133,7 +133,13 @@ def denoise_ct_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path, 
     targets = {p: _target(Path(p), root, out_dir) for p in by_file}
 
     def run(x: np.ndarray) -> np.ndarray:
-        return from_model(_denoise_slice(denoiser, to_model(x)))
+        missing = ~np.isfinite(x)  # NaN outside the field of view of some float volumes: kept NaN
+        if missing.all():
+            return x
+        if missing.any():
+            x = np.where(missing, np.min(x[~missing]), x)
+        out = from_model(_denoise_slice(denoiser, to_model(x)))
+        return np.where(missing, np.nan, out).astype(np.float32) if missing.any() else out
 
     series_uids: dict[str, str] = {}
     written: list[Path] = []
@@ -168,6 +174,7 @@ def _write_nifti(src: Path, dst: Path, refs: list[SliceRef], run: Callable, bar:
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
     scaled = dtype.kind in "iu"
     work = _tmp(dst).with_suffix(".npy")
+    tmp = dst.with_name(f".{os.getpid()}.tmp.{dst.name}")  # nibabel picks gzip from the name's suffix
     out = np.lib.format.open_memmap(work, mode="w+", dtype=dtype, shape=img.shape)
     try:
         for ref in refs:
@@ -178,18 +185,16 @@ def _write_nifti(src: Path, dst: Path, refs: list[SliceRef], run: Callable, bar:
             out[k] = _to_dtype(stored, dtype)
             bar.update(1)
         out.flush()
-        header = img.header.copy()
-        new = nib.Nifti1Image(out, None, header) if isinstance(img, nib.Nifti1Image) else \
-            type(img)(out, None, header)
+        new = type(img)(out, None, img.header.copy())  # NIfTI-1 or -2, as the input
         # the constructor resets scaling; stored values are already scaled: write the input's slope / intercept
         new.header.set_slope_inter(slope if scaled else 1.0, inter if scaled else 0.0)
         new.header.set_data_dtype(dtype)
-        tmp = dst.with_name(f".{os.getpid()}.tmp.{dst.name}")  # nibabel picks gzip from the name's suffix
         nib.save(new, str(tmp))
         tmp.replace(dst)
     finally:
         del out
         work.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------------- npy

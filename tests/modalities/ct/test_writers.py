@@ -112,6 +112,17 @@ def test_nifti_float32_and_unit_interval(tmp_path):
     assert np.abs(x2 - y2).mean() < 0.05 and -0.01 <= y2.min() and y2.max() <= 1.01
 
 
+def test_nan_outside_the_field_of_view_stays_nan(tmp_path):
+    vol = volume(48)
+    vol[:5] = np.nan  # a float volume whose outside-FOV columns are NaN
+    src = nifti(tmp_path / "nan.nii.gz", vol, np.float32)
+    written = denoise_ct_files(filter_for(), {"path": str(src), "units": "hu"}, tmp_path / "out", run_cfg(),
+                               progress=False)
+    y = nib.load(str(written[0])).get_fdata()
+    assert np.array_equal(np.isnan(y), np.isnan(vol))
+    assert np.abs(y[5:] - vol[5:]).mean() < 60 and not np.array_equal(y[5:], vol[5:])
+
+
 def test_npy_slices_same_shape_and_dtype(tmp_path):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
