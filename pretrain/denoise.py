@@ -134,7 +134,7 @@ def write_run_outputs(run_dir: str | Path, progress: bool = True) -> Path | None
     out = run_dir / "denoised"
     try:
         denoise_files(run_dir, out=out, progress=progress)
-    except DataError as e:  # training succeeded and is saved: say why there is no output, in one line
+    except (DataError, ConfigError) as e:  # training succeeded and is saved: say why there is no output, in one line
         print(f"warning: {out} not written: {e}", file=sys.stderr, flush=True)
         return None
     return out

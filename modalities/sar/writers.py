@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from modalities.base import DataError
-from modalities.sar.readers import SLCFile, _check_npy, find_slc_images, notice, open_slc
+from modalities.sar.readers import SLCFile, _check_npy, find_slc_images, notice, open_slc, stack_info
 from modalities.sar.tiling import despeckle_scene
 
 __all__ = ["denoise_sar_files", "despeckled_slc"]
@@ -82,20 +82,13 @@ def _writable(src: Path, copy: Path) -> tuple[np.memmap, Any, str] | None:
         mm = np.load(copy, mmap_mode="r+", allow_pickle=False)
         f = _check_npy(copy, mm)
         return mm, f.array, f.layout
-    if _stack(src) is not None:
+    if stack_info(src)[0]:  # a multi-band TIFF: read whole by the reader
         return None
     f = open_slc(src)
     if not isinstance(f.array, np.memmap):
         return None
     mm = np.memmap(copy, dtype=f.array.dtype, mode="r+", offset=int(f.array.offset), shape=f.array.shape)
     return mm, mm, f.layout
-
-
-def _stack(path: Path) -> int | None:
-    from modalities.sar.readers import stack_info
-
-    n, _ = stack_info(path)
-    return n or None
 
 
 def _write_file(denoiser: Any, src: Path, dst: Path, bands: list[int | None], stats_window: int, bar: Any) -> None:
