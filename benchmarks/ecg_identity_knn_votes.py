@@ -36,6 +36,8 @@ from pretrain.evaluate import (balanced_accuracy, blocked_cv_predictions, contro
                                rankme)
 
 REPO = Path(__file__).resolve().parents[1]
+# The real records the identity probe reads (runs that set data.probe_data use theirs).
+SIGNALS = REPO / ".." / "shared" / "data" / "signals"
 RULES = {"1nn": (1, "plain"), "plain5": (5, "plain"), "balanced5": (5, "balanced"), "undersampled5": (5, "draws")}
 DRAWS = 20
 SHORT_RECORD = "ptbdb/s0010_re"
@@ -57,8 +59,10 @@ def drawn_cv_predict(z: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int, rn
 def score_run(run: Path, probes: dict[str, object]) -> dict:
     cfg = load_run_config(run / "config.yaml")
     data_cfg = dict(cfg.data)
-    key = json.dumps({k: data_cfg.get(k) for k in ("fs", "leads", "band", "clip", "probe_window_s")}, sort_keys=True)
+    key = json.dumps({k: data_cfg.get(k) for k in ("fs", "leads", "band", "clip", "probe_window_s", "probe_data")},
+                     sort_keys=True)
     if key not in probes:
+        data_cfg["probe_data"] = data_cfg.get("probe_data") or str(SIGNALS.resolve())
         probes[key] = modalities.get("ecg").probe_targets(data_cfg, None)["record_identity"]
     ps = probes[key]
     y, folds = np.asarray(ps.y_train), np.asarray(ps.folds)

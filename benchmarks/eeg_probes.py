@@ -1,8 +1,9 @@
 """Short EEG pretraining runs probed against a random encoder: EEGFormer-style VQ reconstruction and JEPA.
 
 For each (objective, data) pair: ``python -m pretrain eeg [--data DIR] --objective NAME`` with the same encoder,
-steps, batch and one CPU thread, then ``evaluate``: the two real-data probes (rest vs movement on the motor-imagery
-run, recording identity on one channel), k-NN and logistic balanced accuracy, for the pretrained encoder and for a
+steps, batch and one CPU thread, then ``evaluate`` with ``data.probe_data`` set to the real recordings
+(``../shared/data/signals``): the two real-data probes (rest vs movement on the motor-imagery run, recording identity
+on one channel), k-NN and logistic balanced accuracy, for the pretrained encoder and for a
 randomly initialised one of the same architecture; plus wall time, the final codebook perplexity / usage of the
 VQ objective (logged per step to metrics.csv) and held-out RankMe.
 
@@ -37,7 +38,8 @@ from pretrain.evaluate import evaluate_run, probe_encoders, set_knn_vote
 from pretrain.loop import read_metrics, train
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO / ".." / "shared" / "data" / "signals" / "eeg"
+SIGNALS = REPO / ".." / "shared" / "data" / "signals"  # --probe-data of every run: the real-recording probes
+REAL = SIGNALS / "eeg"
 
 
 def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: float, out: Path,
@@ -47,9 +49,9 @@ def run_one(objective: str, data: str, steps: int, batch: int, model: str, lr: f
                  f"optim.warmup_steps={max(1, steps // 10)}", f"train.rankme_every={max(1, steps // 3)}",
                  f"train.ckpt_every={steps}", "train.log_every=10", "train.num_workers=0", "train.threads=1",
                  f"train.seed={seed}", *sets]
-    extra = {"train": {"max_steps": steps, "batch_size": batch}}
+    extra = {"train": {"max_steps": steps, "batch_size": batch}, "data": {"probe_data": str(SIGNALS.resolve())}}
     if data == "real":
-        extra["data"] = {"path": str(REAL.resolve())}
+        extra["data"]["path"] = str(REAL.resolve())
     cfg = C.resolve(recipe, None, overrides, extra, demo=(data == "sim"))
     cfg.modality = "eeg"
     t = time.perf_counter()
@@ -82,7 +84,8 @@ def band_power_reference() -> list[dict]:
     """The probes scored on hand-made features instead of an encoder: log power of each channel in the five
     classical bands, through ``pretrain.evaluate.probe_encoders`` on the recipe's probe sets (same windows, folds
     and kNN vote as the encoders' rows). It shows how much of each task the windows hold for spectral features."""
-    data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], {}).data)
+    extra = {"data": {"probe_data": str(SIGNALS.resolve())}}
+    data_cfg = dict(C.resolve(modalities.get("eeg").recipe, None, [], extra).data)
     probes = probe_targets(data_cfg, None)
     set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
     bands = BandPower(float(data_cfg["fs"]))

@@ -3,9 +3,11 @@
 Trains the PPG recipe briefly on real recordings (default: the HeartPy recordings of the embedded default,
 i.e. ``python -m pretrain ppg`` with the demo schedule; ``--data DIR`` for another folder) and probes the frozen
 encoder and a randomly initialised encoder of the same architecture on the two real PPG probes: heart-rate
-regression (kNN and ridge R^2 / MAE) and record identity (kNN and logistic balanced accuracy).
+regression (kNN and ridge R^2 / MAE) and record identity (kNN and logistic balanced accuracy), on the recordings of
+``--probe-data`` (default ``../shared/data/signals``: HeartPy's three and challenge2015/a103l).
 
-    python benchmarks/ppg_probes.py [--steps 40] [--batch 16] [--lr 1e-3] [--data DIR] [--set KEY=VALUE ...]
+    python benchmarks/ppg_probes.py [--steps 40] [--batch 16] [--lr 1e-3] [--data DIR] [--probe-data DIR]
+                                     [--set KEY=VALUE ...]
     python benchmarks/ppg_probes.py --from-run RUN_DIR   # tabulate a finished run (python -m pretrain ppg ...)
 
 Prints one table and writes benchmarks/results/ppg_probes.json.
@@ -29,15 +31,20 @@ from pretrain.evaluate import evaluate_run
 from pretrain.loop import read_metrics, train
 
 REPO = Path(__file__).resolve().parents[1]
+# The real recordings of the probes (ppg_heartpy/*.csv and challenge2015/a103l), as in every earlier result.
+SIGNALS = REPO / ".." / "shared" / "data" / "signals"
 
 
-def run(steps: int, batch: int, lr: float, data: str | None, sets: list[str], out: Path) -> dict:
+def run(steps: int, batch: int, lr: float, data: str | None, sets: list[str], out: Path,
+        probe_data: str | None = None) -> dict:
     recipe = modalities.get("ppg").recipe
     overrides = [f"optim.lr={lr}", f"optim.warmup_steps={max(1, steps // 8)}", "train.num_workers=0",
                  f"train.rankme_every={max(1, steps // 2)}", f"train.ckpt_every={steps}", "train.log_every=5"] + sets
     extra = {"train": {"max_steps": steps, "batch_size": batch}}
     if data:
         extra["data"] = {"path": str(Path(data).resolve())}
+    if probe_data:
+        extra.setdefault("data", {})["probe_data"] = str(Path(probe_data).resolve())
     cfg = C.resolve(recipe, None, overrides, extra, demo=not data)
     t = time.perf_counter()
     train(cfg, out, progress=False)
@@ -91,6 +98,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", default=None, help="folder of PPG records (default: the embedded heartpy data)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--probe-data", default=str(SIGNALS) if SIGNALS.is_dir() else None,
+                    help="folder of the real probe recordings (default: ../shared/data/signals when present, else the "
+                         "recordings of the installed heartpy package)")
     ap.add_argument("--from-run", help="tabulate this finished run folder instead of training")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ppg_probes.json"))
     args = ap.parse_args()
@@ -98,7 +108,7 @@ def main() -> None:
         result = summarise(Path(args.from_run), None, None, [])
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(args.steps, args.batch, args.lr, args.data, args.sets, Path(tmp) / "run")
+            result = run(args.steps, args.batch, args.lr, args.data, args.sets, Path(tmp) / "run", args.probe_data)
     result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                          "platform": platform.platform(), "torch": torch.__version__}
     print(f"{result['data']}: {result['steps']} steps x {result['batch']}, train {result['train_seconds']} s, "

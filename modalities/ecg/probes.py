@@ -526,8 +526,11 @@ def subject_identity_probe(root: str | Path, fs: float = 500, window_s: float = 
     root = Path(root)
     ps = record_identity_probe(root, fs=fs, window_s=window_s, stride_s=stride_s, max_per_record=max_per_record,
                                folds=folds, leads=leads, band=band, clip=clip)
-    ps.description = ("simulated subject identity (each subject its own heart rate, axis, wave timing and "
-                      "amplitudes): " + ps.description)
+    split = (f"blocked cross-validation over {folds} consecutive blocks of each subject" if folds
+             else "first 2/3 of each subject train, last 1/3 test")
+    ps.description = (f"which of {len(ps.class_names)} simulated subjects (ecgsyn_0000-{len(ps.class_names) - 1:04d}; "
+                      f"each its own heart rate, axis, wave timing and amplitudes) a window comes from, lead II in "
+                      f"slot {IDENTITY_SLOT}; {window_s:g} s windows, {split}; kNN with k = {IDENTITY_KNN_K}")
     ps.source = _simulated_source(root)
     return ps
 

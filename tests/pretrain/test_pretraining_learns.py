@@ -19,7 +19,7 @@ def test_vicreg_beats_random_on_record_identity(tmp_path, signals_dir, run_cache
     cfg = C.resolve(modalities.get("ecg").recipe, None,
                     ["objective.name=vicreg", "optim.lr=5e-4", "optim.warmup_steps=15", "train.rankme_every=50",
                      "train.ckpt_every=1000", "train.num_workers=0", "train.log_every=10"],
-                    {"data": {"path": str(signals_dir)},
+                    {"data": {"path": str(signals_dir), "probe_data": str(signals_dir)},
                      "train": {"max_steps": 150, "batch_size": 16,
                                # bf16 is emulated (8.6x slower) on CPUs without bf16 instructions
                                "precision": "bf16-mixed" if cpu_has_bf16() else "32-true"}})
