@@ -193,9 +193,9 @@ def simulated_rooms_probe(cache_dir: str | Path, grid_size: float, n_rooms: int 
     train = [c for room in rooms[:n_train] for c in room]
     test = [c for room in rooms[n_train:] for c in room]
     ps = _segmentation_set(train, test, CLASSES,
-                           f"simulated furnished rooms (seed {seed}, not the training rooms): rooms {_span(0, n_train - 1)} "
-                           f"train, {_span(n_train, n_rooms - 1)} test, 4 quadrant crops of at most {max_points} points "
-                           f"per room ({grid_size} m voxels)", "")
+                           f"simulated furnished rooms (seed {seed}, not the training rooms): rooms "
+                           f"{_span(0, n_train - 1)} train, {_span(n_train, n_rooms - 1)} test, 4 quadrant crops of "
+                           f"at most {max_points} points per room ({grid_size} m voxels)", "")
     ps.source = f"simulated rooms (seed {seed}): {n_rooms} rooms, {len(class_ids(ps.y_train + ps.y_test))} classes"
     return ps
 

@@ -32,7 +32,8 @@ def test_pretrain_lidar_on_semantickitti_trains_exports_and_probes(tmp_path, run
         for lv in ("all", "last")}
     assert all(0 <= r["linear_miou"] <= 1 for r in seg)
     report = (out / "report.md").read_text()
-    assert "**simulated_streets**: simulated streets (seed 7" in report
+    sim = next(line for line in report.splitlines() if line.startswith("- **simulated_streets**"))
+    assert "simulated streets (seed 7, not the training streets)" in sim and "classes present: car," in sim
     kitti = next(line for line in report.splitlines() if line.startswith("- **semantickitti_points**"))
     assert "classes present: car," in kitti and "19 classes" not in kitti
 

@@ -37,7 +37,8 @@ def test_probe_data_report_probes_the_real_scenes(tmp_path, run_cache):
     run = tmp_path / "run"
     assert main(["scenes", "--out", str(run), *SMALL, "--probe-data", str(root),
                  "--set", "data.probes=[rooms,corpus,sensaturban,semantickitti]",
-                 "--set", "data.probe_grid_size.sensaturban=0.5", "--set", "data.probe_grid_size.semantickitti=1.0"]) == 0
+                 "--set", "data.probe_grid_size.sensaturban=0.5",
+                 "--set", "data.probe_grid_size.semantickitti=1.0"]) == 0
     probes, report = _probe_rows(run)
     assert probes == {"sensaturban", "semantickitti"}
     line = next(x for x in report.splitlines() if x.startswith("- **semantickitti**"))

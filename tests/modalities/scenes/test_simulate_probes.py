@@ -113,8 +113,8 @@ def test_default_probe_is_simulated_rooms_with_the_simulator_labels(tmp_path, mo
     meta = json.loads((built / "corpus.json").read_text())
     assert meta["seed"] == PROBE_SEED and meta["n_rooms"] == 3
     # every probe point carries the simulator's class of that point (rooms 0, 1 train; room 2 tests)
-    crops = [(0, x, y) for x, y in zip(ps.x_train[:4], ps.y_train[:4])] + \
-            [(1, x, y) for x, y in zip(ps.x_train[4:], ps.y_train[4:])] + [(2, x, y) for x, y in zip(ps.x_test, ps.y_test)]
+    crops = [(i // 4, x, y) for i, (x, y) in enumerate(zip(ps.x_train, ps.y_train))]
+    crops += [(2, x, y) for x, y in zip(ps.x_test, ps.y_test)]
     rooms = {i: simulate_room(PROBE_SEED, i, PROBE_DENSITY) for i in range(3)}
     luts = {i: {tuple(c): l for c, l in zip(r["coord"].tolist(), r["segment"].tolist())} for i, r in rooms.items()}
     for i, x, y in crops:
