@@ -83,3 +83,23 @@ def test_probe_data_gives_the_real_recording_probes(signals_dir: Path) -> None:
 def test_missing_probe_data_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"^data\.probe_data: .*nowhere is not a folder$"):
         probe_targets({"fs": 128, "probe_data": str(tmp_path / "nowhere")}, None)
+
+
+@pytest.mark.slow
+def test_command_line_report_probes_default_and_probe_data(signals_dir: Path, tmp_path: Path, run_cache) -> None:
+    """``python -m pretrain eeg``: the report's probe table holds the simulated 3-class probe; with
+    ``--probe-data DIR`` (written to config.yaml as an absolute path) the real-recording probes instead."""
+    import yaml
+
+    from pretrain.cli import main
+
+    common = ["eeg", "--max-steps", "2", "--batch-size", "4", "--quiet", "--set", "model.name=eegformer_xs"]
+    assert main([*common, "--out", str(tmp_path / "sim")]) == 0
+    report = (tmp_path / "sim" / "report.md").read_text()
+    assert "| motor_imagery_3class | pretrained |" in report and "| record_identity |" not in report
+    assert main([*common, "--out", str(tmp_path / "real"), "--probe-data", str(signals_dir)]) == 0
+    cfg = yaml.safe_load((tmp_path / "real" / "config.yaml").read_text())
+    assert cfg["data"]["probe_data"] == str(signals_dir.resolve())
+    report = (tmp_path / "real" / "report.md").read_text()
+    assert "| motor_imagery | pretrained |" in report and "| record_identity | random init |" in report
+    assert "motor_imagery_3class" not in report
