@@ -673,12 +673,24 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
         # other files: their conventions (CT units, label ids, ...) are detected again
         data_cfg = for_other_files(data_cfg, load_yaml(modality.recipe).get("data") or {})
         data_cfg["path"] = str(Path(data).resolve())
+    if probe_data:
+        data_cfg["probe_data"] = str(Path(probe_data).expanduser().resolve())
+    if probe_labels:
+        data_cfg["probe_labels"] = probe_labels
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": control_encoder(run_dir, seed)}
-    probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
-    set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    from pretrain.user_eval import user_denoising_rows
+
+    # the user's own files first: a bad --reference is refused before the slower built-in probes
+    user_rows, user_what = user_denoising_rows(run_dir, modality, data_cfg, cfg.data.get("path"), reference, fig_dir)
+    probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
+    if data_cfg.get("probe_labels"):  # the user's own labels first
+        from pretrain.user_eval import user_label_probes
+
+        probes = {**user_label_probes(run_dir, modality, data_cfg, str(data_cfg["probe_labels"]), seed), **probes}
+    set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
     graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
     embedding_probes = {n: p for n, p in probes.items() if p.task not in ("denoising", "segmentation")}
     rows = probe_encoders(encoders, embedding_probes, collate=modality.collate if graph_inputs else None)
@@ -704,7 +716,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
             item = ds[0]
             figs.append(_plot_signal(item["signal"].numpy(), list(data_cfg.get("leads") or data_cfg.get("channels") or []),
                                      float(item["fs"]), fig_dir / "sample.png"))
-    (run_dir / "probes.json").write_text(json.dumps(rows + denoising_rows + segmentation_rows, indent=2))
+    (run_dir / "probes.json").write_text(json.dumps(rows + denoising_rows + segmentation_rows + user_rows, indent=2))
 
     lines = [f"# {cfg.modality} / {cfg.objective['name']} / {cfg.model['name']}", "",
              f"- run: `{run_dir}`", f"- training data: `{cfg.data.get('path')}`"]
@@ -752,14 +764,16 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
                          f"{r['knn_r2']:.3f} | {r['knn_mae']:.2f} | {_fmt_score(r.get('knn_within_r'))} | "
                          f"{r['ridge_r2']:.3f} | {r['ridge_mae']:.2f} | {_fmt_score(r.get('ridge_within_r'))} | "
                          f"{r['rankme']:.1f} |")
+    lines += _user_denoising_section(user_rows, user_what)
     lines += _denoising_section(denoising_rows) + _segmentation_section(segmentation_rows)
     if rows or denoising_rows or segmentation_rows:
         for name, ps in probes.items():
-            if ps.description:
-                lines.append(f"\n- **{name}**: {ps.description}")
+            if ps.description or ps.source:
+                source = f" (data: {ps.source})" if ps.source else ""
+                lines.append(f"\n- **{name}**{source}: {ps.description}")
     else:
         lines.append("No labelled probe data was found for this modality (see its data cards).")
-    figs += [Path(r["figure"]) for r in denoising_rows if "figure" in r]
+    figs += [Path(r["figure"]) for r in user_rows + denoising_rows if "figure" in r]
     lines += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs]
     report = run_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
@@ -788,6 +802,24 @@ def _denoising_section(rows: list[dict[str, Any]]) -> list[str]:
                      f"{_fmt_score(r.get('ssim'))} | {_fmt_score(r.get('region_std'), 2)} | {_fmt_enl(r)} | "
                      f"{_fmt_score(r.get('ratio_mean'))} | {_fmt_score(r.get('ratio_var'))} | "
                      f"{_fmt_score(r.get('s_per_megapixel'), 2)} |")
+    return lines
+
+
+def _user_denoising_section(rows: list[dict[str, Any]], what: str) -> list[str]:
+    """Per image of the user's data: the noisy input and the denoised output, with what was compared."""
+    if not rows:
+        return []
+    window = any("psnr_window" in r for r in rows)
+    lines = ["", "## Your data: denoised output" + (" vs your clean reference" if any("psnr" in r for r in rows) else ""),
+             "", what, "",
+             "| image | method | PSNR dB | SSIM |" + (" PSNR dB window | SSIM window |" if window else "")
+             + " std in uniform region | ENL | ratio mean | ratio var |",
+             "|---|---|---|---|" + ("---|---|" if window else "") + "---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['image']} | {r['method']} | {_fmt_score(r.get('psnr'), 2)} | {_fmt_score(r.get('ssim'))} |"
+                     + (f" {_fmt_score(r.get('psnr_window'), 2)} | {_fmt_score(r.get('ssim_window'))} |" if window else "")
+                     + f" {_fmt_score(r.get('region_std'), 4)} | {_fmt_enl(r)} | {_fmt_score(r.get('ratio_mean'))} | "
+                     f"{_fmt_score(r.get('ratio_var'))} |")
     return lines
 
 

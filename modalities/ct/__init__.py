@@ -29,7 +29,7 @@ from modalities.base import DataError, Modality, build_corpus
 from modalities.ct.dataset import CTSlices
 from modalities.ct.probes import pydicom_data_ct_files, probe_targets
 from modalities.ct.units import resolve_units
-from modalities.ct.volumes import index_ct, read_slice
+from modalities.ct.volumes import index_ct, read_images, read_slice
 from modalities.ct.writers import denoise_ct_files
 
 __all__ = ["MODALITY", "build_dataset", "default_data"]
@@ -93,4 +93,5 @@ MODALITY = Modality(
     sample_kind="image",
     view_augmentations=False,
     denoise_files=denoise_ct_files,
+    read_images=read_images,
 )

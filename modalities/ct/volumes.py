@@ -307,3 +307,19 @@ def read_slice(ref: SliceRef) -> np.ndarray:
         except Exception as e:
             raise DataError(f"{ref.path}: truncated or corrupt .npy data ({type(e).__name__}: {str(e)[:100]})") from None
     return read_dicom_hu(ref.path, ref.index)
+
+
+def read_images(path: str | Path, data_cfg: Any = None) -> dict[str, np.ndarray]:
+    """Every slice under ``path`` as float64[H, W] in the file's units, keyed by the file's path relative to
+    ``path`` (``""`` for a single file) plus ``#<slice>`` in files holding several slices (``Modality.read_images``:
+    what ``evaluate --reference`` compares)."""
+    root = Path(path).expanduser()
+    refs = index_ct(root)
+    per_file: dict[str, int] = {}
+    for r in refs:
+        per_file[r.path] = per_file.get(r.path, 0) + 1
+    out: dict[str, np.ndarray] = {}
+    for r in refs:
+        rel = "" if root.is_file() else Path(r.path).relative_to(root).as_posix()
+        out[rel + (f"#{r.index}" if per_file[r.path] > 1 else "")] = read_slice(r).astype(np.float64)
+    return out

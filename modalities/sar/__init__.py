@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from modalities.base import DataError, Modality
 from modalities.sar.patches import SLCPatches
 from modalities.sar.probes import probe_targets
-from modalities.sar.readers import notice
+from modalities.sar.readers import notice, read_images
 from modalities.sar.simulate import simulate_corpus
 from modalities.sar.writers import denoise_sar_files
 
@@ -62,4 +62,5 @@ MODALITY = Modality(
     sample_kind="image",
     view_augmentations=False,
     denoise_files=denoise_sar_files,
+    read_images=read_images,
 )

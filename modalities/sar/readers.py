@@ -375,3 +375,49 @@ def find_slc_files(path: str | Path) -> list[Path]:
     if not files:
         raise DataError(f"{path}: no SLC files ({', '.join(SLC_SUFFIXES)}) found")
     return files
+
+
+def read_images(path: str | Path, data_cfg: Any = None) -> dict[str, np.ndarray]:
+    """The amplitude (float64[H, W]) of every image under ``path``, keyed by the file's path relative to ``path``
+    (``""`` for a single file) plus ``#<channel>`` for a polarisation stack (``Modality.read_images``: what
+    ``evaluate --reference`` compares). Complex SLCs give their modulus. A real-valued image (a clean reference)
+    is an amplitude unless ``data.reference_values`` is ``intensity``; the simulator's ``*_clean.npy`` files hold
+    the expected intensity and are always read as such."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such file or folder")
+    cfg = dict(data_cfg or {})
+    values = str(cfg.get("reference_values") or "amplitude")
+    if values not in ("amplitude", "intensity"):
+        raise DataError(f"data.reference_values: amplitude or intensity, got {values!r}")
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()
+                                                  and p.suffix.lower() in SLC_SUFFIXES)
+    out: dict[str, np.ndarray] = {}
+    for f in files:
+        rel = "" if root.is_file() else f.relative_to(root).as_posix()
+        try:
+            n, _ = stack_info(f)
+        except DataError:
+            n = 0
+        try:
+            bands = [None] if n == 0 else list(range(n))
+            for b in bands:
+                out[rel + ("" if b is None else f"#{b}")] = np.abs(read_slc(f, b)).astype(np.float64)
+        except DataError:  # a real-valued image: a clean reference
+            a = np.load(f) if f.suffix.lower() == ".npy" else _read_tiff(f)
+            a = np.squeeze(np.asarray(a, dtype=np.float64))
+            if a.ndim != 2 or np.iscomplexobj(a):
+                raise DataError(f"{f}: expected an SLC or a real-valued [H, W] image, got shape {a.shape}") from None
+            out[rel] = np.sqrt(np.maximum(a, 0)) if values == "intensity" or f.name.endswith("_clean.npy") else a
+    if not out:
+        raise DataError(f"{root}: no SAR images ({', '.join(SLC_SUFFIXES)}) found")
+    return out
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except Exception as e:  # tifffile raises its own errors for malformed files
+        raise DataError(f"{path}: unreadable TIFF ({type(e).__name__}: {str(e)[:80]})") from None
