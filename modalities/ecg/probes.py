@@ -24,6 +24,10 @@ training corpus, so no probe subject was seen in pretraining; simulated once int
   regression target, train and test on *different* subjects, so the probe must read the beat interval rather than
   recognise a subject.
 
+Both leave room above a random encoder (measured at fs 500, 2 seeds): a random ``vit1d_xs`` scores identity
+kNN 0.24-0.26 balanced accuracy (chance 0.04) and heart-rate ridge R^2 -0.53 to -0.33, the log-spectrum of lead II's
+rectified signal 0.57 and 0.58.
+
 :func:`probe_targets` picks one set or the other. Beat class uses a fixed split by time (train first, test last);
 identity, by default, blocked cross-validation over consecutive thirds of every record (every window is a test
 window once), or the same fixed split. No window crosses a split or block edge, so train and test windows never
@@ -481,8 +485,6 @@ def heart_rate_probe(root: str | Path, fs: float = 500, window_s: float = HR_WIN
         ProbeSet(task="regression") with float32 x [N, len(leads), round(window_s * fs)] and float64 y in bpm;
         ``meta["subjects"]``: the record name of every train and test window.
     """
-    from modalities.signals.records import read_header
-
     root = Path(root)
     subjects = _corpus_subjects(root)
     if not 0 < train_subjects < len(subjects):

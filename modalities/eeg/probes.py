@@ -10,7 +10,9 @@ Default probe, built when no folder is given (every install gets it; nothing out
   corpus uses seed 0, so no probe subject was seen in pretraining) and simulated once into the cache
   (:func:`simulated_probe_corpus`). The labels are the simulator's own event schedule; imagery lowers mu/beta power
   over the contralateral sensorimotor cortex by 50-70 % and the ipsilateral by 10-20 %, so left vs right needs the
-  lateralisation, which the per-channel features (``embedding="channels"``) keep.
+  lateralisation, which the per-channel features (``embedding="channels"``) keep. It leaves room above a random
+  encoder (measured, 2 seeds): a random ``eegformer_xs`` scores kNN 0.50-0.56 and logistic 0.64-0.67 balanced
+  accuracy (chance 0.33), log band power per channel 0.54 and 0.62.
 
 Probes on real recordings (a folder given as ``data.probe_data`` / ``--probe-data``, laid out as the test data:
 ``eeg/test_edf_overlapping_annotations.edf``, other EEG files under ``eeg/``, ``sleep/*Hz.txt``):
