@@ -1,0 +1,142 @@
+"""Per-image Filter2Noise on the authors' public low-dose chest CT sample, side by side with their code.
+
+The Filter2Noise repository ships one normalised ([0, 1]) low-dose chest CT slice and its normal-dose image
+(``noisy.npy`` / ``clean.npy``, 512 x 512). This script, given that checkout (``--reference PATH``; not shipped here):
+
+1. writes both as NIfTI files with a chest-CT affine (0.74 mm pixels), the way a user would hold them;
+2. runs the authors' ``filter2noise.py`` as published (500 steps, AdamW + OneCycleLR, lambda 400, 2 stages) in a
+   scratch copy of their folder and reads its logged PSNR / SSIM and wall time;
+3. runs ours as a user would: ``python -m pretrain ct --data noisy.nii.gz`` in per-image mode (one slice, whole
+   image) for each ``--steps`` value, then ``python -m pretrain evaluate RUN --reference clean.nii.gz``, and reads
+   the PSNR of the written ``RUN/denoised/noisy.nii.gz`` (checked: same shape and affine as the input) from the
+   run's ``probes.json``; wall time is the training command's, start-up included;
+4. repeats the pair ``--rounds`` times, alternating, and prints a table and the median time ratio; writes JSON.
+
+Both sides use the same torch threads (``--threads``, default 2). The reference needs ``loguru``
+(``pip install loguru``).
+
+    python benchmarks/ct_f2n_reference_pair.py --reference ~/src/Filter2Noise [--steps 500,800] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+AFFINE = np.array([[-0.74, 0, 0, 189.4], [0, -0.74, 0, 189.4], [0, 0, 1.0, -120.0], [0, 0, 0, 1]])
+
+
+def write_pair(reference: Path, work: Path) -> tuple[Path, Path]:
+    import nibabel as nib
+
+    out = []
+    for name in ("noisy", "clean"):
+        a = np.load(reference / f"{name}.npy").astype(np.float32)
+        path = work / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(a.T[:, :, None], AFFINE), str(path))  # NIfTI [x, y, z]: columns first
+        out.append(path)
+    return out[0], out[1]
+
+
+def load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def run_reference(reference: Path, work: Path, threads: int) -> dict:
+    scratch = work / "reference"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir()
+    for name in ("filter2noise.py", "noisy.npy", "clean.npy"):
+        shutil.copy(reference / name, scratch / name)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg")
+    tic = time.perf_counter()
+    proc = subprocess.run([sys.executable, "filter2noise.py"], cwd=scratch, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise SystemExit(f"reference failed ({proc.returncode}): {log[-2000:]}")
+    found = {k: float(v) for k, v in re.findall(r"(psnr_denoised|ssim_denoised|psnr_noisy|ssim_noisy): ([0-9.]+)", log)}
+    train = re.search(r"Inference time: ([0-9.]+) seconds", log)  # the authors' name for their training time
+    return {"impl": "reference", "steps": 500, "seconds": seconds, "train_seconds": float(train.group(1)) if train else None,
+            "psnr": found.get("psnr_denoised"), "ssim": found.get("ssim_denoised"), "psnr_noisy": found.get("psnr_noisy"),
+            "load": load()}
+
+
+def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, extra: list[str]) -> dict:
+    import nibabel as nib
+
+    run = work / f"ours_{steps}"
+    if run.exists():
+        shutil.rmtree(run)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "pretrain", "ct", "--data", str(noisy), "--set", "data.slices=[0]",
+           "--set", "data.patch=null", "--max-steps", str(steps), "--set", f"train.threads={threads}",
+           "--no-eval", "--quiet", "--out", str(run), *extra]
+    tic = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if proc.returncode != 0:
+        raise SystemExit(f"ours failed: {proc.stderr[-2000:]}")
+    written = run / "denoised" / noisy.name
+    a, b = nib.load(str(noisy)), nib.load(str(written))
+    assert a.shape == b.shape and np.allclose(a.affine, b.affine), "denoised NIfTI lost the input's geometry"
+    ev = subprocess.run([sys.executable, "-m", "pretrain", "evaluate", str(run), "--reference", str(clean)], env=env,
+                        capture_output=True, text=True)
+    if ev.returncode != 0:
+        raise SystemExit(f"evaluate failed: {ev.stderr[-2000:]}")
+    rows = {r["method"]: r for r in json.loads((run / "probes.json").read_text()) if r.get("probe") == "your data"}
+    return {"impl": "ours", "steps": steps, "seconds": seconds, "psnr": rows["denoised"]["psnr"],
+            "ssim": rows["denoised"]["ssim"], "psnr_noisy": rows["noisy input"]["psnr"], "load": load(),
+            "command": " ".join(cmd[1:]).replace(str(work), "WORK")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reference", required=True, type=Path, help="the authors' Filter2Noise checkout")
+    p.add_argument("--steps", default="500", help="comma-separated step counts of our runs")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for our runs")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_f2n_reference_pair.json")
+    args = p.parse_args()
+    extra = [x for o in args.overrides for x in ("--set", o)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        noisy, clean = write_pair(args.reference.expanduser(), work)
+        for r in range(args.rounds):
+            rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads)})
+            print(rows[-1], flush=True)
+            for steps in (int(s) for s in args.steps.split(",")):
+                rows.append({"round": r, **run_ours(noisy, clean, work, steps, args.threads, extra)})
+                print(rows[-1], flush=True)
+    ref_s = [r["seconds"] for r in rows if r["impl"] == "reference"]
+    print(f"\n| impl | steps | PSNR dB | SSIM | wall s (median) | time / reference |\n|---|---|---|---|---|---|")
+    summary = []
+    for key in dict.fromkeys((r["impl"], r["steps"]) for r in rows):
+        rs = [r for r in rows if (r["impl"], r["steps"]) == key]
+        s = statistics.median(r["seconds"] for r in rs)
+        ratio = statistics.median(a["seconds"] / b for a, b in zip(rs, ref_s))
+        summary.append({"impl": key[0], "steps": key[1], "psnr": statistics.median(r["psnr"] for r in rs),
+                        "ssim": statistics.median(r["ssim"] for r in rs), "seconds": s, "ratio_to_reference": ratio})
+        print(f"| {key[0]} | {key[1]} | {summary[-1]['psnr']:.2f} | {summary[-1]['ssim']:.4f} | {s:.0f} | {ratio:.2f} |")
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "threads": args.threads, "rows": rows,
+                                    "summary": summary}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
