@@ -69,24 +69,26 @@ def wd_at(step: int, total: int, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def fit_schedule(cfg: RunConfig, n_train: int) -> list[str]:
+def fit_schedule(cfg: RunConfig, n_train: int, one_image_ok: bool = False) -> list[str]:
     """Fit the recipe's schedule to this run, in place, and say what changed (one line each).
 
     A warm-up longer than half the run would keep the learning rate far below its peak for the whole run (the
     ECG recipe's 10,000 warm-up steps at ``--max-steps 50`` never pass 0.5 % of it): it is scaled to 10 % of
-    the run. Fewer training samples than a global batch is named (every batch repeats samples).
+    the run. Fewer training samples than a global batch is named (every batch repeats samples), except one image
+    for a denoiser that filters a repeated image once per step (``one_image_ok``: per-image zero-shot training).
     """
     o, t = cfg.optim, cfg.train
     lines = []
     if o.warmup_steps > t.max_steps // 2:
         new = max(1, t.max_steps // 10)
-        why = (f"the learning rate would never pass {o.lr * t.max_steps / o.warmup_steps:.3g} of optim.lr={o.lr:.3g}"
+        frac = t.max_steps / o.warmup_steps
+        why = (f"the learning rate would never pass {o.lr * frac:.3g}, {100 * frac:.2g} % of optim.lr={o.lr:.3g}"
                if o.warmup_steps >= t.max_steps else "the learning rate would peak after half of the run")
         lines.append(f"warning: optim.warmup_steps={o.warmup_steps} is over half of the run's {t.max_steps} steps "
                      f"({why}); using {new} (10 % of the run), written to config.yaml; set optim.warmup_steps <= "
                      f"{t.max_steps // 2} to choose another")
         o.warmup_steps = new
-    if n_train < t.batch_size:
+    if n_train < t.batch_size and not (one_image_ok and n_train == 1):
         lines.append(f"warning: {n_train} training sample(s) for a global batch of {t.batch_size} (train.batch_size): "
                      "every batch repeats samples; give more or longer records, or lower train.batch_size")
     return lines
@@ -402,7 +404,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         train_ds = labelled_subset(train_ds, float(fraction), int(data_cfg.get("split_seed") or 0))
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
-    for line in fit_schedule(cfg, len(train_ds)) if not resume else []:
+    per_image = getattr(objective_cls, "dedups_repeated_images", False) and cfg.objective.get("unique", True)
+    for line in fit_schedule(cfg, len(train_ds), one_image_ok=per_image) if not resume else []:
         fabric.print(line, file=sys.stderr)
 
     torch.manual_seed(t.seed)  # identical initial weights on every process

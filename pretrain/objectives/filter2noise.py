@@ -102,6 +102,7 @@ class Filter2Noise(Objective):
     name: ClassVar[str] = "filter2noise"
     views: ClassVar[int] = 0
     sample_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    dedups_repeated_images: ClassVar[bool] = True  # one image trains alone (per-image zero-shot mode)
 
     def __init__(self, encoder: nn.Module, edge_weight: float = 350.0, dog_size: int = 7,
                  dog_sigmas: tuple[float, float] | list[float] = (9.0, 10.0),

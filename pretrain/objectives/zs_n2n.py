@@ -166,6 +166,7 @@ class ZSN2N(Objective):
     name: ClassVar[str] = "zs_n2n"
     views: ClassVar[int] = 0
     sample_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    dedups_repeated_images: ClassVar[bool] = True  # one image trains alone (per-image zero-shot mode)
 
     def __init__(self, encoder: nn.Module, window: tuple[float, float] | list[float] | None = None,
                  unique: bool = True, fallback: bool = True) -> None:
