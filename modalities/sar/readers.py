@@ -2,7 +2,7 @@
 
 Accepted layouts (every reader returns a complex64[H, W] array or a lazy window of one):
 
-- ``.npy`` float[H, W, 2] (real, imaginary last: the layout of the MERLIN code and of ``../shared/data/sar``);
+- ``.npy`` float[H, W, 2] (real, imaginary last: the layout of the MERLIN code and its sample SLC crops);
 - ``.npy`` complex64 / complex128 [H, W];
 - TIFF / GeoTIFF with complex samples (SampleFormat 6, complex float: GDAL ``CFloat32``/``CFloat64``, SNAP exports);
 - Sentinel-1 SAFE ``measurement/*.tiff`` (SampleFormat 5, 32-bit complex integer: int16 I and Q interleaved,

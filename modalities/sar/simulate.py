@@ -13,7 +13,7 @@ Sentinel-1's processor uses 0.75), the azimuth band centred on a Doppler centroi
 reflectivity blurred by the tiny point-spread function ``|h|^2``: that expected intensity is the clean reference
 (``_clean.npy``), exact rather than approximate. The speckle of ``z`` is spatially correlated (lag-1 correlation
 of the complex field 0.40 in azimuth and 0.36 in range at the defaults, as in real SLCs: 0.24 / 0.21 on the
-ENVISAT crop and 0.31 / 0.27 on the UAVSAR crop of ``../shared/data/sar``) and its
+ENVISAT crop and 0.31 / 0.27 on the UAVSAR crop of the test data, benchmarks/sar_despeckling.py) and its
 spectrum is off-centre until Doppler centring.
 
 Clean scenes are the pictures that ship in scikit-image (``skimage.data``), converted to grey and to a reflectivity
