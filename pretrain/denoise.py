@@ -19,7 +19,7 @@ from typing import Any
 from modalities.base import DataError
 from pretrain.config import ConfigError
 
-__all__ = ["denoise_files", "write_run_outputs"]
+__all__ = ["denoise_files", "embedded_or_simulated", "write_run_outputs"]
 
 
 def _load_run(run_dir: Path) -> tuple[Any, Any]:
@@ -109,14 +109,14 @@ def denoise_files(run_dir: str | Path, data: str | Path | None = None, out: str 
     return list(modality.denoise_files(denoiser, data_cfg, out_dir, cfg.to_dict(), progress))
 
 
-def _embedded_or_simulated(cfg: Any, modality_name: str) -> bool:
-    """Whether the run trained on our demo data (the embedded default) or on simulated noise (``data.dose_i0``):
-    then the noisy input is not the user's and there is nothing of theirs to write."""
+def embedded_or_simulated(data_cfg: Any, modality_name: str) -> bool:
+    """Whether ``data_cfg`` is our demo data (the embedded default, under the cache) or simulated noise
+    (``data.dose_i0``): then the noisy input is not the user's and there is nothing of theirs to write or score."""
     from modalities.base import cache_root
 
-    if cfg.data.get("dose_i0"):
+    if data_cfg.get("dose_i0"):
         return True
-    path = cfg.data.get("path")
+    path = data_cfg.get("path")
     if not path:
         return True
     return _inside(Path(str(path)).expanduser().resolve(), (cache_root() / modality_name).resolve())
@@ -129,7 +129,7 @@ def write_run_outputs(run_dir: str | Path, progress: bool = True) -> Path | None
     data cannot be written back (one warning line naming the file: the trained denoiser is saved all the same)."""
     run_dir = Path(run_dir)
     cfg, modality = _load_run(run_dir)
-    if not _is_denoiser(modality) or _embedded_or_simulated(cfg, cfg.modality):
+    if not _is_denoiser(modality) or embedded_or_simulated(cfg.data, cfg.modality):
         return None
     out = run_dir / "denoised"
     try:

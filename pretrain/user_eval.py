@@ -107,12 +107,11 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
     data in ``data_cfg`` and a one-line description of what was compared. Empty when the run is not a denoiser of
     user files (the embedded default or a simulated dose: the built-in probe covers those) and no ``reference``
     was asked for."""
-    from pretrain.denoise import denoise_files
+    from pretrain.denoise import denoise_files, embedded_or_simulated
 
     data = data_cfg.get("path")
     is_denoiser = modality.read_images is not None and modality.denoise_files is not None
-    simulated = bool(data_cfg.get("dose_i0")) or _is_embedded(data)
-    if not is_denoiser or simulated or not data:
+    if not is_denoiser or not data or embedded_or_simulated(data_cfg, modality.name):
         if reference is not None:
             why = ("its modality has no denoiser" if not is_denoiser else
                    "its noisy input is simulated (data.dose_i0) or the embedded default: the report's built-in "
@@ -176,14 +175,6 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
     else:
         what += "; amplitude PSNR/SSIM over the reference's range; ENL in the most homogeneous boxes"
     return rows, what
-
-
-def _is_embedded(data: Any) -> bool:
-    """Whether ``data`` is an embedded default corpus (built under the cache with a ``corpus.json``)."""
-    if not data:
-        return False
-    p = Path(str(data))
-    return (p / "corpus.json").is_file() or (p.parent / "corpus.json").is_file()
 
 
 #: a numeric label column with at most this many distinct integer values is a class label, else a regression target
