@@ -101,10 +101,3 @@ def test_missing_probe_data_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"^data\.probe_data: .*nowhere is not a folder$"):
         probe_targets({"fs": FS, "probe_data": str(tmp_path / "nowhere")}, None)
 
-
-def test_library_code_names_no_shared_data_folder() -> None:
-    repo = Path(__file__).resolve().parents[3]
-    for modality in ("ecg", "ppg", "eeg"):
-        for path in (repo / "modalities" / modality).glob("*.py"):
-            text = path.read_text()
-            assert "shared/data" not in text and '"shared"' not in text and "../shared" not in text, path
