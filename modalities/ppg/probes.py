@@ -322,6 +322,8 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
         try:
             records_root, sources = heartpy_data_dir(), ((".", HEADERLESS_FS),)
             source = "installed package heartpy (heartpy/data: 3 example recordings)"
+            if data_path is not None and {f.name for f in Path(data_path).glob("data*.csv")} >= {"data.csv", "data2.csv"}:
+                source += "; the run pretrained on these same recordings (the embedded default), without labels"
         except DataError as exc:
             warnings.warn(f"PPG probes heart_rate and record_identity left out: {exc}", stacklevel=2)
             records_root = None
