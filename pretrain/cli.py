@@ -31,7 +31,9 @@ def _listing() -> str:
              "[--probe-labels FILE] | finetune RUN_DIR --data PATH --target NAME | denoise RUN_DIR --data IN --out OUT",
              "", "modalities:"]
     for n in modalities.names():
-        lines.append(f"  {n:14s} {modalities.get(n).description}")
+        variants = config_mod.recipe_variants(modalities.get(n).recipe)
+        lines.append(f"  {n:14s} {modalities.get(n).description}"
+                     + (f" (--variant {' | '.join(variants)})" if variants else ""))
     lines += ["", "objectives:"]
     for n in objectives.names():
         cls = objectives.get(n)
@@ -46,6 +48,8 @@ def _train_parser(modality: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m pretrain {modality}", description=f"Pretrain an encoder on {modality} data.")
     p.add_argument("--data", help="folder of records (searched recursively) or a single record; default: embedded data")
     p.add_argument("--objective", help="objective name (default: the recipe's)")
+    p.add_argument("--variant", help="a named variant of the recipe that sets several options together "
+                                     "(python -m pretrain lists them; e.g. ct --variant per_image)")
     p.add_argument("--config", help="YAML file merged over the recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option, e.g. --set optim.lr=3e-4 --set model.name=vit1d_s")
@@ -136,7 +140,8 @@ def run_pretrain(modality_name: str, argv: list[str]) -> int:
         overrides = list(args.overrides)
         if args.objective:
             overrides.insert(0, f"objective.name={args.objective}")
-        cfg = config_mod.resolve(modality.recipe, args.config, overrides, extra, demo=not args.data)
+        cfg = config_mod.resolve(modality.recipe, args.config, overrides, extra, demo=not args.data,
+                                 variant=args.variant)
         cfg.modality = modality_name
         run_dir = Path(args.out or os.environ.get(RUN_DIR_ENV) or Path("runs") / modality_name / time.strftime("%Y%m%d-%H%M%S"))
         resume = False

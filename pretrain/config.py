@@ -257,15 +257,27 @@ def build_config(tree: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
+def recipe_variants(recipe: str | Path) -> list[str]:
+    """Names of the recipe's ``variants`` (named alternatives merged over it with ``--variant NAME``)."""
+    return sorted((load_yaml(recipe).get("variants") or {}))
+
+
 def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides: list[str] | None = None,
-            extra: Mapping[str, Any] | None = None, demo: bool = False) -> RunConfig:
-    """Recipe (plus its ``demo`` section when ``demo``) -> user YAML -> ``--set`` overrides -> ``extra`` (the
-    CLI's own flags), validated."""
+            extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None) -> RunConfig:
+    """Recipe (plus its ``demo`` section when ``demo``, then its ``variants[variant]`` section) -> user YAML ->
+    ``--set`` overrides -> ``extra`` (the CLI's own flags), validated. A variant is a named way of running the
+    modality that changes several options together (CT ``per_image``: the paper's zero-shot recipe for one slice)."""
     tree = load_yaml(recipe)
     tree.pop("finetune", None)  # the fine-tuning defaults (pretrain.finetune), not part of a pretraining run
     demo_tree = tree.pop("demo", None) or {}
+    variants = tree.pop("variants", None) or {}
     if demo:
         tree = merge(tree, demo_tree)
+    if variant is not None:
+        if variant not in variants:
+            known = ", ".join(sorted(variants)) or "none"
+            raise ConfigError(f"--variant {variant}: not a variant of {Path(recipe).parent.name}'s recipe (variants: {known})")
+        tree = merge(tree, variants[variant])
     if user_config:
         tree = merge(tree, load_yaml(user_config))
     tree = apply_overrides(tree, list(overrides or []))

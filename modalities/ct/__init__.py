@@ -12,8 +12,8 @@ acquisition of each slice (Poisson counts + electronic noise on its sinogram, fi
 the ``pydicom-data`` and ``pydicom`` packages (data_cards/pydicom_data_ct.md) at simulated low doses.
 
 Two modes through the one loop (modalities/ct/recipe.yaml): dataset training (one filter for many slices or
-patches: the recipe's default) and per-image zero-shot training (``--set data.slices=[0] --set data.patch=null
---set train.batch_size=2 --set train.max_steps=500``: one slice, the objective filters it once per step).
+patches: the recipe's default) and per-image zero-shot training (``--variant per_image``: one whole slice, 500 steps
+with the authors' settings; the objective filters it once per step).
 A run on the user's ``--data`` writes the denoised files in their own format (NIfTI, a new DICOM series, ``.npy``)
 into ``RUN/denoised/`` (:mod:`modalities.ct.writers`; other files: ``python -m pretrain denoise RUN --data F``).
 """

@@ -60,3 +60,19 @@ def test_exponent_numbers_are_numbers(tmp_path):
     cfg = C.resolve(recipe(), user, ["optim.weight_decay=5e-2"])
     assert cfg.optim.lr == 5e-4 and cfg.optim.min_lr == 1e-7 and cfg.optim.weight_decay == 0.05
     assert cfg.objective["ema"] == [0.998, 0.9995]
+
+
+def test_recipe_variant_merges_over_the_recipe_and_unknown_ones_are_refused():
+    ct = modalities.get("ct").recipe
+    assert C.recipe_variants(ct) == ["per_image"]
+    base = C.resolve(ct)
+    per_image = C.resolve(ct, variant="per_image", overrides=["data.slices=[3]"])
+    assert base.data["patch"] == 128 and base.train.max_steps == 2000 and base.model.get("sigma_init", "unset") == "unset"
+    assert per_image.data["patch"] is None and per_image.data["slices"] == [3]  # --set still wins
+    assert per_image.train.max_steps == 500 and per_image.train.batch_size == 2
+    assert per_image.objective["edge_weight"] == 400.0 and per_image.model["sigma_init"] is None
+    assert per_image.optim.warmup_steps == 150
+    with pytest.raises(C.ConfigError, match=r"--variant fast: not a variant of ct's recipe \(variants: per_image\)"):
+        C.resolve(ct, variant="fast")
+    with pytest.raises(C.ConfigError, match=r"--variant per_image: not a variant of ecg's recipe \(variants: none\)"):
+        C.resolve(modalities.get("ecg").recipe, variant="per_image")
