@@ -6,11 +6,13 @@ The Filter2Noise repository ships one normalised ([0, 1]) low-dose chest CT slic
 1. writes both as NIfTI files with a chest-CT affine (0.74 mm pixels), the way a user would hold them;
 2. runs the authors' ``filter2noise.py`` as published (500 steps, AdamW + OneCycleLR, lambda 400, 2 stages) in a
    scratch copy of their folder and reads its logged PSNR / SSIM and wall time;
-3. runs ours as a user would: ``python -m pretrain ct --data noisy.nii.gz`` in per-image mode (one slice, whole
-   image) for each ``--steps`` value, then ``python -m pretrain evaluate RUN --reference clean.nii.gz``, and reads
+3. runs ours as a user would: ``python -m pretrain ct --data noisy.nii.gz --variant per_image`` (one whole slice,
+   the authors' settings) for each ``--steps`` value, then ``python -m pretrain evaluate RUN --reference clean.nii.gz``, and reads
    the PSNR of the written ``RUN/denoised/noisy.nii.gz`` (checked: same shape and affine as the input) from the
    run's ``probes.json``; wall time is the training command's, start-up included;
-4. repeats the pair ``--rounds`` times, alternating, and prints a table and the median time ratio; writes JSON.
+4. repeats the pair ``--rounds`` times, alternating, and prints a table and the median time ratio; writes JSON;
+5. times ``--step-timing`` training steps of both, interleaved in one process, 3 rounds: the per-step ratio, which
+   machine load shifts for both alike (the end-to-end runs above are minutes apart).
 
 Both sides use the same torch threads (``--threads``, default 2). The reference needs ``loguru``
 (``pip install loguru``).
@@ -82,9 +84,8 @@ def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, ext
     if run.exists():
         shutil.rmtree(run)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "pretrain", "ct", "--data", str(noisy), "--set", "data.slices=[0]",
-           "--set", "data.patch=null", "--max-steps", str(steps), "--set", f"train.threads={threads}",
-           "--no-eval", "--quiet", "--out", str(run), *extra]
+    cmd = [sys.executable, "-m", "pretrain", "ct", "--data", str(noisy), "--max-steps", str(steps),
+           "--set", f"train.threads={threads}", "--no-eval", "--quiet", "--out", str(run), *extra]
     tic = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - tic
@@ -103,6 +104,45 @@ def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, ext
             "command": " ".join(cmd[1:]).replace(str(work), "WORK")}
 
 
+def step_timing(reference: Path, steps: int, rounds: int, threads: int) -> list[dict]:
+    """Seconds per training step of the two implementations, interleaved in one process on the authors' noisy
+    slice (the same loss, lambda 400, AdamW): a ratio that machine load shifts for both alike."""
+    import importlib.util
+
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from models.bilateral import BilateralDenoiser
+    from pretrain.objectives.filter2noise import Filter2Noise
+
+    torch.set_num_threads(threads)
+    spec = importlib.util.spec_from_file_location("reference_filter2noise", reference / "filter2noise.py")
+    ref_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref_mod)
+    x = torch.from_numpy(np.load(reference / "noisy.npy").astype(np.float32))[None, None]
+    torch.manual_seed(0)
+    ref = ref_mod.DenoisingPipeline(num_stages=2, patch_size=8)
+    ref(x)  # materialise its lazy layers
+    ref_loss = ref_mod.LossFunction(torch.device("cpu"), lambda_=400)
+    ours = Filter2Noise(BilateralDenoiser(hu_range=(0.0, 1.0), sigma_init=None), edge_weight=400.0)
+    runs = {"reference": (list(ref.parameters()), lambda: ref_loss(x, ref)),
+            "ours": (list(ours.parameters()), lambda: ours({"image": x[0]})["loss"])}
+    opts = {k: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01) for k, (p, _) in runs.items()}
+    rows = []
+    for r in range(rounds):
+        for name, (_, loss_fn) in runs.items():
+            times = []
+            for _ in range(steps + 1):  # the first step warms caches up
+                tic = time.perf_counter()
+                loss_fn().backward()
+                opts[name].step()
+                opts[name].zero_grad()
+                times.append(time.perf_counter() - tic)
+            rows.append({"impl": name, "round": r, "s_per_step": float(np.median(times[1:])), "load": load()})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True, type=Path, help="the authors' Filter2Noise checkout")
@@ -110,19 +150,30 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for our runs")
+    p.add_argument("--variant", default="per_image", help="our recipe variant")
+    p.add_argument("--step-timing", type=int, default=5, metavar="N",
+                   help="also time N training steps of each, interleaved, 3 rounds (0: skip)")
+    p.add_argument("--skip-runs", action="store_true", help="only the interleaved step timing")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_f2n_reference_pair.json")
     args = p.parse_args()
-    extra = [x for o in args.overrides for x in ("--set", o)]
+    extra = ["--variant", args.variant] + [x for o in args.overrides for x in ("--set", o)]
     rows = []
+    timing = step_timing(args.reference.expanduser(), args.step_timing, 3, args.threads) if args.step_timing else []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         noisy, clean = write_pair(args.reference.expanduser(), work)
-        for r in range(args.rounds):
+        for r in range(0 if args.skip_runs else args.rounds):
             rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads)})
             print(rows[-1], flush=True)
             for steps in (int(s) for s in args.steps.split(",")):
                 rows.append({"round": r, **run_ours(noisy, clean, work, steps, args.threads, extra)})
                 print(rows[-1], flush=True)
+    if timing:
+        per = {k: statistics.median(t["s_per_step"] for t in timing if t["impl"] == k) for k in ("reference", "ours")}
+        ratio = statistics.median(b["s_per_step"] / a["s_per_step"] for a, b in
+                                  zip([t for t in timing if t["impl"] == "reference"], [t for t in timing if t["impl"] == "ours"]))
+        print(f"step timing, interleaved: reference {per['reference']:.3f} s/step, ours {per['ours']:.3f} s/step, "
+              f"ours / reference {ratio:.2f}")
     ref_s = [r["seconds"] for r in rows if r["impl"] == "reference"]
     print(f"\n| impl | steps | PSNR dB | SSIM | wall s (median) | time / reference |\n|---|---|---|---|---|---|")
     summary = []
@@ -134,7 +185,7 @@ def main() -> None:
                         "ssim": statistics.median(r["ssim"] for r in rs), "seconds": s, "ratio_to_reference": ratio})
         print(f"| {key[0]} | {key[1]} | {summary[-1]['psnr']:.2f} | {summary[-1]['ssim']:.4f} | {s:.0f} | {ratio:.2f} |")
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), "threads": args.threads, "rows": rows,
-                                    "summary": summary}, indent=2))
+                                    "summary": summary, "step_timing": timing}, indent=2))
     print(f"wrote {args.out}")
 
 
