@@ -303,3 +303,36 @@ def stratified_pick(strata: Any, fraction: float, rng: Any) -> Any:
         k = max(1, int(round(fraction * len(members))))
         chosen.append(rng.choice(members, size=min(k, len(members)), replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ probe data, outputs
+
+#: earlier names of ``data.probe_data`` (scenes ``probe_root``, LiDAR ``probe_path``)
+RENAMED_PROBE_OPTIONS = ("probe_root", "probe_path")
+
+
+def probe_folder(data_cfg: Mapping[str, Any], given: str | Path | None = None) -> Path | None:
+    """The folder of labelled probe data: ``given`` when set, else ``data.probe_data``; ``None`` when neither is set
+    (the modality's built-in probes then use packaged or simulated data). A folder that does not exist, or a value
+    under an earlier option name, is a one-line :class:`DataError` naming the option."""
+    for old in RENAMED_PROBE_OPTIONS:
+        if data_cfg.get(old) not in (None, ""):
+            raise DataError(f"data.{old}: renamed; give the labelled probe folder as data.probe_data "
+                            f"(--probe-data PATH)")
+    value = given if given is not None else data_cfg.get("probe_data")
+    if value is None or value == "":
+        return None
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.probe_data: {root} is not a folder")
+    return root.absolute()
+
+
+def output_path(src: Path, root: Path, out_dir: Path) -> Path:
+    """Where a written result of input file ``src`` goes: its path relative to ``root`` (the input folder; for a
+    single-file input, its name) under ``out_dir``. Refuses in one line an output that would overwrite its input."""
+    rel = Path(src.name) if root.is_file() else src.relative_to(root)
+    dst = out_dir / rel
+    if dst.resolve() == src.resolve():
+        raise DataError(f"--out {out_dir}: the output {dst} would overwrite its input")
+    return dst

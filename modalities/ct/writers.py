@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from modalities.base import DataError
+from modalities.base import DataError, output_path
 from modalities.ct.units import UNIT_INTERVAL_HU, hu_to_units, resolve_units
 from modalities.ct.volumes import SliceRef, index_ct, read_slice
 
@@ -99,14 +99,6 @@ def _to_dtype(values: np.ndarray, dtype: np.dtype, lo: float | None = None, hi: 
     raise DataError(f"denoise: cannot write values of dtype {dtype}")
 
 
-def _target(src: Path, root: Path, out_dir: Path) -> Path:
-    rel = Path(src.name) if root.is_file() else src.relative_to(root)
-    dst = out_dir / rel
-    if dst.resolve() == src.resolve():
-        raise DataError(f"--out {out_dir}: the output {dst} would overwrite its input")
-    return dst
-
-
 def _tmp(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
 
@@ -130,7 +122,7 @@ def denoise_ct_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path, 
     by_file: dict[str, list[SliceRef]] = {}
     for r in refs:
         by_file.setdefault(r.path, []).append(r)
-    targets = {p: _target(Path(p), root, out_dir) for p in by_file}
+    targets = {p: output_path(Path(p), root, out_dir) for p in by_file}
 
     def run(x: np.ndarray) -> np.ndarray:
         missing = ~np.isfinite(x)  # NaN outside the field of view of some float volumes: kept NaN

@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet, cache_root
+from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_header, read_window_resampled
@@ -540,18 +540,6 @@ def subject_identity_probe(root: str | Path, fs: float = 500, window_s: float = 
 # ------------------------------------------------------------------------------------- registry
 
 
-def probe_root(data_cfg: Mapping[str, Any], signals_root: str | Path | None = None) -> Path | None:
-    """The folder of real labelled records: ``signals_root`` when given, else ``data.probe_data``; ``None`` when
-    neither is set. A folder that does not exist is an error naming the option."""
-    value = signals_root if signals_root is not None else data_cfg.get("probe_data")
-    if value is None or value == "":
-        return None
-    root = Path(value).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.probe_data: {root} is not a folder")
-    return root.absolute()
-
-
 def probe_targets(
     data_cfg: Mapping[str, Any], data_path: Path | None, signals_root: Path | None = None
 ) -> dict[str, ProbeSet]:
@@ -568,7 +556,7 @@ def probe_targets(
     ``leads``, ``band`` and ``clip``, so probe inputs match the pretraining inputs. ``data_path`` is not used.
     Every set's ``source`` says where its data came from.
     """
-    root = probe_root(data_cfg, signals_root)
+    root = probe_folder(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", 500))
     # Identity windows of 2.5 s (1.25 s stride) give every record, even the 38 s PTB one, >= 9 test windows;
     # with 10 s windows the test set was 13/13/13/1 and one window moved balanced accuracy by 0.25.

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet, cache_root
+from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
 from modalities.signals.records import index_records
 from modalities.signals.windows import probe_part_starts
@@ -309,18 +309,6 @@ def _simulated_source(root: Path) -> str:
             f"{meta['duration_s']:g} s, not in the training default")
 
 
-def probe_root(data_cfg: Mapping[str, Any], signals_root: str | Path | None = None) -> Path | None:
-    """The folder of real labelled recordings: ``signals_root`` when given, else ``data.probe_data``; ``None`` when
-    neither is set. A folder that does not exist is an error naming the option."""
-    value = signals_root if signals_root is not None else data_cfg.get("probe_data")
-    if value is None or value == "":
-        return None
-    root = Path(value).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.probe_data: {root} is not a folder")
-    return root.absolute()
-
-
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
                   signals_root: Path | None = None) -> dict[str, ProbeSet]:
     """The EEG probes: on real recordings when a folder is given, on simulated runs otherwise.
@@ -335,7 +323,7 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     ``probe_window_s`` (default 1.25 s), ``probe_folds`` (default 6) and ``probe_identity_folds`` (default 3);
     ``data_path`` is not used. Every set's ``source`` says where its data came from.
     """
-    root = probe_root(data_cfg, signals_root)
+    root = probe_folder(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", 128))
     band = data_cfg["band"] if "band" in data_cfg else (0.5, 45.0)
     read = {"band": tuple(band) if band else None, "notch_hz": tuple(data_cfg.get("notch_hz", (50.0, 60.0)) or ()),

@@ -28,26 +28,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from modalities.base import DataError, ProbeSet, cache_root
+from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.lidar.readers import CLASS_NAMES
 from modalities.lidar.sweeps import Frame, configure_frames, index_frames, load_frame
 from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
 
-__all__ = ["PROBE_SEED", "PROBE_STREETS", "RENAMED_OPTIONS", "check_probe_options", "classes_present",
+__all__ = ["PROBE_SEED", "PROBE_STREETS", "check_probe_options", "classes_present",
            "probe_targets", "semantickitti_probe", "simulated_streets_probe"]
 
 PROBE_SEED = 7      # simulated probe streets use sequence seeds 7000..; the embedded training corpus 0..3
 PROBE_STREETS = 4   # one sweep each: the first three train, the last tests
-RENAMED_OPTIONS = ("probe_path", "probe_root")  # earlier names of data.probe_data
 
 
 def check_probe_options(data_cfg: Mapping[str, Any]) -> None:
-    """One-line :class:`DataError` for a probe option under its earlier name (``data.probe_path`` /
-    ``data.probe_root``, set to a value): the option is ``data.probe_data`` now."""
-    for old in RENAMED_OPTIONS:
-        if data_cfg.get(old) not in (None, ""):
-            raise DataError(f"data.{old}: renamed; give the labelled probe folder as data.probe_data "
-                            f"(--probe-data PATH)")
+    """One-line :class:`DataError` for a probe folder that is missing or given under an earlier option name."""
+    probe_folder(data_cfg)
 
 
 def classes_present(labels: Sequence[Any]) -> list[str]:

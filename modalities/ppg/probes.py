@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet
+from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.records import RecordInfo, index_records, read_window_resampled
 from modalities.signals.windows import probe_part_starts
@@ -281,18 +281,6 @@ def record_identity_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS,
     )
 
 
-def probe_root(data_cfg: Mapping[str, Any], signals_root: str | Path | None = None) -> Path | None:
-    """The folder of real labelled recordings: ``signals_root`` when given, else ``data.probe_data``; ``None`` when
-    neither is set. A folder that does not exist is an error naming the option."""
-    value = signals_root if signals_root is not None else data_cfg.get("probe_data")
-    if value is None or value == "":
-        return None
-    root = Path(value).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.probe_data: {root} is not a folder")
-    return root.absolute()
-
-
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
                   signals_root: Path | None = None) -> dict[str, ProbeSet]:
     """The PPG probes: on the real recordings of a folder when one is given, else on the installed heartpy recordings.
@@ -307,7 +295,7 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     ``probe_window_s`` (default 8 s: the shortest HeartPy recording lasts 25 s) and ``probe_stride_s`` (default
     2 s). ``data_path`` is not used. Every set's ``source`` says where its data came from.
     """
-    root = probe_root(data_cfg, signals_root)
+    root = probe_folder(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", DEFAULT_FS))
     window_s = float(data_cfg.get("probe_window_s", 8.0))
     stride_s = float(data_cfg.get("probe_stride_s", 2.0))

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from modalities.base import DataError
+from modalities.base import DataError, output_path
 from modalities.sar.readers import SLCFile, _check_npy, find_slc_images, notice, open_slc, stack_info
 from modalities.sar.tiling import despeckle_scene
 
@@ -65,14 +65,6 @@ def _fill(source: SLCFile, view: Any, layout: str, amplitude: np.ndarray) -> Non
         r1 = min(h, r0 + block)
         z = source.window(r0, r1, 0, w, check=False)
         _store(view, r0, r1, despeckled_slc(z, np.asarray(amplitude[0, r0:r1])), layout)
-
-
-def _target(src: Path, root: Path, out_dir: Path) -> Path:
-    rel = Path(src.name) if root.is_file() else src.relative_to(root)
-    dst = out_dir / rel
-    if dst.resolve() == src.resolve():
-        raise DataError(f"--out {out_dir}: the output {dst} would overwrite its input")
-    return dst
 
 
 def _writable(src: Path, copy: Path) -> tuple[np.memmap, Any, str] | None:
@@ -175,7 +167,7 @@ def denoise_sar_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path,
     for im in images:
         by_file.setdefault(im.path, []).append(im.band)
     stats_window = int(data_cfg.get("stats_window", 1024))
-    targets = {p: _target(p, root, out_dir) for p in by_file}
+    targets = {p: output_path(p, root, out_dir) for p in by_file}
     written: list[Path] = []
     with tqdm(total=len(images), desc="despeckle", unit="image", disable=not progress) as bar:
         for src, bands in by_file.items():

@@ -26,11 +26,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet
+from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.scenes.points import ViewAugment, point_dict, prepare_scene
 from modalities.scenes.readers import (SEMANTICKITTI_CLASSES, SENSATURBAN_CLASSES, index_scenes, read_scene)
 
-__all__ = ["SENSATURBAN_CROP", "KITTI_FRAMES", "PROBE_DENSITY", "PROBE_SEED", "RENAMED_OPTIONS",
+__all__ = ["SENSATURBAN_CROP", "KITTI_FRAMES", "PROBE_DENSITY", "PROBE_SEED",
            "check_probe_options", "class_ids", "classes_present", "corpus_probe", "probe_targets",
            "semantickitti_probe", "sensaturban_probe", "simulated_rooms_probe", "spatial_halves"]
 
@@ -40,16 +40,11 @@ OUTDOOR_GRID = {"sensaturban": 0.1, "semantickitti": 0.2}  # metres; 2 cm indoor
 PROBE_SEED = 7001      # the simulated probe rooms; the embedded training corpus uses seed 0
 PROBE_DENSITY = 800.0  # points per m^2, the embedded training corpus's density (modalities.scenes.default_data)
 PROBES = ("rooms", "corpus", "sensaturban", "semantickitti")
-RENAMED_OPTIONS = ("probe_root", "probe_path")  # earlier names of data.probe_data
 
 
 def check_probe_options(data_cfg: Mapping[str, Any]) -> None:
-    """One-line :class:`DataError` for a probe option under its earlier name (``data.probe_root`` /
-    ``data.probe_path``, set to a value): the option is ``data.probe_data`` now."""
-    for old in RENAMED_OPTIONS:
-        if data_cfg.get(old) not in (None, ""):
-            raise DataError(f"data.{old}: renamed; give the labelled probe folder as data.probe_data "
-                            f"(--probe-data PATH)")
+    """One-line :class:`DataError` for a probe folder that is missing or given under an earlier option name."""
+    probe_folder(data_cfg)
 
 
 def class_ids(labels: Sequence[Any]) -> list[int]:

@@ -176,7 +176,7 @@ def test_bad_probe_options_are_one_line(tmp_path):
             probe_targets({key: "/somewhere"}, None)
         with pytest.raises(DataError, match=rf"^data.{key}: renamed"):
             build_dataset({"path": str(tmp_path), key: "/somewhere"}, "train", 2)
-    with pytest.raises(DataError, match=r"^data.probe_data: .*missing does not exist"):
+    with pytest.raises(DataError, match=r"^data.probe_data: .*missing is not a folder"):
         probe_targets({"probe_data": str(tmp_path / "missing")}, None)
     with pytest.raises(DataError, match=r"^data.probe_data: .*no scenes found"):
         probe_targets({"probe_data": str(tmp_path)}, None)
