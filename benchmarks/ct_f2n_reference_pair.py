@@ -77,14 +77,14 @@ def run_reference(reference: Path, work: Path, threads: int) -> dict:
             "load": load()}
 
 
-def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, extra: list[str]) -> dict:
+def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, extra: list[str], seed: int = 0) -> dict:
     import nibabel as nib
 
-    run = work / f"ours_{steps}"
+    run = work / f"ours_{steps}_s{seed}"
     if run.exists():
         shutil.rmtree(run)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "pretrain", "ct", "--data", str(noisy), "--max-steps", str(steps),
+    cmd = [sys.executable, "-m", "pretrain", "ct", "--data", str(noisy), "--max-steps", str(steps), "--seed", str(seed),
            "--set", f"train.threads={threads}", "--no-eval", "--quiet", "--out", str(run), *extra]
     tic = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -99,7 +99,7 @@ def run_ours(noisy: Path, clean: Path, work: Path, steps: int, threads: int, ext
     if ev.returncode != 0:
         raise SystemExit(f"evaluate failed: {ev.stderr[-2000:]}")
     rows = {r["method"]: r for r in json.loads((run / "probes.json").read_text()) if r.get("probe") == "your data"}
-    return {"impl": "ours", "steps": steps, "seconds": seconds, "psnr": rows["denoised"]["psnr"],
+    return {"impl": "ours", "steps": steps, "seed": seed, "seconds": seconds, "psnr": rows["denoised"]["psnr"],
             "ssim": rows["denoised"]["ssim"], "psnr_noisy": rows["noisy input"]["psnr"], "load": load(),
             "command": " ".join(cmd[1:]).replace(str(work), "WORK")}
 
@@ -126,7 +126,7 @@ def step_timing(reference: Path, steps: int, rounds: int, threads: int) -> list[
     ref_loss = ref_mod.LossFunction(torch.device("cpu"), lambda_=400)
     ours = Filter2Noise(BilateralDenoiser(hu_range=(0.0, 1.0), sigma_init=None), edge_weight=400.0)
     runs = {"reference": (list(ref.parameters()), lambda: ref_loss(x, ref)),
-            "ours": (list(ours.parameters()), lambda: ours({"image": x[0]})["loss"])}
+            "ours": (list(ours.parameters()), lambda: ours({"image": x})["loss"])}
     opts = {k: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01) for k, (p, _) in runs.items()}
     rows = []
     for r in range(rounds):
@@ -154,6 +154,8 @@ def main() -> None:
     p.add_argument("--step-timing", type=int, default=5, metavar="N",
                    help="also time N training steps of each, interleaved, 3 rounds (0: skip)")
     p.add_argument("--skip-runs", action="store_true", help="only the interleaved step timing")
+    p.add_argument("--skip-reference", action="store_true", help="our runs only (their time ratio is then not taken)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds of our runs (the reference's script fixes 77)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_f2n_reference_pair.json")
     args = p.parse_args()
     extra = ["--variant", args.variant] + [x for o in args.overrides for x in ("--set", o)]
@@ -163,11 +165,13 @@ def main() -> None:
         work = Path(tmp)
         noisy, clean = write_pair(args.reference.expanduser(), work)
         for r in range(0 if args.skip_runs else args.rounds):
-            rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads)})
-            print(rows[-1], flush=True)
-            for steps in (int(s) for s in args.steps.split(",")):
-                rows.append({"round": r, **run_ours(noisy, clean, work, steps, args.threads, extra)})
+            if not args.skip_reference:
+                rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads)})
                 print(rows[-1], flush=True)
+            for steps in (int(s) for s in args.steps.split(",")):
+                for seed in (int(v) for v in args.seeds.split(",")):
+                    rows.append({"round": r, **run_ours(noisy, clean, work, steps, args.threads, extra, seed)})
+                    print(rows[-1], flush=True)
     if timing:
         per = {k: statistics.median(t["s_per_step"] for t in timing if t["impl"] == k) for k in ("reference", "ours")}
         ratio = statistics.median(b["s_per_step"] / a["s_per_step"] for a, b in
@@ -180,7 +184,7 @@ def main() -> None:
     for key in dict.fromkeys((r["impl"], r["steps"]) for r in rows):
         rs = [r for r in rows if (r["impl"], r["steps"]) == key]
         s = statistics.median(r["seconds"] for r in rs)
-        ratio = statistics.median(a["seconds"] / b for a, b in zip(rs, ref_s))
+        ratio = statistics.median(a["seconds"] / b for a, b in zip(rs, ref_s)) if ref_s else float("nan")
         summary.append({"impl": key[0], "steps": key[1], "psnr": statistics.median(r["psnr"] for r in rs),
                         "ssim": statistics.median(r["ssim"] for r in rs), "seconds": s, "ratio_to_reference": ratio})
         print(f"| {key[0]} | {key[1]} | {summary[-1]['psnr']:.2f} | {summary[-1]['ssim']:.4f} | {s:.0f} | {ratio:.2f} |")
