@@ -56,7 +56,15 @@ def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def run_reference(reference: Path, work: Path, threads: int) -> dict:
+RUNNER = """import sys
+import filter2noise
+default = filter2noise.setup_environment
+filter2noise.setup_environment = lambda seed=int(sys.argv[1]): default(seed)
+filter2noise.main()
+"""
+
+
+def run_reference(reference: Path, work: Path, threads: int, seed: int | None = None) -> dict:
     scratch = work / "reference"
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -65,14 +73,18 @@ def run_reference(reference: Path, work: Path, threads: int) -> dict:
         shutil.copy(reference / name, scratch / name)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg")
     tic = time.perf_counter()
-    proc = subprocess.run([sys.executable, "filter2noise.py"], cwd=scratch, env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "filter2noise.py"]
+    if seed is not None:  # their script fixes seed 77 in setup_environment's default; run it with another
+        (scratch / "run_seed.py").write_text(RUNNER)
+        cmd = [sys.executable, "run_seed.py", str(seed)]
+    proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - tic
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise SystemExit(f"reference failed ({proc.returncode}): {log[-2000:]}")
     found = {k: float(v) for k, v in re.findall(r"(psnr_denoised|ssim_denoised|psnr_noisy|ssim_noisy): ([0-9.]+)", log)}
     train = re.search(r"Inference time: ([0-9.]+) seconds", log)  # the authors' name for their training time
-    return {"impl": "reference", "steps": 500, "seconds": seconds, "train_seconds": float(train.group(1)) if train else None,
+    return {"impl": "reference", "steps": 500, "seed": 77 if seed is None else seed, "seconds": seconds, "train_seconds": float(train.group(1)) if train else None,
             "psnr": found.get("psnr_denoised"), "ssim": found.get("ssim_denoised"), "psnr_noisy": found.get("psnr_noisy"),
             "load": load()}
 
@@ -156,6 +168,7 @@ def main() -> None:
     p.add_argument("--skip-runs", action="store_true", help="only the interleaved step timing")
     p.add_argument("--skip-reference", action="store_true", help="our runs only (their time ratio is then not taken)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds of our runs (the reference's script fixes 77)")
+    p.add_argument("--reference-seed", type=int, default=None, help="run the reference with this seed instead of 77")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_f2n_reference_pair.json")
     args = p.parse_args()
     extra = ["--variant", args.variant] + [x for o in args.overrides for x in ("--set", o)]
@@ -166,7 +179,8 @@ def main() -> None:
         noisy, clean = write_pair(args.reference.expanduser(), work)
         for r in range(0 if args.skip_runs else args.rounds):
             if not args.skip_reference:
-                rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads)})
+                rows.append({"round": r, **run_reference(args.reference.expanduser(), work, args.threads,
+                                                         args.reference_seed)})
                 print(rows[-1], flush=True)
             for steps in (int(s) for s in args.steps.split(",")):
                 for seed in (int(v) for v in args.seeds.split(",")):
