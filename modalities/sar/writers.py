@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,13 +59,30 @@ def _store(view: Any, r0: int, r1: int, z: np.ndarray, layout: str) -> None:
     view[r0:r1] = parts.astype(view.dtype)
 
 
-def _fill(source: SLCFile, view: Any, layout: str, amplitude: np.ndarray) -> None:
+#: mean despeckled / input intensity outside this range: the radiometry is off (an under-trained model)
+RADIOMETRY_RANGE = (0.5, 2.0)
+
+
+def _fill(source: SLCFile, view: Any, layout: str, amplitude: np.ndarray, name: str = "") -> None:
+    """Write the despeckled SLC row block by row block; warn in one line when the mean despeckled intensity is not
+    that of the input (a despeckler keeps the radiometry: the ratio image has mean 1)."""
     h, w = source.shape
     block = max(1, _BLOCK_BYTES // max(1, w * 8))
+    noisy_sum = out_sum = 0.0
     for r0 in range(0, h, block):
         r1 = min(h, r0 + block)
         z = source.window(r0, r1, 0, w, check=False)
+        a = np.asarray(amplitude[0, r0:r1], dtype=np.float64)
+        valid = z != 0  # no-data fill stays zero and is not counted
+        noisy_sum += float(np.sum(np.abs(z[valid]).astype(np.float64) ** 2))
+        out_sum += float(np.sum(a[valid] ** 2))
         _store(view, r0, r1, despeckled_slc(z, np.asarray(amplitude[0, r0:r1])), layout)
+    if noisy_sum > 0:
+        gain = out_sum / noisy_sum
+        if not RADIOMETRY_RANGE[0] <= gain <= RADIOMETRY_RANGE[1]:
+            warnings.warn(f"{name or 'despeckled image'}: mean intensity is {gain:.3g} x the input's (a despeckler keeps "
+                          f"it at 1): the model looks under-trained; train longer before using this output",
+                          stacklevel=2)
 
 
 def _writable(src: Path, copy: Path) -> tuple[np.memmap, Any, str] | None:
@@ -96,7 +114,7 @@ def _write_file(denoiser: Any, src: Path, dst: Path, bands: list[int | None], st
             for band in bands:
                 despeckle_scene(denoiser, src, amp, stats_window, band)
                 amplitude = np.load(amp, mmap_mode="r")
-                _fill(open_slc(src, band), view if band is None else view[band], layout, amplitude)
+                _fill(open_slc(src, band), view if band is None else view[band], layout, amplitude, str(dst))
                 del amplitude
                 bar.update(1)
             mm.flush()
@@ -143,7 +161,7 @@ def _write_tiff_whole(denoiser: Any, src: Path, tmp: Path, stats_window: int, ba
     amp = despeckle_scene(denoiser, src, tmp.with_name(tmp.name + ".amplitude.npy"), stats_window)
     try:
         amplitude = np.load(amp, mmap_mode="r")
-        _fill(open_slc(src), pixels, layout, amplitude)
+        _fill(open_slc(src), pixels, layout, amplitude, src.name)
         del amplitude
         tifffile.imwrite(str(tmp), data, **kwargs)
         bar.update(1)

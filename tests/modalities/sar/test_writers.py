@@ -3,6 +3,7 @@ amplitude (in the input's scale), tile by tile."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,23 @@ def test_detected_image_is_refused_in_one_line(tmp_path, net):
         denoise_sar_files(net, {"path": str(bad)}, tmp_path / "out", RUN_CFG, progress=False)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out" / "amplitude.npy").exists()
+
+
+def test_a_despeckled_image_off_the_input_radiometry_is_warned(tmp_path):
+    """A despeckler keeps the mean intensity (ratio image mean 1); an output 41x too bright (a 60-step model) is
+    named in one warning line, and an output at the input's radiometry is not."""
+    from modalities.sar.writers import _fill
+
+    z = (np.random.default_rng(0).normal(size=(64, 48)) + 1j * np.random.default_rng(1).normal(size=(64, 48)))
+    z[:, :4] = 0  # no-data border: not counted
+    np.save(tmp_path / "scene.npy", z.astype(np.complex64))
+    source = open_slc(tmp_path / "scene.npy")
+    smooth = np.full((1, 64, 48), np.sqrt(np.mean(np.abs(z[:, 4:]) ** 2)), np.float32)  # same mean intensity
+    view = np.zeros((64, 48), np.complex64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _fill(source, view, "complex", smooth, "kept.npy")
+    np.testing.assert_allclose(np.abs(view[:, 4:]), smooth[0, :, 4:], rtol=1e-5)
+    assert np.all(view[:, :4] == 0)
+    with pytest.warns(UserWarning, match=r"^out.npy: mean intensity is 41 x the input's .* under-trained"):
+        _fill(source, view, "complex", smooth * np.sqrt(41.0), "out.npy")
