@@ -100,8 +100,8 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     per_image = ""
     if chosen is not None and len([chosen] if isinstance(chosen, int) else list(chosen)) == 1:
         per_image = ("; this run fitted one filter to one image (per-image mode), so these other slices, at other "
-                     "noise levels and in HU mapped to its units, measure how it transfers, not how it did on its "
-                     "own image (see 'Your data')")
+                     f"noise levels{'' if units == 'hu' else ' and in HU mapped to its units'}, measure how it "
+                     "transfers, not how it did on its own image (see 'Your data')")
     return {"lowdose_real_slices": ProbeSet(
         x_train=[], y_train=[], x_test=xs, y_test=ys, task="denoising", source="installed packages pydicom-data / "
         "pydicom: 3 real CT slices at simulated doses",
