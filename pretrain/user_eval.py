@@ -138,6 +138,11 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
         pairs = match_reference(noisy, clean, str(reference))
     speckle = modality.name == "sar"
     units = str(data_cfg.get("units", "hu"))
+    if not speckle and units == "auto":  # other files (evaluate --data): their units, detected as training would
+        from modalities.ct.units import resolve_units
+        from modalities.ct.volumes import index_ct, read_slice
+
+        units = resolve_units(index_ct(Path(str(data))), "auto", read_slice)[0]
     rows: list[dict[str, Any]] = []
     for i, key in enumerate(sorted(noisy)):
         x, y = noisy[key], denoised[key]

@@ -162,3 +162,26 @@ def test_probe_labels_events_and_csv(tmp_path):
         user_label_probes(tmp_path, ecg, cfg, str(tmp_path / "missing.csv"))
     with pytest.raises(ConfigError, match="not available for molecules runs"):
         user_label_probes(tmp_path, modalities.get("molecules"), cfg, str(table))
+
+
+def test_reference_on_other_files_detects_their_units(tmp_path, ct_pair):
+    """``evaluate --data OTHER --reference CLEAN`` on a [0, 1] copy of an HU run's scan: scored over [0, 1] (units
+    detected on the other files), not over the HU range."""
+    from modalities.base import for_other_files
+    from pretrain.config import load_yaml
+
+    noisy_path, _, noisy, clean = ct_pair
+    run = tmp_path / "run"
+    assert main(["ct", "--data", str(noisy_path), "--variant", "per_image", "--max-steps", "2", "--out", str(run),
+                 *QUICK]) == 0
+    lo, hi = -1024.0, 3072.0
+    other = _nifti(tmp_path / "unit.nii.gz", np.clip((noisy - lo) / (hi - lo), 0, 1))
+    ref = _nifti(tmp_path / "unit_clean.nii.gz", np.clip((clean - lo) / (hi - lo), 0, 1))
+    cfg = load_run_config(run / "config.yaml")
+    data_cfg = for_other_files(dict(cfg.data), load_yaml(modalities.get("ct").recipe)["data"])
+    data_cfg["path"] = str(other)
+    rows, what = user_denoising_rows(run, modalities.get("ct"), data_cfg, cfg.data["path"], ref, None)
+    assert "over [0, 1]" in what and (run / "denoised_evaluate" / "unit.nii.gz").is_file()
+    a = np.clip((noisy - lo) / (hi - lo), 0, 1)
+    b = np.clip((clean - lo) / (hi - lo), 0, 1)
+    assert rows[0]["method"] == "noisy input" and rows[0]["psnr"] == pytest.approx(psnr(a, b, 1.0), abs=1e-4)
