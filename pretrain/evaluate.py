@@ -685,11 +685,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
 
     # the user's own files first: a bad --reference is refused before the slower built-in probes
     user_rows, user_what = user_denoising_rows(run_dir, modality, data_cfg, cfg.data.get("path"), reference, fig_dir)
-    probes = modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None)
-    if data_cfg.get("probe_labels"):  # the user's own labels first
+    probes: dict[str, Any] = {}
+    if data_cfg.get("probe_labels"):  # the user's own labels first (a bad label file fails before the rest)
         from pretrain.user_eval import user_label_probes
 
-        probes = {**user_label_probes(run_dir, modality, data_cfg, str(data_cfg["probe_labels"]), seed), **probes}
+        probes = user_label_probes(run_dir, modality, data_cfg, str(data_cfg["probe_labels"]), seed)
+    probes.update(modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None))
     set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
     graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
     embedding_probes = {n: p for n, p in probes.items() if p.task not in ("denoising", "segmentation")}
