@@ -51,3 +51,12 @@ def run_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "modalities-cache"
     monkeypatch.setenv("MODALITIES_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """An empty embedded-data cache of the module's own (``MODALITIES_CACHE``): what a fresh install starts from."""
+    root = tmp_path_factory.mktemp("modalities-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODALITIES_CACHE", str(root))
+        yield root

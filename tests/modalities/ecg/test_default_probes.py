@@ -22,11 +22,8 @@ II = LEADS_12.index("II")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ecg-probe-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODALITIES_CACHE", str(root))
-        yield root
+def cache(module_cache: Path) -> Path:
+    return module_cache
 
 
 @pytest.fixture(scope="module")

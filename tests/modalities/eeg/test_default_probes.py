@@ -16,11 +16,8 @@ from modalities.eeg.simulate import subject_parameters
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eeg-probe-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODALITIES_CACHE", str(root))
-        yield root
+def cache(module_cache: Path) -> Path:
+    return module_cache
 
 
 @pytest.fixture(scope="module")
