@@ -162,4 +162,12 @@ def load_pretrained(directory: str | Path, map_location: str = "cpu") -> nn.Modu
     return model.eval()
 
 
-__all__ = ["create", "describe", "list_models", "load_pretrained", "read_pretrained_config", "save_pretrained"]
+def convert(source: str, checkpoint: str | Path, out: str | Path | None = None) -> nn.Module:
+    """A reference implementation's checkpoint as our encoder (written to ``out`` if given); see
+    :mod:`models.converters` for the sources."""
+    from models.converters import convert as _convert
+
+    return _convert(source, checkpoint, out)
+
+
+__all__ = ["convert", "create", "describe", "list_models", "load_pretrained", "read_pretrained_config", "save_pretrained"]

@@ -1,4 +1,4 @@
-"""``python -m pretrain``: list, pretrain, resume, evaluate, finetune, denoise.
+"""``python -m pretrain``: list, pretrain, resume, evaluate, finetune, denoise, convert.
 
 Every failure a person can fix (a missing file, a corrupt record, a bad option) ends with one line on stderr
 that names the file or option and what is wrong, and exit status 2.
@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _listing() -> str:
     lines = ["usage: python -m pretrain <modality> [--data DIR] [options] | evaluate RUN_DIR [--reference CLEAN] "
-             "[--probe-labels FILE] | finetune RUN_DIR --data PATH --target NAME | denoise RUN_DIR --data IN --out OUT",
+             "[--probe-labels FILE] | finetune RUN_DIR --data PATH --target NAME | denoise RUN_DIR --data IN --out OUT | "
+             "convert SOURCE CHECKPOINT --out DIR",
              "", "modalities:"]
     for n in modalities.names():
         variants = config_mod.recipe_variants(modalities.get(n).recipe)
@@ -197,6 +198,27 @@ def run_denoise(argv: list[str]) -> int:
     return 0
 
 
+def run_convert(argv: list[str]) -> int:
+    from models.converters import ConversionError, convert, list_sources
+
+    sources = list_sources()
+    p = _Parser(prog="python -m pretrain convert",
+                description="Convert a reference implementation's checkpoint into an encoder folder that "
+                            "load_pretrained, finetune and evaluate use. Sources: "
+                            + "; ".join(f"{k}: {v}" for k, v in sources.items()))
+    p.add_argument("source", metavar="SOURCE", help=" | ".join(sources))
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--out", required=True, help="encoder folder to write")
+    args = p.parse_args(argv)
+    try:
+        model = convert(args.source, args.checkpoint, args.out)
+    except ConversionError as e:
+        raise config_mod.ConfigError(str(e)) from None
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted: {args.checkpoint} -> {args.out} ({model.config['name']}, {n / 1e6:.2f}M parameters)")
+    return 0
+
+
 def run_finetune(argv: list[str]) -> int:
     from pretrain.finetune import MODES, finetune
 
@@ -253,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_finetune(argv[1:])
         if argv[0] == "denoise":
             return run_denoise(argv[1:])
+        if argv[0] == "convert":
+            return run_convert(argv[1:])
         if argv[0].startswith("-"):
             raise config_mod.ConfigError(f"{argv[0]}: expected a modality first; known: {', '.join(modalities.names())}")
         return run_pretrain(argv[0], argv[1:])

@@ -22,7 +22,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay of the learning rate; weight decay follows a cosine ramp."""
+    """AdamW with linear warm-up then cosine decay of the learning rate; weight decay follows a cosine ramp.
+
+    ``schedule: one_cycle`` is PyTorch's ``OneCycleLR`` (the schedule of reference code such as Filter2Noise's): a
+    cosine warm-up from ``lr * warmup_start`` to ``lr`` over ``warmup_steps``, a cosine anneal to ``min_lr`` at the
+    last step, and, with ``beta1_cycle: [low, high]``, Adam's beta1 going from ``high`` to ``low`` at the peak and
+    back. ``decay_all`` decays biases and norm weights too (a plain ``AdamW(model.parameters())``).
+    """
 
     lr: float = 1e-3
     min_lr: float = 1e-6
@@ -33,6 +39,10 @@ class OptimConfig:
     eps: float = 1e-6
     clip_grad: float = 0.0  # max global gradient norm; 0 disables clipping
     accumulate: int = 1  # micro-batches per optimiser step
+    schedule: str = "cosine"  # cosine | one_cycle
+    warmup_start: float = 0.04  # one_cycle: the first step's lr as a fraction of lr (OneCycleLR: 1 / 25)
+    beta1_cycle: Any = None  # one_cycle: [beta1 at the peak, beta1 at both ends] (OneCycleLR: [0.85, 0.95])
+    decay_all: bool = False  # weight-decay biases, norms and positions as well
 
     def validate(self) -> None:
         _positive("optim.lr", self.lr)
@@ -46,6 +56,15 @@ class OptimConfig:
             raise ConfigError(f"optim.accumulate: must be >= 1, got {self.accumulate}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"optim.betas: need two values in [0, 1), got {list(self.betas)}")
+        if self.schedule not in ("cosine", "one_cycle"):
+            raise ConfigError(f"optim.schedule: must be cosine or one_cycle, got {self.schedule!r}")
+        if not 0.0 < self.warmup_start <= 1.0:
+            raise ConfigError(f"optim.warmup_start: must be in (0, 1], got {self.warmup_start}")
+        if self.beta1_cycle is not None:
+            cycle = list(self.beta1_cycle) if isinstance(self.beta1_cycle, (list, tuple)) else []
+            if self.schedule != "one_cycle" or len(cycle) != 2 or not all(0.0 <= b < 1.0 for b in cycle):
+                raise ConfigError(f"optim.beta1_cycle: needs schedule one_cycle and two values in [0, 1), got "
+                                  f"{self.beta1_cycle!r}")
 
 
 @dataclass

@@ -36,7 +36,7 @@ import modalities
 from modalities.base import cache_root, labelled_subset
 from pretrain import config as config_mod
 from pretrain import micro, objectives
-from pretrain.config import ConfigError, RunConfig
+from pretrain.config import ConfigError, OptimConfig, RunConfig
 from pretrain.distributed import convert_batch_norm
 from pretrain.evaluate import collapsed as is_collapsed
 
@@ -61,6 +61,33 @@ def lr_at(step: int, total: int, lr: float, min_lr: float, warmup: int) -> float
         return lr * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def one_cycle_at(step: int, total: int, lr: float, min_lr: float, warmup: int, start: float,
+                 beta1_cycle: tuple[float, float] | None = None) -> tuple[float, float | None]:
+    """(lr, beta1) of PyTorch's ``OneCycleLR`` (two phases, cosine annealing) at ``step``: ``lr * start`` -> ``lr``
+    over steps 0 .. warmup - 1, then -> ``min_lr`` at step ``total - 1``; beta1 ``high`` -> ``low`` -> ``high`` for
+    ``beta1_cycle = (low, high)`` (None without it)."""
+    def anneal(a: float, b: float, t: float) -> float:
+        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+    peak = max(0, warmup - 1)
+    if step <= peak:
+        t, lrs = (step / peak if peak else 1.0), (lr * start, lr)
+    else:
+        t, lrs = (step - peak) / max(1, total - 1 - peak), (lr, min_lr)
+    beta1 = None
+    if beta1_cycle is not None:
+        low, high = float(beta1_cycle[0]), float(beta1_cycle[1])
+        beta1 = anneal(high, low, t) if step <= peak else anneal(low, high, t)
+    return anneal(*lrs, t), beta1
+
+
+def lr_beta1_at(o: OptimConfig, step: int, total: int) -> tuple[float, float | None]:
+    """The recipe's (lr, beta1) at ``step`` (beta1 None: as configured)."""
+    if o.schedule == "one_cycle":
+        return one_cycle_at(step, total, o.lr, o.min_lr, o.warmup_steps, o.warmup_start, o.beta1_cycle)
+    return lr_at(step, total, o.lr, o.min_lr, o.warmup_steps), None
 
 
 def wd_at(step: int, total: int, start: float, end: float) -> float:
@@ -283,13 +310,15 @@ class RunResult:
     rank: int = 0
 
 
-def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices and convolution kernels; never biases, norms, registers, mask tokens or positions."""
+def param_groups(module: torch.nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict[str, Any]]:
+    """Decay matrices and convolution kernels; never biases, norms, registers, mask tokens or positions (unless
+    ``decay_all``: every parameter, as a plain ``AdamW(model.parameters())``)."""
     decay, no_decay = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or any(t in name for t in ("registers", "mask_token", "pos_embed", "cls_token")):
+        exempt = p.ndim < 2 or any(t in name for t in ("registers", "mask_token", "pos_embed", "cls_token"))
+        if exempt and not decay_all:
             no_decay.append(p)
         else:
             decay.append(p)
@@ -417,8 +446,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     objective.bind_dataset(train_ds)
     if fabric.world_size > 1:  # BatchNorm statistics of the whole batch, not of each process's share
         convert_batch_norm(objective)
-    groups = objective.param_groups(o.weight_decay) if hasattr(objective, "param_groups") else \
-        param_groups(objective, o.weight_decay)
+    groups = objective.param_groups(o.weight_decay) if hasattr(objective, "param_groups") and not o.decay_all \
+        else param_groups(objective, o.weight_decay, o.decay_all)
     optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
     raw = objective
     objective, optimizer = fabric.setup(objective, optimizer)
@@ -475,11 +504,13 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     tic, seen = time.perf_counter(), 0
     for step in range(start_step, t.max_steps):
         torch.manual_seed(int(sample_seed(t.seed + 7919 * (fabric.global_rank + 1), step)))
-        lr = lr_at(step, t.max_steps, o.lr, o.min_lr, o.warmup_steps)
+        lr, beta1 = lr_beta1_at(o, step, t.max_steps)
         wd = wd_at(step, t.max_steps, o.weight_decay, o.weight_decay_end)
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)  # layer-wise learning-rate decay (fine-tuning)
             g["weight_decay"] = wd if g.get("decay") else 0.0
+            if beta1 is not None:
+                g["betas"] = (beta1, g["betas"][1])
         scalars: dict[str, float] = {}
         loss_sum = torch.zeros((), device=fabric.device)
         for unit in range(o.accumulate):

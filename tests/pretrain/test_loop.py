@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import modalities
-from pretrain.loop import SeededBatches, lr_at, read_metrics, wd_at
+from pretrain.config import OptimConfig
+from pretrain.loop import SeededBatches, lr_at, lr_beta1_at, param_groups, read_metrics, wd_at
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "model.dim=32", "--set", "model.depth=2", "--set", "model.num_heads=4",
@@ -48,6 +49,30 @@ def test_schedules_by_formula():
     assert wd_at(0, 100, 0.01, 0.1) == pytest.approx(0.01)
     assert wd_at(50, 100, 0.01, 0.1) == pytest.approx(0.055)
     assert wd_at(100, 100, 0.01, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("total, warmup", [(500, 150), (40, 7)])
+def test_one_cycle_schedule_equals_torch_one_cycle_lr(total, warmup):
+    """``schedule: one_cycle`` reproduces torch's OneCycleLR (lr and Adam's beta1) at every step, as the
+    Filter2Noise authors use it: OneCycleLR(AdamW(lr=1e-3), max_lr=1e-3, total_steps, pct_start)."""
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([w], lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=total, pct_start=warmup / total)
+    o = OptimConfig(lr=1e-3, min_lr=1e-3 / 25 / 1e4, warmup_steps=warmup, schedule="one_cycle",
+                    beta1_cycle=[0.85, 0.95])
+    o.validate()
+    for step in range(total):
+        lr, beta1 = lr_beta1_at(o, step, total)
+        assert lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), step
+        assert beta1 == pytest.approx(opt.param_groups[0]["betas"][0], rel=1e-12), step
+        opt.step()
+        sched.step()
+
+
+def test_decay_all_puts_biases_and_norms_in_the_decayed_group():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    assert [len(g["params"]) for g in param_groups(m, 0.01)] == [1, 3]
+    assert [len(g["params"]) for g in param_groups(m, 0.01, decay_all=True)] == [4, 0]
 
 
 def test_sample_stream_is_split_across_processes_and_resumable():
