@@ -154,6 +154,136 @@ class BasicBlock(spconv.SparseModule):
         return h.replace_feature(F.relu(self.bn2(h.features) + x.features))
 
 
+class RMSNorm(nn.Module):
+    """``scale * x / (rms(x) + eps)`` over the last dim, ``rms(x) = ||x||_2 / sqrt(C)`` (Zhang & Sennrich, NeurIPS
+    2019). The epsilon is added to the RMS, not under the square root, as in MSM's code."""
+
+    def __init__(self, channels: int, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.eps = float(eps)
+        self.scale = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rms = x.norm(2, dim=-1, keepdim=True) * x.shape[-1] ** -0.5
+        return self.scale * (x / (rms + self.eps))
+
+
+class PreNormResBlock(spconv.SparseModule):
+    """MSM's residual block: ``x + gamma * RMSNorm(SubM(GELU(SubM(RMSNorm(x)))))`` (3x3x3 submanifold convs without
+    bias, per-channel layer scale ``gamma`` initialised to 0.1)."""
+
+    def __init__(self, channels: int, indice_key: str, eps: float = 1e-4, gamma_init: float = 0.1) -> None:
+        super().__init__()
+        self.norm = RMSNorm(channels, eps)
+        self.conv1 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
+        self.conv2 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
+        self.norm_post = RMSNorm(channels, eps)
+        self.gamma = nn.Parameter(torch.full((channels,), float(gamma_init)))
+
+    def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
+        h = self.conv1(x.replace_feature(self.norm(x.features)))
+        h = self.conv2(h.replace_feature(F.gelu(h.features)))
+        return h.replace_feature(self.norm_post(h.features) * self.gamma + x.features)
+
+
+def morton_order(indices: torch.Tensor, axes: Sequence[int] = (3, 2, 1), bits: int = 16) -> torch.Tensor:
+    """Permutation sorting sites by (batch, Z-order code of the coordinates ``indices[:, axes]``), most
+    significant axis first; the code interleaves the low ``bits`` bits of each coordinate."""
+    c = indices.long()
+    code = torch.zeros(len(c), dtype=torch.int64, device=c.device)
+    for bit in range(bits):
+        for j, a in enumerate(axes):
+            code |= ((c[:, a] >> bit) & 1) << (3 * bit + 2 - j)
+    return torch.argsort(c[:, 0] * (1 << (3 * bits)) + code, stable=True)
+
+
+def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, counts: Sequence[int],
+                       half_window: int) -> torch.Tensor:
+    """Softmax attention ``[N, H, D]`` inside each of the consecutive sequences of lengths ``counts``: query ``i``
+    sees keys ``j`` of its sequence with ``|i - j| <= half_window`` (flash-attn's ``window_size=(w, w)``)."""
+    out = torch.empty_like(q)
+    start = 0
+    for n in (int(c) for c in counts):
+        qs, ks, vs = (t[start:start + n].transpose(0, 1) for t in (q, k, v))
+        if n <= half_window + 1:
+            out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1)
+        else:
+            step = max(half_window, 1)
+            for b0 in range(0, n, step):
+                b1 = min(n, b0 + step)
+                k0, k1 = max(0, b0 - half_window), min(n, b1 + half_window)
+                i = torch.arange(b0, b1, device=q.device)[:, None]
+                j = torch.arange(k0, k1, device=q.device)[None, :]
+                o = F.scaled_dot_product_attention(qs[:, b0:b1], ks[:, k0:k1], vs[:, k0:k1],
+                                                   attn_mask=(i - j).abs() <= half_window)
+                out[start + b0:start + b1] = o.transpose(0, 1)
+        start += n
+    return out
+
+
+class SerializedAttentionBlock(spconv.SparseModule):
+    """Pre-norm transformer block on the sites of a level, serialised along a Z-order curve (MSM's "transformer++").
+
+    ``f <- f + gamma_1 * W_o Attn(W_qkv RMSNorm(f))`` with windowed attention along the curve inside each scan
+    (:func:`windowed_attention`, ``window // 2`` sites each side), then
+    ``f <- f + gamma_2 * W_2 (GELU(a) * b)``, ``[a, b] = W_1 RMSNorm(f)`` (GLU MLP, hidden ``mlp_ratio * C``);
+    no biases, layer scales initialised to 0.1. ``axes`` picks the coordinate order of the curve (MSM alternates
+    curves between the blocks of a level).
+    """
+
+    def __init__(self, channels: int, heads: int, window: int = 1024, axes: Sequence[int] = (3, 2, 1),
+                 mlp_ratio: int = 4, eps: float = 1e-4, gamma_init: float = 0.1) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"SerializedAttentionBlock: {channels} channels do not split into {heads} heads")
+        self.heads, self.window, self.axes = int(heads), int(window), tuple(int(a) for a in axes)
+        self.norm = RMSNorm(channels, eps)
+        self.qkv = nn.Linear(channels, 3 * channels, bias=False)
+        self.proj = nn.Linear(channels, channels, bias=False)
+        self.gamma1 = nn.Parameter(torch.full((channels,), float(gamma_init)))
+        self.mlp_norm = RMSNorm(channels, eps)
+        self.fc1 = nn.Linear(channels, 2 * mlp_ratio * channels, bias=False)
+        self.fc2 = nn.Linear(mlp_ratio * channels, channels, bias=False)
+        self.gamma2 = nn.Parameter(torch.full((channels,), float(gamma_init)))
+
+    def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
+        f = x.features
+        n, c = f.shape
+        order = morton_order(x.indices, self.axes)
+        counts = torch.bincount(x.indices[order, 0].long()).tolist()
+        qkv = self.qkv(self.norm(f)[order]).view(n, 3, self.heads, c // self.heads)
+        a = windowed_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], counts, self.window // 2).reshape(n, c)
+        a = torch.empty_like(a).index_copy_(0, order, self.proj(a))
+        f = f + self.gamma1 * a
+        g, h = self.fc1(self.mlp_norm(f)).chunk(2, dim=-1)
+        f = f + self.gamma2 * self.fc2(F.gelu(g) * h)
+        return x.replace_feature(f)
+
+
+class ChannelBias(nn.Module):
+    """``x + b``: the bias of a sparse conv kept outside it (spconv's CPU kernels refuse a fused bias in eval)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+class GatedSkip(nn.Module):
+    """MSM's decoder skip: ``up * gamma + W RMSNorm(skip) + b`` (``gamma`` initialised to 1)."""
+
+    def __init__(self, skip_channels: int, channels: int, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.norm = RMSNorm(skip_channels, eps)
+        self.linear = nn.Linear(skip_channels, channels)
+        self.gamma = nn.Parameter(torch.ones(channels))
+
+    def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return up * self.gamma + self.linear(self.norm(skip))
+
+
 def _conv_bn_relu(conv: nn.Module, channels: int, bn_momentum: float = 0.01) -> spconv.SparseSequential:
     return spconv.SparseSequential(conv, nn.BatchNorm1d(channels, eps=1e-3, momentum=bn_momentum), nn.ReLU())
 
@@ -185,22 +315,39 @@ class SparseUNet(nn.Module):
 
     def __init__(self, in_channels: int = 4, channels: Sequence[int] = (32, 64, 128, 256, 384),
                  decoder_channels: Sequence[int] | None = None, enc_blocks: int | Sequence[int] = 2,
-                 dec_blocks: int | Sequence[int] = 2, bn_momentum: float = 0.1) -> None:
+                 dec_blocks: int | Sequence[int] = 2, bn_momentum: float = 0.1, layout: str = "spunet",
+                 enc_attn: int | Sequence[int] = 0, dec_attn: int | Sequence[int] = 0,
+                 enc_heads: int | Sequence[int] = 1, dec_heads: int | Sequence[int] = 1,
+                 attn_window: int = 1024) -> None:
         super().__init__()
         m = float(bn_momentum)
+        if layout not in ("spunet", "msm"):
+            raise ValueError(f"SparseUNet: layout must be 'spunet' or 'msm', got {layout!r}")
+        self.layout = layout
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2:
             raise ValueError("SparseUNet: channels needs at least 2 levels")
         n_levels = len(channels)
-        dec = tuple(int(c) for c in decoder_channels) if decoder_channels is not None else channels[-2::-1]
-        if len(dec) != n_levels - 1:
-            raise ValueError(f"SparseUNet: decoder_channels needs {n_levels - 1} entries, got {len(dec)}")
-        eb, db = _as_tuple(enc_blocks, n_levels), _as_tuple(dec_blocks, n_levels - 1)
+        n_dec = n_levels if layout == "msm" else n_levels - 1
+        if decoder_channels is not None:
+            dec = tuple(int(c) for c in decoder_channels)
+        else:
+            dec = channels[::-1] if layout == "msm" else channels[-2::-1]
+        if len(dec) != n_dec:
+            raise ValueError(f"SparseUNet: decoder_channels needs {n_dec} entries, got {len(dec)}")
+        eb, db = _as_tuple(enc_blocks, n_levels), _as_tuple(dec_blocks, n_dec)
+        ea, da = _as_tuple(enc_attn, n_levels), _as_tuple(dec_attn, n_dec)
+        eh, dh = _as_tuple(enc_heads, n_levels), _as_tuple(dec_heads, n_dec)
         self.in_channels = int(in_channels)
         self.channels = channels
         self.level_channels: tuple[int, ...] = dec
         self.embed_dim: int = dec[-1]
-        self.strides: tuple[int, ...] = tuple(2 ** (n_levels - 2 - i) for i in range(n_levels - 1))
+        self.strides: tuple[int, ...] = tuple(2 ** (n_dec - 1 - i) for i in range(n_dec))
+        if layout == "msm":
+            self._build_msm(channels, dec, eb, db, ea, da, eh, dh, int(attn_window))
+            return
+        if any(ea) or any(da):
+            raise ValueError("SparseUNet: attention blocks (enc_attn, dec_attn) need layout='msm'")
 
         self.stem = _conv_bn_relu(spconv.SubMConv3d(in_channels, channels[0], 3, padding=1, bias=False,
                                                     indice_key="subm0"), channels[0], m)
@@ -225,22 +372,68 @@ class SparseUNet(nn.Module):
             self.dec.append(spconv.SparseSequential(*[BasicBlock(d, f"dec{t}", m) for _ in range(db[i])]))
             prev = d
 
+    def _build_msm(self, channels: tuple[int, ...], dec: tuple[int, ...], eb: tuple[int, ...], db: tuple[int, ...],
+                   ea: tuple[int, ...], da: tuple[int, ...], eh: tuple[int, ...], dh: tuple[int, ...],
+                   window: int) -> None:
+        """MSM's hierarchical UNet (Hermosilla et al., CVPR 2025): RMSNorm, GELU, layer-scaled pre-norm residual
+        blocks, biased k2 s2 down / inverse-up convs, serialised attention blocks, gated additive skips and a
+        decoder level at every encoder level (the coarsest included)."""
+        n_levels = len(channels)
+        if dec[0] != channels[-1]:
+            raise ValueError(f"SparseUNet(layout='msm'): decoder_channels[0] must equal channels[-1] "
+                             f"({channels[-1]}), got {dec[0]}")
+
+        def attn(c: int, heads: int, n: int) -> list[nn.Module]:  # MSM cycles curves between the blocks
+            return [SerializedAttentionBlock(c, heads, window, (3, 2, 1) if k % 2 == 0 else (2, 3, 1))
+                    for k in range(n)]
+
+        self.stem = nn.Sequential(nn.Linear(self.in_channels, channels[0]), RMSNorm(channels[0]))
+        self.enc = nn.ModuleList()
+        for lvl in range(n_levels):
+            layers: list[nn.Module] = []
+            if lvl > 0:
+                layers.append(spconv.SparseSequential(
+                    spconv.SparseConv3d(channels[lvl - 1], channels[lvl], 2, stride=2, bias=False,
+                                        indice_key=f"down{lvl}"), ChannelBias(channels[lvl]), RMSNorm(channels[lvl])))
+            layers += [PreNormResBlock(channels[lvl], f"subm{lvl}") for _ in range(eb[lvl])]
+            layers += attn(channels[lvl], eh[lvl], ea[lvl])
+            self.enc.append(spconv.SparseSequential(*layers))
+        self.dec_norm = RMSNorm(dec[0])
+        self.up = nn.ModuleList()
+        self.fuse = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i, d in enumerate(dec):
+            t = n_levels - 1 - i
+            if i > 0:
+                self.up.append(spconv.SparseSequential(RMSNorm(dec[i - 1]), spconv.SparseInverseConv3d(
+                    dec[i - 1], d, 2, bias=False, indice_key=f"down{t + 1}"), ChannelBias(d)))
+                self.fuse.append(GatedSkip(channels[t], d))
+            self.dec.append(spconv.SparseSequential(*[PreNormResBlock(d, f"dec{t}") for _ in range(db[i])],
+                                                    *attn(d, dh[i], da[i])))
+
     def forward(self, points: dict, decoder_hook: DecoderHook | None = None) -> dict:
         """Encode ``points``; ``decoder_hook(i, x)`` runs at decoder level ``i`` after skip fusion (may append rows)."""
         x, point2voxel = voxelize_points(points, min_shape=2 ** (len(self.channels) - 1))
         voxels = x
-        x = self.stem(x)
+        msm = self.layout == "msm"
+        x = x.replace_feature(self.stem(x.features)) if msm else self.stem(x)
         skips = []
         for lvl, stage in enumerate(self.enc):
             x = stage(x)
             skips.append(x)
         levels, num_sites = [], []
         n_levels = len(self.channels)
-        for i in range(n_levels - 1):
-            t = n_levels - 2 - i
-            x = self.up[i](x)
+        if msm:
+            x = x.replace_feature(self.dec_norm(x.features))
+        for i in range(len(self.level_channels)):
+            t = n_levels - 1 - i if msm else n_levels - 2 - i
             skip = skips[t]
-            x = x.replace_feature(self.fuse[i](torch.cat([x.features, skip.features], 1)))
+            if msm and i > 0:
+                x = self.up[i - 1](x)
+                x = x.replace_feature(self.fuse[i - 1](x.features, skip.features))
+            elif not msm:
+                x = self.up[i](x)
+                x = x.replace_feature(self.fuse[i](torch.cat([x.features, skip.features], 1)))
             n = x.features.shape[0]
             if decoder_hook is not None:
                 x = decoder_hook(i, x)
@@ -287,5 +480,6 @@ def pool_levels(out: dict, batch_size: int) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-__all__ = ["BasicBlock", "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "pool_levels",
-           "sparse_tensor", "voxelize_points", "voxel_keys"]
+__all__ = ["BasicBlock", "ChannelBias", "GatedSkip", "PreNormResBlock", "RMSNorm", "SerializedAttentionBlock", "SparseUNet",
+           "batch_index", "level_point_features", "lookup_sites", "morton_order", "pool_levels", "sparse_tensor",
+           "voxelize_points", "voxel_keys", "windowed_attention"]
