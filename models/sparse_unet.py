@@ -15,6 +15,26 @@ Architecture (``L`` levels, encoder channels ``c_0..c_{L-1}``, decoder channels 
             dec_blocks x BasicBlock(d_i) with their own rulebooks ("dec{t}"),
             keep the first n rows (the sites that existed before the hook) for up_{i+1}.
 
+``layout="msm"`` is the network of Masked Scene Modeling (Hermosilla, Stippel & Sick, CVPR 2025; their
+``MSM3D_Encoder``, "transformer++" blocks), which ``models.converters.msm`` loads from their checkpoints::
+
+    stem    Linear (F -> c_0) RMSNorm                                                     (no conv)
+    down_l  SparseConv k2 s2 (+ bias) RMSNorm, enc_blocks x PreNormResBlock, enc_attn x SerializedAttentionBlock
+    dec_0   RMSNorm on the coarsest level, dec_blocks x PreNormResBlock, dec_attn x SerializedAttentionBlock
+    dec_i   RMSNorm, SparseInverseConv k2 (+ bias) -> d_i, GatedSkip: up * gamma + Linear(RMSNorm(skip_t)),
+            decoder_hook(i, x), dec_blocks x PreNormResBlock, dec_attn x SerializedAttentionBlock    (i = 1..L-1)
+
+so it has ``L`` decoder levels (the coarsest included; ``decoder_channels[0] == channels[-1]``), GELU instead of ReLU,
+RMSNorm (eps added to the RMS) instead of BatchNorm, layer-scaled residuals, additive instead of concatenated skips,
+and attention blocks. Equal to their encoder to float32 rounding (tests/models/test_convert_msm.py), with these
+deliberate differences: attention runs in float32 (theirs casts q, k, v and the output to float16 for flash-attn:
+up to 1.8e-4 on features of magnitude ~4 in the golden test), applies no attention dropout in eval (theirs passes
+``att_drop_prob`` = 0.1 to flash-attn in eval too, so their inference is random), and serialises along a Z-order
+curve of (x, y, z) / (y, x, z) alternating between blocks (theirs picks four z-order / Hilbert curves in a random
+order per forward pass): identical whenever a scan has at most ``attn_window // 2 + 1`` sites at an attention level
+(then every site attends to its whole scan), different neighbourhoods beyond that. Their conv biases sit in a
+``ChannelBias`` after the conv (spconv's CPU kernels refuse a fused bias in eval).
+
 BasicBlock: ``x + BN(SubM(ReLU(BN(SubM(x)))))`` then ReLU (He et al. 2016 on submanifold convs, Graham et al.
 CVPR 2018). Strided k2 s2 convs make each fine site the child of exactly one coarse site
 ``floor(coord / 2)``, so point features can be gathered at any level without interpolation.
@@ -303,6 +323,10 @@ class SparseUNet(nn.Module):
         enc_blocks, dec_blocks: BasicBlocks per level (an int or one per level).
         bn_momentum: of every BatchNorm (0.1, PyTorch's default: running statistics settle within a few
             hundred steps, so short CPU runs evaluate in eval mode correctly; OpenPCDet uses 0.01).
+        layout: ``"spunet"`` (the default above) or ``"msm"`` (MSM's network, module docstring); for ``"msm"``
+            ``decoder_channels`` has ``L`` entries (default ``channels`` reversed) and ``dec_blocks`` is per level.
+        enc_attn, dec_attn: SerializedAttentionBlocks per encoder / decoder level (``"msm"`` only; default 0).
+        enc_heads, dec_heads: their attention heads; attn_window: sites a query sees along the curve (1024).
 
     Attributes:
         embed_dim: channels of the finest decoder level (``point_feat`` width).
