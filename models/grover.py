@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["BRANCHES", "DyMPN", "GTransEncoder", "MoleculeGraph", "SampleNoise", "hash32", "molecule_attention",
-           "segment_mean", "segment_sum", "truncated_normal_depth"]
+           "segment_mean", "segment_sum", "token_head_attention", "truncated_normal_depth"]
 
 ATOM_DIM = 151
 BOND_DIM = 14
@@ -205,6 +205,15 @@ class MoleculeGraph(NamedTuple):
     bond_batch: Tensor  # int64[E] molecule of each directed bond, sorted
     num_atoms: int
     num_graphs: int
+    fill: Tensor | None = None  # float[N] padding slots per atom (``padding_row`` only): width - in-degree
+    width: int = 0  # the batch's largest in-degree (at least 1): the reference's ``max_num_bonds``
+
+
+def _with_padding(agg_atoms: Tensor, pad: Tensor, graph: MoleculeGraph) -> Tensor:
+    """Per-atom sums ``[..., N, h]`` plus the reference's padding slots: ``fill_a`` copies of the padding token's
+    message ``pad`` ``[..., 1, h]`` for atom ``a``, and ``width`` copies for the padding atom (appended last)."""
+    fill = graph.fill.to(agg_atoms.dtype).view(-1, 1)
+    return torch.cat([agg_atoms + fill * pad, graph.width * pad], dim=-2)
 
 
 def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graphs: int,
@@ -247,6 +256,28 @@ def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graph
     return out.transpose(1, 2)[mask].view(n, h, d).permute(1, 0, 2)
 
 
+def token_head_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float = 0.0) -> Tensor:
+    """The reference's attention (``MultiHeadedAttention`` of tencent-ailab/grover), kept to reproduce its
+    checkpoints: each token attends over its *own* ``H`` head vectors, never over other tokens.
+
+    With ``H`` heads, every vector is split into ``H`` sub-heads of width ``d = hidden / H``; for token ``t`` and
+    sub-head ``j``, ``o_{i,t,j} = sum_l softmax_l(q_{i,t,j} . k_{l,t,j} / sqrt(d)) v_{l,t,j}`` over the heads
+    ``l``. With one head the output is ``v`` (a softmax over one element).
+
+    Shapes: q, k, v float[H, n, hidden] -> float[H, n, hidden].
+    """
+    h, n, hidden = q.shape
+    d = hidden // h
+
+    def split(t: Tensor) -> Tensor:  # [H, n, hidden] -> [n, sub-head, H, d]
+        return t.permute(1, 0, 2).reshape(n, h, h, d).transpose(1, 2)
+
+    scores = torch.matmul(split(q), split(k).transpose(-1, -2)) / math.sqrt(d)
+    weights = F.dropout(torch.softmax(scores, dim=-1), dropout, training=dropout > 0)
+    out = torch.matmul(weights, split(v))  # [n, sub-head, H, d]
+    return out.transpose(1, 2).reshape(n, h, hidden).permute(1, 0, 2)
+
+
 class DyMPN(nn.Module):
     """``streams`` message-passing networks with their own weights over atoms (``view="atom"``) or directed bonds
     (``view="bond"``), run as one batched matmul, with dynamic depth.
@@ -277,14 +308,22 @@ class DyMPN(nn.Module):
         self.last_depth = k
         streams = self.weight.shape[0]
         m = h  # float[n, hidden] until the first hop: every network starts from the same messages
+        padded = graph.fill is not None  # the last token is the reference's padding atom / bond
         for _ in range(k):
             d = m.dim() - 2  # the token dimension: 0 before the first hop, then 1
             if self.view == "atom":
                 agg = m.new_zeros(m.shape).index_add_(d, graph.dst, m[..., graph.src, :])
+                if padded:
+                    agg = _with_padding(agg[..., :-1, :], m[..., -1:, :], graph)
             else:
+                real = m[..., :-1, :] if padded else m
                 shape = (*m.shape[:d], graph.num_atoms, m.shape[-1])
-                into = m.new_zeros(shape).index_add_(d, graph.dst, m)
-                agg = into[..., graph.src, :] - m[..., graph.rev, :]
+                into = m.new_zeros(shape).index_add_(d, graph.dst, real)
+                if padded:
+                    into = _with_padding(into, m[..., -1:, :], graph)
+                agg = into[..., graph.src, :] - real[..., graph.rev, :]
+                if padded:  # the padding bond runs from the padding atom and is its own reverse
+                    agg = torch.cat([agg, into[..., -1:, :] - m[..., -1:, :]], dim=-2)
             z = h + torch.matmul(agg, self.weight.to(agg.dtype))  # [n, h] or [S, n, h] @ [S, h, h] -> [S, n, h]
             # networks as PReLU channels: one fused kernel instead of where() + mul
             m = _drop(self.dropout, F.prelu(z.reshape(1, streams, -1), self.slope.to(z.dtype)).view_as(z), noise,
@@ -300,9 +339,9 @@ class MTBlock(nn.Module):
     """
 
     def __init__(self, in_dim: int, hidden: int, heads: int, depth: int, depth_sigma: float, view: str,
-                 dropout: float) -> None:
+                 dropout: float, attention: str = "molecule") -> None:
         super().__init__()
-        self.heads, self.view, self.attn_dropout = heads, view, dropout
+        self.heads, self.view, self.attn_dropout, self.attention = heads, view, dropout, attention
         self.proj: nn.Module | None = None
         if in_dim != hidden:
             self.proj = nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.PReLU(), nn.LayerNorm(hidden),
@@ -323,8 +362,12 @@ class MTBlock(nn.Module):
         m = self.mpn(h, graph, noise)
         H = self.heads
         q, k, v = self.w_q(m[:H]), self.w_k(m[H:2 * H]), self.w_v(m[2 * H:])
-        index = graph.atom_batch if self.view == "atom" else graph.bond_batch
-        o = molecule_attention(q, k, v, index, graph.num_graphs, self.attn_dropout if self.training else 0.0, noise)
+        if self.attention == "reference":
+            o = token_head_attention(q, k, v, self.attn_dropout if self.training else 0.0)
+        else:
+            index = graph.atom_batch if self.view == "atom" else graph.bond_batch
+            o = molecule_attention(q, k, v, index, graph.num_graphs, self.attn_dropout if self.training else 0.0,
+                                   noise)
         o = self.w_out(o)  # [H, n, hidden]
         o = o.permute(1, 0, 2).reshape(o.shape[1], H * o.shape[2])
         return _drop(self.dropout, self.norm(self.w_o(o)), noise, self.view)
@@ -361,13 +404,25 @@ class GTransEncoder(nn.Module):
         atom_dim: atom feature width (151).
         bond_dim: bond feature width (14); the edge view's input is ``atom_dim + bond_dim``.
         dropout: dropout in the dyMPNs, attention, blocks and feed-forward networks.
+        attention: ``"molecule"`` (default): tokens attend over the tokens of their molecule; ``"reference"``: the
+            reference's attention over a token's own heads (:func:`token_head_attention`), set by the converter of
+            the reference's checkpoints (``models/converters/grover.py``) so that they give their features.
+            Requires ``hidden`` divisible by ``heads``.
+        padding_row: reproduce the reference's zero-padding (``"reference"`` attention only): its batch holds a
+            padding atom and a padding bond (index 0) whose states run through every layer, and its neighbour
+            tables are padded to the batch's largest in-degree ``w`` with them, so every sum over an atom's
+            neighbours or incoming bonds also adds ``w - degree`` copies of the padding token (the padding atom
+            itself sums ``w`` copies). A molecule's features then depend on the other molecules of its batch (through
+            ``w``) whenever the padding state is non-zero, i.e. whenever a LayerNorm bias is. Dropout masks then
+            come from ``nn.Dropout`` (``seeds`` are ignored).
 
     Shapes: :meth:`forward` returns the four branches, atoms float[N, hidden] and directed bonds float[2B, hidden];
     :meth:`embed` returns float[G, 2 hidden].
     """
 
     def __init__(self, hidden: int = 100, heads: int = 1, depth: int = 4, depth_sigma: float = 1.0, blocks: int = 1,
-                 atom_dim: int = ATOM_DIM, bond_dim: int = BOND_DIM, dropout: float = 0.0) -> None:
+                 atom_dim: int = ATOM_DIM, bond_dim: int = BOND_DIM, dropout: float = 0.0,
+                 attention: str = "molecule", padding_row: bool = False) -> None:
         super().__init__()
         for name, value, low in (("hidden", hidden, 1), ("heads", heads, 1), ("depth", depth, 0),
                                  ("blocks", blocks, 1), ("atom_dim", atom_dim, 1), ("bond_dim", bond_dim, 1)):
@@ -376,14 +431,22 @@ class GTransEncoder(nn.Module):
             raise ValueError(f"model.depth_sigma: must be a number >= 0, got {depth_sigma!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.dropout: must be in [0, 1), got {dropout!r}")
+        if attention not in ("molecule", "reference"):
+            raise ValueError(f"model.attention: 'molecule' or 'reference', got {attention!r}")
+        if attention == "reference" and hidden % heads:
+            raise ValueError(f"model.attention: 'reference' splits hidden ({hidden}) into heads ({heads}) equal "
+                             f"parts; hidden must be divisible by heads")
+        if not isinstance(padding_row, bool) or (padding_row and attention != "reference"):
+            raise ValueError(f"model.padding_row: a bool, true only with attention 'reference', got {padding_row!r}")
+        self.attention, self.padding_row = attention, padding_row
         self.hidden, self.atom_dim, self.bond_dim = hidden, atom_dim, bond_dim
         self.embed_dim = 2 * hidden
         edge_dim = atom_dim + bond_dim
         self.node_blocks = nn.ModuleList(
-            MTBlock(atom_dim if i == 0 else hidden, hidden, heads, depth, depth_sigma, "atom", dropout)
+            MTBlock(atom_dim if i == 0 else hidden, hidden, heads, depth, depth_sigma, "atom", dropout, attention)
             for i in range(blocks))
         self.edge_blocks = nn.ModuleList(
-            MTBlock(edge_dim if i == 0 else hidden, hidden, heads, depth, depth_sigma, "bond", dropout)
+            MTBlock(edge_dim if i == 0 else hidden, hidden, heads, depth, depth_sigma, "bond", dropout, attention)
             for i in range(blocks))
         self.ffn = nn.ModuleDict({
             "atom_from_atom": FeedForward(hidden + atom_dim, 4 * hidden, hidden, dropout),
@@ -420,7 +483,12 @@ class GTransEncoder(nn.Module):
         if n > 1 and bool((batch[1:] < batch[:-1]).any()):
             raise ValueError("batch: atoms must be sorted by molecule, as torch_geometric batches are")
         rev = torch.arange(src.shape[0], device=src.device) ^ 1
-        return MoleculeGraph(src, dst, rev, batch, batch[src], n, int(num_graphs))
+        fill, width = None, 0
+        if self.padding_row:
+            degree = torch.bincount(dst, minlength=n)
+            width = max(1, int(degree.max())) if n else 1
+            fill = (width - degree).to(x.dtype)
+        return MoleculeGraph(src, dst, rev, batch, batch[src], n, int(num_graphs), fill, width)
 
     def encode(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor | None = None,
                num_graphs: int = 1, seeds: Tensor | None = None, depth_seed: int | None = None) -> dict[str, Tensor]:
@@ -431,16 +499,22 @@ class GTransEncoder(nn.Module):
         mode only.
         """
         g = self.graph(x, edge_index, edge_attr, batch, num_graphs)
-        noise = SampleNoise(seeds, g, depth_seed) if seeds is not None and self.training else None
+        padded = g.fill is not None
+        noise = SampleNoise(seeds, g, depth_seed) if seeds is not None and self.training and not padded else None
         f_bond = torch.cat([x[g.src], edge_attr], dim=1)
         atoms, bonds = x, f_bond
+        if padded:  # the reference's all-zero padding atom and bond, appended last
+            atoms, bonds = F.pad(atoms, (0, 0, 0, 1)), F.pad(bonds, (0, 0, 0, 1))
         for block in self.node_blocks:
             atoms = block(atoms, g, noise)
         for block in self.edge_blocks:
             bonds = block(bonds, g, noise)
         n = g.num_atoms
         around_u = segment_sum(atoms[g.src], g.dst, n)  # sum of neighbours' node-view outputs, per atom
-        into_u = segment_sum(bonds, g.dst, n)  # sum of edge-view outputs of the bonds into each atom
+        into_u = segment_sum(bonds[:g.src.shape[0]], g.dst, n)  # edge-view outputs of the bonds into each atom
+        if padded:
+            around_u = _with_padding(around_u, atoms[-1:], g)[:n]
+            into_u = _with_padding(into_u, bonds[-1:], g)[:n]
         aggregated = {
             "atom_from_atom": (x, around_u),
             "atom_from_bond": (x, into_u),

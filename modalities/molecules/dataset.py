@@ -190,7 +190,7 @@ def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
         a_keys, b_keys = feat.context_keys(mol)
         bits.append(np.packbits(x != 0, axis=1))
         masses.append(x[:, MASS_COLUMN])
-        eis.append(edge_index[:, 0::2].T.astype(np.int32))  # bond b = edge 2b (begin -> end)
+        eis.append(edge_index[:, 0::2].T.astype(np.int32))  # bond b = edge 2b (lower atom -> higher)
         eas.append(edge_attr[0::2])
         aks.append(np.array([atom_names.setdefault(k, len(atom_names)) for k in a_keys], dtype=np.int32))
         bks.append(np.array([bond_names.setdefault(k, len(bond_names)) for k in b_keys], dtype=np.int32))

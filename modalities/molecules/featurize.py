@@ -24,8 +24,10 @@ ring size 3..8        6      atom lies in a ring of that size (SSSR-independent 
 
 Bond features ``edge_attr`` float32[2 * n_bonds, 14]: an always-zero "no bond" slot (kept so the layout matches the
 reference's 14 columns), single, double, triple, aromatic, conjugated, in ring, stereo one-hot (RDKit ``BondStereo``
-0..5: none, any, Z, E, cis, trans; other). Bond ``b`` of RDKit's order gives edges ``2b`` (begin -> end) and
-``2b + 1`` (end -> begin); ``edge_index[0]`` is the source atom, ``edge_index[1]`` the target.
+0..5: none, any, Z, E, cis, trans; other). Bond ``b`` of RDKit's order gives edges ``2b`` (lower atom index ->
+higher) and ``2b + 1`` (back); ``edge_index[0]`` is the source atom, ``edge_index[1]`` the target. The direction is the
+reference's (its bonds run ``a1 -> a2`` with ``a1 < a2``), which its two-FC bond head (``W e_2b + W_rev e_2b+1``)
+depends on; RDKit's begin atom of a ring-closure bond is the higher index.
 
 The reference places formal charges with Python's negative indexing (charge -1 lands in the "other" slot); here each
 listed charge has its own slot, the same information in a cleaner order.
@@ -64,7 +66,7 @@ from torch_geometric.data import Data
 ATOM_DIM = 151
 BOND_DIM = 14
 MOTIF_DIM = 85
-FEATURIZER_VERSION = "grover-1"  # part of every cache key: bump it whenever a feature or key changes
+FEATURIZER_VERSION = "grover-2"  # part of every cache key: bump it whenever a feature or key changes
 
 Molecule = Union[str, Chem.Mol]
 
@@ -221,14 +223,15 @@ def _bond_columns(bond: Chem.Bond) -> list[int]:
 
 
 def graph_arrays(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x float32[n, 151], edge_index int64[2, 2m], edge_attr float32[2m, 14])``; edges 2b/2b+1 are bond b."""
+    """``(x float32[n, 151], edge_index int64[2, 2m], edge_attr float32[2m, 14])``; edges 2b/2b+1 are bond b,
+    2b from its lower atom index to its higher."""
     x = atom_features(mol)
     m = mol.GetNumBonds()
     ends = np.zeros((m, 2), dtype=np.int64)
     attr = np.zeros((m, BOND_DIM), dtype=np.float32)
     for bond in mol.GetBonds():
         b = bond.GetIdx()
-        ends[b] = (bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
+        ends[b] = sorted((bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()))
         attr[b, _bond_columns(bond)] = 1
     edge_index = np.stack([ends, ends[:, ::-1]], axis=1).reshape(2 * m, 2).T.copy()
     return x, edge_index, np.repeat(attr, 2, axis=0)

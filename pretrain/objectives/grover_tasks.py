@@ -307,7 +307,9 @@ class GroverTasks(Objective):
                 "av_atom_loss": av_losses[0].detach(), "av_bond_loss": av_losses[1].detach(),
                 "bv_atom_loss": bv_losses[0].detach(), "bv_bond_loss": bv_losses[1].detach(),
                 "motif_loss": motif_loss.detach(),
+                **{f"motif_{b}_loss": (total[4 + i] / n_motif).detach() for i, b in enumerate(BRANCHES)},
                 "dist_loss": (self.dist_coff * (av_dist + bv_dist) + fg_dist).detach(),
+                "av_dist": av_dist.detach(), "bv_dist": bv_dist.detach(), "fg_dist": fg_dist.detach(),
                 "av_acc": t[17] / n_atom, "bv_acc": t[18] / n_bond, "motif_acc": t[19] / n_motif,
                 "atom_targets": t[12], "bond_targets": t[13]}
 
