@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CentredView", "centre_spectrum", "doppler_centroid", "real_imag_correlation", "spectrum_asymmetry",
+__all__ = ["CentredView", "centre_spectrum", "centre_spectrum_bins", "doppler_centroid", "real_imag_correlation", "spectrum_asymmetry",
            "spectrum_profiles", "symmetrise", "symmetry_gains"]
 
 
@@ -80,6 +80,47 @@ def centre_spectrum(z: np.ndarray, f_az: float | None = None, f_rg: float | None
         f_az, f_rg = doppler_centroid(z)
     h, w = z.shape
     return (z * _ramp(np.arange(h), np.arange(w), f_az, f_rg)).astype(np.complex64)
+
+
+def _bin_shift(p: np.ndarray) -> int:
+    """Whole-bin roll that centres the ``fftshift``-ordered profile ``p`` on the zero-frequency bin ``n // 2``.
+
+    The peak ``d`` of the circular cross-correlation of ``p`` with its reversal sits at ``2 c + 1`` for a profile
+    symmetric about bin ``c`` (it is the self-convolution delayed by one bin); the two centres of the circle,
+    ``(d - 1) / 2`` and ``(d - 1 - n) / 2``, give two candidate rolls, and the one that puts more of the profile
+    under a centred Gaussian (standard deviation ``0.2 n``) wins, ties to the first. Halves round to even (Python's
+    ``round``) and the roll goes through ``s / n * n``, as deepdespeckling computes it, so the bins are its bins.
+    """
+    n = len(p)
+    corr = np.real(np.fft.ifft(np.fft.fft(p) * np.conj(np.fft.fft(p[::-1]))))
+    d = int(np.argmax(corr))
+    centred = np.arange(n) - (n - 1) / 2.0
+    weight = np.exp(-0.5 * (centred / (0.2 * n)) ** 2)
+    rolls = [round(-(d - 1) / 2) % n + n // 2, round(-(d - 1 - n) / 2) % n + n // 2]
+    best = rolls[0] if np.sum(weight * np.roll(p, rolls[0])) >= np.sum(weight * np.roll(p, rolls[1])) else rolls[1]
+    return int(best / n * n)
+
+
+def centre_spectrum_bins(z: np.ndarray) -> np.ndarray:
+    """``z`` with its 2-D spectrum rolled by whole DFT bins so that the mean magnitude profiles are centred: the
+    per-window symmetrisation of deepdespeckling's MERLIN inference (``symetrise=True``), re-derived here so that
+    :meth:`models.unet2d.MerlinUNet.denoise` can reproduce that package's output (``window_fn=``).
+
+    A roll of ``s`` bins multiplies the window by ``exp(2 pi i s r / n)`` with ``r`` counted from the window's own
+    corner, so, unlike :func:`centre_spectrum`, the result depends on where a window starts (a constant phase per
+    window) and its frequency resolution is one bin (``1 / n`` cycles per pixel). The FFTs run in the input's
+    precision (complex64 stays complex64, as in the reference, which builds ``re + 1j * im`` from float32 parts).
+    Shapes: complex[h, w] -> complex[h, w]; ``|output| == |z|`` up to rounding.
+    """
+    z = np.asarray(z)
+    if not np.iscomplexobj(z):
+        raise ValueError(f"centre_spectrum_bins: expected a complex window, got {z.dtype} {z.shape}")
+    spectrum = np.fft.fftshift(np.fft.fft2(z))
+    mag = np.abs(spectrum)
+    # profiles as float64 means of contiguous rows (pairwise sums), so that argmax ties break as in the reference
+    s_az = _bin_shift(mag.mean(axis=1).astype(np.float64))
+    s_rg = _bin_shift(np.ascontiguousarray(mag.T).mean(axis=1).astype(np.float64))
+    return np.fft.ifft2(np.fft.ifftshift(np.roll(spectrum, (s_az, s_rg), axis=(0, 1))))
 
 
 Gains = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (freq_az, g_az, freq_rg, g_rg), freqs ascending

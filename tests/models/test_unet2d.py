@@ -130,3 +130,15 @@ def test_held_out_ratio_divides_each_part_by_the_estimate_from_the_other():
     assert got == pytest.approx(expected[np.abs(z) > 0].mean(), rel=1e-4)
     parts = torch.from_numpy(np.stack([z.real, z.imag]))
     assert net.held_out_ratio(parts) == pytest.approx(got, rel=1e-6)
+
+
+@pytest.mark.parametrize("name, width", [("stripmap", 48), (None, 8)])
+def test_subpixel_decoder_equals_the_plain_network(name, width):
+    """Inference's low-resolution decoder convolutions compute the same residual as upsample + concatenate + conv."""
+    torch.manual_seed(3)
+    net = load_published_merlin(name) if name else MerlinUNet(width=width, log_min=-1.0, log_max=6.0).eval()
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        plain, fast = net.residual(x), net.residual_subpixel(x)
+    assert plain.abs().max() > 0.05
+    torch.testing.assert_close(fast, plain, rtol=0, atol=2e-5)
