@@ -44,20 +44,29 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` with a GELU MLP."""
+    """Pre-norm transformer block: ``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` with a GELU MLP.
+
+    With ``layer_scale > 0`` each branch is multiplied by a learned per-channel gain initialised to that value
+    (LayerScale, Touvron et al. 2021, CaiT): ``x + g_a * Attn(LN(x))``, ``x + g_m * MLP(LN(x))``; ECG-JEPA's
+    ``layer_scale_eps``. Off (no parameters) by default.
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 bias: bool = False, norm_eps: float = 1e-6) -> None:
+                 bias: bool = False, norm_eps: float = 1e-6, layer_scale: float = 0.0) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, bias=bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=bias), nn.GELU(), nn.Linear(hidden, dim, bias=bias))
+        self.attn_scale = nn.Parameter(torch.full((dim,), float(layer_scale))) if layer_scale else None
+        self.mlp_scale = nn.Parameter(torch.full((dim,), float(layer_scale))) if layer_scale else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        a = self.attn(self.norm1(x))
+        x = x + (a if self.attn_scale is None else a * self.attn_scale)
+        m = self.mlp(self.norm2(x))
+        return x + (m if self.mlp_scale is None else m * self.mlp_scale)
 
 
 def init_weights(module: nn.Module, depth: int = 0) -> None:

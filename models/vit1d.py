@@ -35,6 +35,8 @@ class ViT1D(nn.Module):
         patch_norm: LayerNorm each token's content before the positions are added (Swin's ``patch_norm``), so
             content has unit scale whatever the input's amplitude or number of filled leads. Off in the paper; on
             the shared records it removes the position-only plateau of short JEPA runs (see the ECG recipe).
+        layer_scale: initial value of a learned per-channel gain on each residual branch (LayerScale; ECG-JEPA's
+            ``layer_scale_eps``, 0 = off, as in all the paper's pretraining configs).
 
     >>> enc = ViT1D(in_channels=12, dim=64, depth=2, num_heads=4)
     >>> enc(torch.randn(2, 12, 5000)).shape
@@ -44,7 +46,7 @@ class ViT1D(nn.Module):
     def __init__(self, in_channels: int = 12, patch_size: int = 25, dim: int = 192, depth: int = 8,
                  num_heads: int = 4, mlp_ratio: float = 4.0, num_registers: int = 1, qkv_bias: bool = False,
                  bias: bool = False, norm_eps: float = 1e-6, patch_init: str = "trunc_normal",
-                 patch_norm: bool = False) -> None:
+                 patch_norm: bool = False, layer_scale: float = 0.0) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -55,7 +57,8 @@ class ViT1D(nn.Module):
         self.patch_norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias) if patch_norm else None
         self.registers = nn.Parameter(torch.zeros(1, num_registers, dim)) if num_registers else None
         self.blocks = nn.ModuleList(
-            Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, bias=bias, norm_eps=norm_eps) for _ in range(depth)
+            Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, bias=bias, norm_eps=norm_eps, layer_scale=layer_scale)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         init_weights(self, depth)

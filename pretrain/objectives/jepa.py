@@ -8,6 +8,24 @@ masked tokens, predicts the features an EMA target encoder computes for the mask
 
 with LN a LayerNorm without affine parameters and the target momentum going linearly from 0.998 to 0.9995.
 The EMA target encoder is the exported artefact, as in the papers' evaluation.
+
+Against the ECG-JEPA authors' code (kweimann/ECG-JEPA; golden test tests/models/test_convert_ecg_jepa.py):
+for the same weights, input and masks, teacher tokens, context tokens, predictor output, loss and every gradient
+agree to float32 rounding when ``target_norm=False``. Deliberate differences:
+
+- ``target_norm`` (default on) is I-JEPA's extra LayerNorm of the targets; ECG-JEPA's code compares with the
+  target encoder's output as it is (its final LayerNorm has a learned gain). At initialisation (gain 1) the targets
+  differ by at most 1.2e-5 (the two epsilons); after training they do not agree: on the golden checkpoint (30 steps
+  at lr 1e-2) the loss is 0.4672 without and 0.4610 with it. ``objective.target_norm=false`` reproduces the
+  reference.
+- the predictor's residual projections are initialised with std ``0.02 / sqrt(2 * predictor depth)``; the
+  reference uses the encoder's depth. Initialisation only, and the same in every published configuration
+  (predictor depth = encoder depth).
+- masks come from :func:`pretrain.masking.batch_block_masks` (seeded per sample, so runs resume exactly), not from
+  the reference's NumPy-global ``MaskCollator``; both keep 15-25 % with masked runs of >= ``min_block`` tokens.
+- EMA timing: the reference updates the target at the start of step k with momentum m(k) (a no-op at k = 0); the
+  loop calls ``on_step_end(k + 1)`` after step k's optimiser step, so every forward sees the same target. Only the
+  exported target differs: ours includes the update after the last step, the reference's checkpoint does not.
 """
 
 from __future__ import annotations
@@ -37,7 +55,10 @@ class JEPA(Objective):
         ema: target momentum at the first and last step (0.998, 0.9995).
         loss: ``"l1"`` (ECG-JEPA) or ``"smooth_l1"`` (I-JEPA / Kim 2024).
         predictor_dim, predictor_depth, predictor_heads: predictor size; by default half the encoder width and
-            the encoder's depth and heads (the papers' XS 96/8/4, S 192/8/6, B 384/12/12).
+            the encoder's depth and heads (the papers' XS 96/8/4, S 192/8/6, B 384/12/12). Its blocks take the
+            encoder's MLP ratio, biases and LayerNorm epsilon, as ECG-JEPA's predictor does.
+        target_norm: LayerNorm (no affine) the teacher's tokens before the loss (I-JEPA); ``False`` compares with
+            the teacher's output as it is (ECG-JEPA's code).
     """
 
     name = "jepa"
@@ -47,7 +68,7 @@ class JEPA(Objective):
     def __init__(self, encoder: nn.Module, keep: tuple[float, float] | list[float] = (0.15, 0.25), min_block: int = 10,
                  ema: tuple[float, float] | list[float] = (0.998, 0.9995), loss: str = "l1",
                  predictor_dim: int | None = None, predictor_depth: int | None = None,
-                 predictor_heads: int | None = None) -> None:
+                 predictor_heads: int | None = None, target_norm: bool = True) -> None:
         super().__init__(encoder)
         for attr in ("tokens", "patch_size", "embed_dim", "blocks"):
             if not hasattr(encoder, attr):
@@ -60,16 +81,22 @@ class JEPA(Objective):
         ema = tuple(float(v) for v in ema)
         if len(ema) != 2 or not all(0.0 <= m <= 1.0 for m in ema):
             raise ConfigError(f"objective.ema: need two momenta in [0, 1], got {list(ema)}")
+        if not isinstance(target_norm, bool):
+            raise ConfigError(f"objective.target_norm: use true or false, got {target_norm!r}")
         if loss not in ("l1", "smooth_l1"):
             raise ConfigError(f"objective.loss: use 'l1' or 'smooth_l1', got {loss!r}")
         self.keep, self.min_block, self.ema, self.loss_name = keep, int(min_block), ema, loss
+        self.target_norm = target_norm
         d = encoder.embed_dim
         pdim = int(predictor_dim or d // 2)
         pheads = int(predictor_heads or encoder.blocks[0].attn.num_heads)
         pdepth = int(predictor_depth or len(encoder.blocks))
         if pdim <= 0 or pdepth <= 0 or pheads <= 0 or pdim % pheads:
             raise ConfigError(f"objective.predictor_*: width {pdim} must be > 0 and divisible by heads {pheads}; depth {pdepth} > 0")
-        self.predictor = ViT1DPredictor(d, dim=pdim, depth=pdepth, num_heads=pheads)
+        block = encoder.blocks[0]
+        self.predictor = ViT1DPredictor(
+            d, dim=pdim, depth=pdepth, num_heads=pheads, mlp_ratio=block.mlp[0].out_features / d,
+            qkv_bias=block.attn.qkv.bias is not None, bias=block.norm1.bias is not None, norm_eps=block.norm1.eps)
         self.teacher = make_teacher(encoder)
         self._momentum = ema[0]
 
@@ -88,7 +115,7 @@ class JEPA(Objective):
         keep, masked = self.masks(batch, n)
         with torch.no_grad():
             h = self.teacher(x)
-            target = gather_tokens(F.layer_norm(h, h.shape[-1:]), masked)
+            target = gather_tokens(F.layer_norm(h, h.shape[-1:]) if self.target_norm else h, masked)
         ctx = self.encoder(x, keep)
         pred = self.predictor(ctx, keep, masked, n)
         if self.loss_name == "l1":
