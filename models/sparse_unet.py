@@ -27,13 +27,18 @@ Architecture (``L`` levels, encoder channels ``c_0..c_{L-1}``, decoder channels 
 so it has ``L`` decoder levels (the coarsest included; ``decoder_channels[0] == channels[-1]``), GELU instead of ReLU,
 RMSNorm (eps added to the RMS) instead of BatchNorm, layer-scaled residuals, additive instead of concatenated skips,
 and attention blocks. Equal to their encoder to float32 rounding (tests/models/test_convert_msm.py), with these
-deliberate differences: attention runs in float32 (theirs casts q, k, v and the output to float16 for flash-attn:
-up to 1.4e-4 on features of magnitude up to 4.4 in the golden test), applies no attention dropout in eval (theirs passes
-``att_drop_prob`` = 0.1 to flash-attn in eval too, so their inference is random), and serialises along a Z-order
-curve of (x, y, z) / (y, x, z) alternating between blocks (theirs picks four z-order / Hilbert curves in a random
-order per forward pass): identical whenever a scan has at most ``attn_window // 2 + 1`` sites at an attention level
-(then every site attends to its whole scan), different neighbourhoods beyond that. Their conv biases sit in a
-``ChannelBias`` after the conv (spconv's CPU kernels refuse a fused bias in eval).
+deliberate differences:
+
+- attention runs in float32; theirs casts q, k, v and the output to float16 for flash-attn (up to 1.4e-4 on
+  features of magnitude up to 4.4 in the golden test);
+- no attention dropout in eval; theirs passes ``att_drop_prob`` (0.1) to flash-attn in eval too, so their
+  inference is random;
+- the blocks of a level serialise along their xyz, then yxz Z-order curve (the same bit layout as theirs); theirs
+  draws the order of four curves (two z-order, two Hilbert) at random in every forward pass. Identical when a scan
+  has at most ``attn_window // 2 + 1`` sites at an attention level (every site then sees its whole scan) or when
+  their shuffle is off (tested with a 16-site window); other neighbourhoods otherwise.
+
+Their conv biases sit in a ``ChannelBias`` after the conv (spconv's CPU kernels refuse a fused bias in eval).
 
 BasicBlock: ``x + BN(SubM(ReLU(BN(SubM(x)))))`` then ReLU (He et al. 2016 on submanifold convs, Graham et al.
 CVPR 2018). Strided k2 s2 convs make each fine site the child of exactly one coarse site
@@ -504,6 +509,6 @@ def pool_levels(out: dict, batch_size: int) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
-__all__ = ["BasicBlock", "ChannelBias", "GatedSkip", "PreNormResBlock", "RMSNorm", "SerializedAttentionBlock", "SparseUNet",
-           "batch_index", "level_point_features", "lookup_sites", "morton_order", "pool_levels", "sparse_tensor",
-           "voxelize_points", "voxel_keys", "windowed_attention"]
+__all__ = ["BasicBlock", "ChannelBias", "GatedSkip", "PreNormResBlock", "RMSNorm", "SerializedAttentionBlock",
+           "SparseUNet", "batch_index", "level_point_features", "lookup_sites", "morton_order", "pool_levels",
+           "sparse_tensor", "voxelize_points", "voxel_keys", "windowed_attention"]
