@@ -37,6 +37,11 @@ attention blocks per level as in the published model, a level's blocks use their
 window of 16 sites; its features are stored as ``level{l}_windowed_features``. Their Hilbert curves (third and
 fourth blocks of a level, or any block when shuffled) are not covered.
 
+``--check-published`` instead builds their encoder at the published size (``model_cfg.py``: 5 levels 32..384,
+attention at the two coarsest levels of encoder and decoder), randomises it, saves it in the same format to a
+temporary folder, converts it with ``models.converters.convert("msm", ...)`` and prints the largest feature
+difference per decoder level (nothing is written).
+
     python benchmarks/parity/msm_golden.py --reference /path/to/msm/inference
 """
 
@@ -179,15 +184,60 @@ def run(encoder: torch.nn.Module, grid: np.ndarray, feat: np.ndarray, offset: np
     return levels  # finest first
 
 
+def check_published(ref: Path, MSM3D_Encoder, layers, seed: int) -> None:  # noqa: ANN001, N803
+    import tempfile
+
+    from model_cfg import ENCODER_L_MODEL  # their published configuration
+
+    from models.converters import convert
+
+    cfg = {k: v for k, v in ENCODER_L_MODEL.items() if k != "type"}
+    torch.manual_seed(seed)
+    encoder = MSM3D_Encoder(**cfg)
+    randomise(encoder, torch.Generator().manual_seed(seed))
+    encoder.eval()
+    g0, f0 = scan(seed, np.zeros(3, np.float32))
+    g1, f1 = scan(seed + 1, np.array([0.007, 0.013, 0.003], np.float32))
+    grid, feat = np.concatenate([g0, g1]), np.concatenate([f0, f1])
+    offset = np.array([len(g0), len(g0) + len(g1)], np.int64)
+    torch_module = layers.torch
+    layers.torch = _TorchWithoutHalf("torch")
+    try:
+        theirs = run(encoder, grid, feat, offset)[::-1]
+    finally:
+        layers.torch = torch_module
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model_best.pth"
+        torch.save({"epoch": 1, "state_dict": OrderedDict((f"module.student.{k}", v)
+                                                          for k, v in encoder.state_dict().items())}, path)
+        ours = convert("msm", path)
+    with torch.no_grad():
+        out = ours({"grid_coord": torch.from_numpy(grid), "feat": torch.from_numpy(feat),
+                    "offset": torch.from_numpy(offset)})
+    print(f"published size: {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M parameters, {len(grid)} points")
+    for lvl, (x, lv, n) in enumerate(zip(theirs, out["levels"], out["num_sites"])):
+        key = lambda t: ((t[:, 0] * 4096 + t[:, 1]) * 4096 + t[:, 2]) * 4096 + t[:, 3]  # noqa: E731
+        mine = lv.indices[:n].long()[:, [0, 3, 2, 1]]
+        a, b = torch.argsort(key(mine)), torch.argsort(key(x.indices.long()))
+        assert torch.equal(mine[a], x.indices.long()[b])
+        diff = float((lv.features[:n][a] - x.features[b]).abs().max())
+        print(f"level {lvl}: {n} sites x {x.features.shape[1]}, |feat| max {float(x.features.abs().max()):.3f}, "
+              f"max |ours - theirs| {diff:.2e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", required=True, type=Path, help="the msm checkout's inference/ folder")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO / "tests" / "golden")
+    p.add_argument("--check-published", action="store_true", help="compare at the published size, write nothing")
     args = p.parse_args()
     torch.set_num_threads(1)
 
     MSM3D_Encoder, layers = import_reference(args.reference.resolve())
+    if args.check_published:
+        check_published(args.reference.resolve(), MSM3D_Encoder, layers, args.seed)
+        return
     torch.manual_seed(args.seed)
     encoder = MSM3D_Encoder(**SMALL)
     randomise(encoder, torch.Generator().manual_seed(args.seed))
