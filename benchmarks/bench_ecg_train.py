@@ -28,7 +28,7 @@ import torch
 
 import models
 from modalities.ecg import LEADS_12, lead_alias
-from modalities.signals.records import index_records
+from modalities.signals.index import index_records
 from modalities.signals.windows import SignalWindows
 from pretrain import objectives
 from pretrain.loop import cuda_attention_kernels, param_groups

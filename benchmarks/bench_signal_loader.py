@@ -30,7 +30,7 @@ import wfdb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from modalities.signals.records import index_records  # noqa: E402
+from modalities.signals.index import index_records  # noqa: E402
 from modalities.signals.windows import SignalWindows  # noqa: E402
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")

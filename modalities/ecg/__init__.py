@@ -14,7 +14,7 @@ from modalities.base import DataError, Modality
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.ecg.probes import probe_targets
 from modalities.ecg.simulate import simulate_corpus
-from modalities.signals.records import index_records
+from modalities.signals.index import index_records
 from modalities.signals.windows import SignalWindows
 
 

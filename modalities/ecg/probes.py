@@ -3,7 +3,7 @@
 Inputs are built exactly like pretraining windows of
 :class:`~modalities.signals.windows.SignalWindows`: the record's channels are mapped to canonical
 leads with :func:`~modalities.ecg.leads.lead_alias`, read and resampled to ``fs`` with
-:func:`~modalities.signals.records.read_window_resampled`, band-passed on the filled leads
+:func:`~modalities.signals.resampled.read_window_resampled`, band-passed on the filled leads
 (:func:`~modalities.signals.filters.bandpass`), z-scored per lead and clipped
 (:func:`~modalities.signals.filters.normalize`); leads a record lacks stay zero.
 
@@ -48,7 +48,10 @@ import numpy as np
 from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.signals.filters import bandpass, normalize
-from modalities.signals.records import RecordInfo, index_records, read_header, read_window_resampled
+from modalities.signals.formats.wfdb import read_header
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 from modalities.signals.windows import probe_part_starts
 
 __all__ = [

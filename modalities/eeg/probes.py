@@ -48,7 +48,7 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
-from modalities.signals.records import index_records
+from modalities.signals.index import index_records
 from modalities.signals.windows import probe_part_starts
 
 __all__ = ["BANDS", "MOTOR_CHANNELS", "PROBE_SEED", "band_power_features", "motor_imagery_probe", "probe_targets",

@@ -24,7 +24,9 @@ from modalities.base import DataError
 from modalities.signals.annotations import Span, read_annotations
 from modalities.signals.channels import normalize_channel_name, rereference, unit_scale
 from modalities.signals.filters import bandpass, normalize, notch, resample
-from modalities.signals.records import RecordInfo, index_records, read_window_resampled
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 
 __all__ = [
     "EEGRecord",
@@ -94,7 +96,7 @@ def eeg_record(info: RecordInfo, channels: Sequence[str] | None = None) -> EEGRe
 
 def index_eeg(root: str | Path, fs: float | None = None) -> list[EEGRecord]:
     """The recordings with EEG channels under a folder (recursively) or in one file
-    (:func:`~modalities.signals.records.index_records`; ``fs`` for a text column without a rate), sorted by path.
+    (:func:`~modalities.signals.index.index_records`; ``fs`` for a text column without a rate), sorted by path.
 
     Raises:
         DataError: the path does not exist, a file cannot be read, or no recording has an EEG channel.

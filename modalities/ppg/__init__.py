@@ -3,7 +3,7 @@ probes on real recordings.
 
 Records are WFDB (a ``PLETH`` channel, e.g. PhysioNet/CinC Challenge 2015) or CSV (HeartPy's layouts: a
 ``timer``/``datetime`` column, or one headerless column at ``data.csv_fs``), read window by window through the
-shared readers (:func:`~modalities.signals.records.index_records`); a record's PPG channel (:func:`~modalities.ppg.probes.ppg_channel`)
+shared readers (:func:`~modalities.signals.index.index_records`); a record's PPG channel (:func:`~modalities.ppg.probes.ppg_channel`)
 fills the single canonical channel ``PPG``, resampled to the recipe's rate, band-passed, z-scored and clipped.
 Positive pairs are two random segments of the same record (``view_source: record``), each augmented with the
 paper's cascade (:class:`~modalities.signals.augment.BiosignalAugment`).

@@ -3,7 +3,7 @@ installed ``heartpy`` package, on the real recordings of a folder with ``--probe
 
 Inputs are built exactly like pretraining windows of :class:`~modalities.signals.windows.SignalWindows` in the
 PPG layout: the record's PPG channel (:func:`ppg_channel`) read and resampled to ``fs``
-(:func:`~modalities.signals.records.read_window_resampled`), band-passed, z-scored and clipped
+(:func:`~modalities.signals.resampled.read_window_resampled`), band-passed, z-scored and clipped
 (:func:`~modalities.signals.filters.bandpass`, :func:`~modalities.signals.filters.normalize`).
 
 - :func:`heart_rate_probe` (regression): the label of a window is the heart rate that a classical peak detector
@@ -40,7 +40,9 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.signals.filters import bandpass, normalize
-from modalities.signals.records import RecordInfo, index_records, read_window_resampled
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 from modalities.signals.windows import probe_part_starts
 
 __all__ = [

@@ -26,7 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from modalities.base import DataError
-from modalities.signals.records import RecordInfo
+from modalities.signals.formats import format_of, read_frames, supported_suffixes
+from modalities.signals.formats.base import one_line
+from modalities.signals.formats.edf import edf_refusal, open_pyedflib
+from modalities.signals.formats.mne import OPEN_RAWS
+from modalities.signals.record import RecordInfo
 
 __all__ = ["BDF_TRIGGER_MASK", "Span", "read_annotations", "sleep_stage", "spans_from_stim", "stim_spans"]
 
@@ -80,12 +84,10 @@ def _span(onset: float, duration: float, text: str, channel: str = "") -> Span:
 
 def _edf_spans(path: Path) -> list[Span]:
     """EDF+/BDF+ annotations through pyedflib (mne where pyedflib refuses the file)."""
-    from modalities.signals.readers import _edf_refusal, _pyedflib_open
-
     try:
-        reader = _pyedflib_open(str(path), annotations=True)
+        reader = open_pyedflib(str(path), annotations=True)
     except (OSError, ValueError) as exc:
-        reason = _edf_refusal(path, exc)
+        reason = edf_refusal(path, exc)
         if "discontinuous" in reason.lower():  # EDF+D: mne reads it (onsets in file time)
             return _mne_file_spans(path, refused=reason)
         # mne.read_annotations returns nothing, silently, for a broken file: not a fallback here.
@@ -93,7 +95,7 @@ def _edf_spans(path: Path) -> list[Span]:
     try:
         onsets, durations, texts = reader.readAnnotations()
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read EDF+ annotations ({' '.join(str(exc).split())})") from None
+        raise DataError(f"{path}: cannot read EDF+ annotations ({one_line(exc)})") from None
     finally:
         reader.close()
     return [_span(o, d, t) for o, d, t in zip(onsets, durations, texts)]
@@ -108,7 +110,7 @@ def _mne_file_spans(path: Path, refused: str = "") -> list[Span]:
             ann = mne.read_annotations(str(path))
     except Exception as exc:
         because = f"{refused}; mne: " if refused else ""
-        raise DataError(f"{path}: cannot read annotations ({because}{' '.join(str(exc).split())})") from None
+        raise DataError(f"{path}: cannot read annotations ({because}{one_line(exc)})") from None
     return _from_mne(ann, 0.0)
 
 
@@ -123,12 +125,10 @@ def _from_mne(ann: object, first_time: float) -> list[Span]:
 
 def _raw_spans(path: Path) -> list[Span]:
     """Annotations of a FIF / EEGLAB file, relative to its first sample (``raw.first_time``)."""
-    from modalities.signals.readers import _MNE_FILES
-
     try:
-        raw = _MNE_FILES.get(str(path))
+        raw = OPEN_RAWS.get(str(path))
     except Exception as exc:
-        raise DataError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from None
     ann = raw.annotations
     # With a measurement date, mne counts onsets from it and the data start at first_time.
     first_time = float(raw.first_time) if ann.orig_time is not None else 0.0
@@ -143,7 +143,7 @@ def _wfdb_spans(path: Path, extension: str) -> list[Span]:
         ann = wfdb.rdann(record, extension)
         fs = ann.fs or wfdb.rdheader(record).fs
     except Exception as exc:
-        raise DataError(f"{path}: cannot read WFDB annotations ({' '.join(str(exc).split())})") from None
+        raise DataError(f"{path}: cannot read WFDB annotations ({one_line(exc)})") from None
     if not fs:
         raise DataError(f"{path}: WFDB annotations without a sampling rate (no header beside them)")
     symbols = ann.symbol or [""] * len(ann.sample)
@@ -189,8 +189,6 @@ def stim_spans(info: RecordInfo, channels: Sequence[str] | None = None, mask: in
     ANDed with ``mask`` as integers when given; a BDF ``Status`` channel defaults to
     :data:`BDF_TRIGGER_MASK` (the trigger bits).
     """
-    from modalities.signals.readers import read_frames
-
     names = list(channels) if channels is not None else [
         c for c, k in zip(info.channels, info.channel_types) if k == "stim"]
     out: list[Span] = []
@@ -216,8 +214,6 @@ def read_annotations(path_or_info: str | Path | RecordInfo, stim: bool = True) -
     Raises:
         DataError: the file is missing, unreadable, or of an unknown type.
     """
-    from modalities.signals.readers import format_of, supported_suffixes
-
     info = path_or_info if isinstance(path_or_info, RecordInfo) else None
     path = Path(info.path if info is not None else path_or_info).expanduser().absolute()  # type: ignore[arg-type]
     fmt = info.format if info is not None else format_of(path)

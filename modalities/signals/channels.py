@@ -2,7 +2,7 @@
 
 Files spell the same electrode many ways: BCI2000's EDF pads labels with dots (``"Fc5."``, ``"Cz.."``),
 EDF+ prefixes the signal type (``"EEG Fpz-Cz"``), clinical systems shout (``"FP1-REF"``). Readers keep the
-file's own names in :class:`~modalities.signals.records.RecordInfo` (so reads address the file exactly); the
+file's own names in :class:`~modalities.signals.record.RecordInfo` (so reads address the file exactly); the
 functions here map them to one spelling, the case of MNE's ``standard_1005`` montage (``"FC5"``, ``"Fpz"``,
 ``"Cz-A2"``), and to one type per channel.
 
@@ -173,7 +173,7 @@ def pick_channels(
 
     Args:
         channels: the record's channel names as the file spells them, or a
-            :class:`~modalities.signals.records.RecordInfo` (its channels, types and path are used).
+            :class:`~modalities.signals.record.RecordInfo` (its channels, types and path are used).
         names: wanted names in any spelling (``"Fc5."``, ``"FC5"`` and ``"fc5"`` are the same
             electrode); returned in this order. None: every channel (of the wanted types).
         types: wanted types (:data:`CHANNEL_TYPES`); a string is one type.

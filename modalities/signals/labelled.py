@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from modalities.base import DataError
 from modalities.signals.annotations import read_annotations
-from modalities.signals.records import RecordInfo
+from modalities.signals.record import RecordInfo
 
 ID_COLUMNS = ("record", "record_id", "record_name", "ecg_id", "filename_hr", "filename_lr", "filename", "file", "id")
 SPLITS = ("train", "val", "test")

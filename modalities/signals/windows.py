@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 
 from modalities.base import DataError
 from modalities.signals.filters import bandpass, normalize
-from modalities.signals.records import RecordInfo, read_window_resampled
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 
 __all__ = ["SignalWindows", "check_short_parts", "probe_part_starts", "spaced_starts", "split_summary"]
 
@@ -31,7 +32,7 @@ class SignalWindows(Dataset):
     """Windows of ``window_s`` seconds resampled to ``fs`` Hz in the channel order ``channels``.
 
     Args:
-        records: indexed records (:func:`~modalities.signals.records.index_records`).
+        records: indexed records (:func:`~modalities.signals.index.index_records`).
         channels: canonical output channels, e.g. the 12 ECG leads.
         fs: output sampling rate in Hz.
         window_s: window length in seconds; ``T = round(window_s * fs)``.

@@ -19,7 +19,7 @@ from modalities.ecg.probes import (
     record_identity_probe,
     select_beats,
 )
-from modalities.signals.records import read_header
+from modalities.signals.formats.wfdb import read_header
 from modalities.signals.windows import SignalWindows
 
 FS = 500

@@ -14,7 +14,7 @@ import wfdb
 
 from modalities.ecg.leads import LEADS_12, lead_alias
 from modalities.ecg.simulate import CORPUS_FILE, simulate_corpus
-from modalities.signals.records import index_records
+from modalities.signals.index import index_records
 from modalities.signals.windows import SignalWindows
 
 N_SUBJECTS = 3

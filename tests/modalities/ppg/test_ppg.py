@@ -13,7 +13,8 @@ from modalities.base import DataError
 from modalities.ppg import HEARTPY_FILES, build_dataset, default_data, heartpy_data_dir
 from modalities.ppg.probes import (heart_rate_bpm, ppg_channel, ppg_records, preprocess_window, probe_targets,
                                    probe_windows)
-from modalities.signals.records import index_records, read_window_resampled
+from modalities.signals.index import index_records
+from modalities.signals.resampled import read_window_resampled
 
 DEMO = {"csv_fs": 100, "fs": 64, "window_s": 8.0, "channels": ["PPG"], "band": [0.5, 8.0], "clip": 5.0,
         "val_fraction": 0.1, "view_source": "record"}

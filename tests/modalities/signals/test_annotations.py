@@ -13,8 +13,8 @@ import wfdb
 
 from modalities.base import DataError
 from modalities.signals.annotations import Span, read_annotations, sleep_stage, spans_from_stim
-from modalities.signals.readers import inspect_file, read_frames
-from modalities.signals.records import read_header
+from modalities.signals.formats import inspect_file, read_frames
+from modalities.signals.formats.wfdb import read_header
 from tests.conftest import shared_data
 
 SIGNALS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "signals"

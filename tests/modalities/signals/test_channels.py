@@ -17,8 +17,8 @@ from modalities.signals.channels import (
     rereference,
     unit_scale,
 )
-from modalities.signals.readers import inspect_file
-from modalities.signals.records import read_window_resampled
+from modalities.signals.formats import inspect_file
+from modalities.signals.resampled import read_window_resampled
 from tests.conftest import shared_data
 
 

@@ -10,7 +10,7 @@ import wfdb
 
 from modalities.base import DataError
 from modalities.signals.labelled import annotation_windows, subject_split, table_windows
-from modalities.signals.records import index_records
+from modalities.signals.index import index_records
 
 
 def test_beat_windows_are_the_atr_beats_whose_centred_window_fits(signals_dir):

@@ -12,14 +12,11 @@ import numpy as np
 import pytest
 
 from modalities.base import DataError
-from modalities.signals.readers import (
-    CSV_MAX_STEP_PERIODS,
-    NotARecording,
-    check_regular_times,
-    inspect_csv,
-    read_frames,
-)
-from modalities.signals.records import index_records, read_window_resampled
+from modalities.signals.formats import read_frames
+from modalities.signals.formats.base import NotARecording
+from modalities.signals.formats.csv import CSV_MAX_STEP_PERIODS, check_regular_times, inspect_csv
+from modalities.signals.index import index_records
+from modalities.signals.resampled import read_window_resampled
 from tests.conftest import shared_data
 
 with warnings.catch_warnings():  # heartpy imports the deprecated pkg_resources

@@ -11,8 +11,11 @@ import pyedflib
 import pytest
 
 from modalities.base import DataError
-from modalities.signals.readers import frame_layout, inspect_edf, inspect_file, read_frames
-from modalities.signals.records import index_records, read_window_resampled
+from modalities.signals.formats import inspect_file, read_frames
+from modalities.signals.formats.edf import inspect_edf
+from modalities.signals.record import frame_layout
+from modalities.signals.index import index_records
+from modalities.signals.resampled import read_window_resampled
 from tests.conftest import shared_data
 
 SIGNALS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "signals"

@@ -12,15 +12,12 @@ import wfdb
 import wfdb.io.util
 
 from modalities.base import DataError
-from modalities.signals import records as records_module
+from modalities.signals import index as index_module
 from modalities.signals.filters import resample
-from modalities.signals.records import (
-    RecordInfo,
-    index_records,
-    read_header,
-    read_wfdb_window,
-    read_window_resampled,
-)
+from modalities.signals.formats.wfdb import read_header, read_wfdb_window
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 
 EXPECTED_RECORDS = (
     "challenge2015/a103l",
@@ -332,8 +329,8 @@ def test_index_cache_is_written_and_reused(
     def no_header_reads(*args, **kwargs):
         raise AssertionError("the cached index must not re-read headers")
 
-    monkeypatch.setattr(records_module, "read_header", no_header_reads)
-    monkeypatch.setattr(records_module, "_inspect", no_header_reads)
+    monkeypatch.setattr(index_module, "read_header", no_header_reads)
+    monkeypatch.setattr(index_module, "inspect_record", no_header_reads)
     monkeypatch.setattr(wfdb, "rdheader", no_header_reads)
     assert index_records(signals_dir, cache_dir=tmp_path) == first
 
@@ -362,13 +359,13 @@ def test_index_cache_invalidated_when_a_header_changes(copy_record, monkeypatch)
     assert [r.name for r in index_records(root)] == ["03700181", "test01_00s"]
 
     calls: list[str] = []
-    real_inspect = records_module._inspect
+    real_inspect = index_module.inspect_record
 
     def counting_inspect(record):
         calls.append(Path(record).name)
         return real_inspect(record)
 
-    monkeypatch.setattr(records_module, "_inspect", counting_inspect)
+    monkeypatch.setattr(index_module, "inspect_record", counting_inspect)
     index_records(root)
     assert calls == []  # cached
 

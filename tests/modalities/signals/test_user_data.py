@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from modalities.base import DataError, cache_root, data_cache_dir
-from modalities.signals.records import RecordInfo, index_records, read_header
+from modalities.signals.formats.wfdb import read_header
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
 from modalities.signals.windows import SignalWindows
 from tests.modalities.signals.helpers import (copy_files, make_read_only, make_writable, multisegment_cut,
                                               snapshot)

@@ -13,7 +13,9 @@ import torch
 
 from modalities.base import DataError
 from modalities.signals.filters import bandpass, normalize
-from modalities.signals.records import RecordInfo, index_records, read_window_resampled
+from modalities.signals.index import index_records
+from modalities.signals.record import RecordInfo
+from modalities.signals.resampled import read_window_resampled
 from modalities.signals.windows import SignalWindows
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")

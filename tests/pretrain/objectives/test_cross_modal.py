@@ -76,7 +76,8 @@ def _a103l_windows(signals_dir, n: int, window_s: float = 8.0, fs: float = 64.0)
     """Simultaneous PLETH (row 0) and ECG lead II (row 1) windows of challenge2015/a103l, band-passed and
     z-scored per channel (PPG 0.5-8 Hz, ECG 0.5-30 Hz)."""
     from modalities.signals.filters import bandpass, normalize
-    from modalities.signals.records import index_records, read_window_resampled
+    from modalities.signals.index import index_records
+    from modalities.signals.resampled import read_window_resampled
 
     info = index_records(signals_dir / "challenge2015" / "a103l.hea")[0]
     starts = np.linspace(0.0, info.duration_s - window_s, n)
