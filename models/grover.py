@@ -36,6 +36,15 @@ Four output branches combine the two views, each ``LayerNorm(FFN([raw features, 
 branches, ``[mean_a atom_from_atom, mean_a atom_from_bond]`` (``embed_dim = 2 hidden``), the reference's
 fingerprint with ``fingerprint_source = "atom"``.
 
+**Reference behaviour, for its checkpoints.** ``attention="reference"`` (:func:`token_head_attention`) and
+``padding_row=True`` compute exactly what tencent-ailab/grover's ``GTransEncoder`` does; the converter of their
+checkpoints (``models/converters/grover.py``) sets both, the defaults are the corrected encoder. Measured on the
+golden batch of tests/models/test_convert_grover.py (their code, hidden 12, 3 heads, LayerNorm biases ~N(0, 0.3)):
+converted, the four branches equal theirs to 8e-7 (max abs); dropping the padding row changes them by 0.24-0.43
+mean abs (|features| ~0.6-1.0), and a molecule's features then no longer depend on its batch-mates (theirs move by
+up to 1.04 when a degree-4 molecule joins the batch; ours by 3e-7); attending over atoms instead of a token's
+own heads changes them by a further 0.10-0.42 mean abs.
+
 Sizes: ``grover_base`` (hidden 800, 4 heads) has 48M parameters and ``grover_large`` (hidden 1200) 107M, as in the
 paper (48M / 100M); ``depth = 4`` hops is the reference pretraining command's ``--depth 5`` (it runs depth - 1 hops).
 

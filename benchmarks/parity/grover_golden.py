@@ -16,7 +16,10 @@ Given their checkout (``--reference PATH``, the folder holding ``grover/`` and `
 4. draws contextual-property targets (15 % of atoms and bonds per molecule, their ``ceil``) with class labels from a
    seeded generator and motif labels, runs their ``GroverTask`` and their ``get_loss_func`` and records every term
    (per branch, by calling it with the other branches set to ``None``), as is and with the padding row left out
-   of the two consistency terms -> ``grover.npz``.
+   of the two consistency terms -> ``grover.npz``;
+5. a second, encoder-only checkpoint (their ``GROVEREmbedding``, keys ``encoders.*``) with ``activation ReLU`` (no
+   slopes stored) at hidden 6, 2 heads, depth 2, 1 block -> ``grover_reference_relu.pt``, with its four branches
+   on the same batch (``relu_*`` in ``grover.npz``).
 
 Patched in memory, never in their files: ``descriptastorus`` (imported by ``task_labels`` for the motif labels this
 script does not use) is replaced by an empty module when it is not installed; ``args.cuda = False`` (their
@@ -82,15 +85,22 @@ def import_reference(root: Path):
                                  save_checkpoint=save_checkpoint)
 
 
-def their_args(ref):
+def their_args(ref, hidden=HIDDEN, heads=HEADS, depth=DEPTH, blocks=BLOCKS, activation="PReLU"):
     parser = argparse.ArgumentParser()
     ref.add_pretrain_args(parser)
-    args = parser.parse_args(["--hidden_size", str(HIDDEN), "--num_attn_head", str(HEADS), "--depth", str(DEPTH),
-                              "--num_mt_block", str(BLOCKS), "--dropout", "0.1", "--activation", "PReLU",
+    args = parser.parse_args(["--hidden_size", str(hidden), "--num_attn_head", str(heads), "--depth", str(depth),
+                              "--num_mt_block", str(blocks), "--dropout", "0.1", "--activation", activation,
                               "--embedding_output_type", "both", "--backbone", "gtrans"])
     ref.modify_pretrain_args(args)
     args.cuda = False
     return args
+
+
+def perturb(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for prm in model.parameters():
+            if prm.dim() == 1 and prm.requires_grad:
+                prm.add_(0.3 * torch.randn_like(prm))
 
 
 def main() -> None:
@@ -109,10 +119,7 @@ def main() -> None:
     args = their_args(ref)
     embedding = ref.GROVEREmbedding(args)
     task = ref.GroverTask(args, embedding, ATOM_VOCAB, BOND_VOCAB, 85)
-    with torch.no_grad():
-        for name, prm in task.named_parameters():
-            if prm.dim() == 1 and prm.requires_grad:
-                prm.add_(0.3 * torch.randn_like(prm))
+    perturb(task)
     task.eval()
     a.out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = a.out_dir / "grover_reference.pt"
@@ -179,6 +186,15 @@ def main() -> None:
                     ("bond_from_atom", emb["bond_from_atom"]), ("bond_from_bond", emb["bond_from_bond"])):
         out[b] = rows[1:].numpy()
         out[f"{b}_padding"] = rows[0].numpy()
+    relu_args = their_args(ref, hidden=6, heads=2, depth=2, blocks=1, activation="ReLU")
+    relu = ref.GROVEREmbedding(relu_args)
+    perturb(relu)
+    relu.eval()
+    ref.save_checkpoint(str(a.out_dir / "grover_reference_relu.pt"), relu, None, None, relu_args)
+    with torch.no_grad():
+        emb = relu(ref.mol2graph(SMILES, {}, relu_args).get_components())
+    for b in ("atom_from_atom", "atom_from_bond", "bond_from_atom", "bond_from_bond"):
+        out[f"relu_{b}"] = emb[b][1:].numpy()
     np.savez_compressed(a.out_dir / "grover.npz", **out)
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e3:.0f} kB) and {a.out_dir / 'grover.npz'}; "
           + ", ".join(f"{k} {v:.6f}" for k, v in terms.items()))

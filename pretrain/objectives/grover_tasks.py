@@ -16,7 +16,10 @@ binarised RDKit ``fr_*`` descriptors: ``L_fg = sum over the 4 branches of BCE(W_
 
 **Branch consistency** (the reference's ``dist_coff`` terms): ``L_dist = c (MSE(log p^aa, log p^ab) + MSE(log p^ba,
 log p^bb)) + MSE(sigma(f^aa), sigma(f^ab)) + MSE(sigma(f^ba), sigma(f^bb))`` over all atoms / bonds / molecules,
-with ``c = 0.1``. The loss is ``L_av + L_bv + L_fg + L_dist``, exactly the reference's ``overall_loss``.
+with ``c = 0.1``. The loss is ``L_av + L_bv + L_fg + L_dist``, the reference's ``overall_loss`` (every term equal
+to its code's to 3e-7 on the golden batch of tests/models/test_convert_grover.py), except that its two vocabulary
+MSEs also average over its padding atom / bond row: here only real atoms and bonds count (0.50142 -> 0.50144 and
+1.6840 -> 1.6823 there, total 15.96340 -> 15.96324).
 
 The vocabulary (sizes, and the keys for later use) comes from the training dataset through :meth:`bind_dataset`
 (heads of fixed widths ``atom_vocab_size`` / ``bond_vocab_size`` when given, at least the vocabulary's sizes, so

@@ -216,3 +216,16 @@ def test_other_files_are_refused_in_one_line(tmp_path):
     torch.save({"args": datetime.date(2020, 1, 1), "state_dict": {}}, path)
     with pytest.raises(ConversionError, match="not a grover checkpoint this converter reads safely"):
         convert("grover", path)
+
+
+def test_relu_encoder_only_checkpoint(golden, batch):
+    """Their GROVEREmbedding alone (keys ``encoders.*``), activation ReLU: no slopes stored, PReLU slopes fixed at 0."""
+    model = convert("grover", GOLDEN / "grover_reference_relu.pt")
+    assert (model.config["hidden"], model.config["heads"], model.config["depth"]) == (6, 2, 1)
+    assert float(model.node_blocks[0].mpn.slope.detach().abs().max()) == 0.0
+    with torch.no_grad():
+        out = model(batch)
+    idx = their_bond_order(golden, batch)
+    for b in BRANCHES:
+        ours = out[b].numpy()[idx] if b.startswith("bond") else out[b].numpy()
+        assert np.abs(ours - golden[f"relu_{b}"]).max() < TOL, b
