@@ -20,7 +20,6 @@ modality recipe's ``finetune:`` section (split kind, descriptors, head widths, o
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import modalities
 from modalities.base import FILE_CONVENTIONS
 from pretrain import config as config_mod
 from pretrain.config import ConfigError
+from pretrain.metrics import score
 from pretrain.objectives.supervised import TASKS, batch_extra, batch_targets, model_input
 
 MODES = ("full", "linear", "scratch")
@@ -49,62 +49,6 @@ class FinetuneResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-
-def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R^2 over the finite targets (averaged over target columns)."""
-    y, p = np.asarray(y, np.float64).reshape(len(y), -1), np.asarray(p, np.float64).reshape(len(p), -1)
-    out = {"rmse": [], "mae": [], "r2": []}
-    for j in range(y.shape[1]):
-        k = np.isfinite(y[:, j])
-        err = p[k, j] - y[k, j]
-        out["rmse"].append(math.sqrt(float(np.mean(err ** 2))))
-        out["mae"].append(float(np.mean(np.abs(err))))
-        ss = float(np.sum((y[k, j] - y[k, j].mean()) ** 2))
-        out["r2"].append(1.0 - float(np.sum(err ** 2)) / ss if ss > 0 else float("nan"))
-    return {k: float(np.mean(v)) for k, v in out.items()}
-
-
-def classification_metrics(y: np.ndarray, logits: np.ndarray, task: str) -> dict[str, float]:
-    """Macro AUROC (over labels / one-vs-rest classes present in ``y``), accuracy and macro F1; multiclass also
-    balanced accuracy (mean per-class recall over the classes present in ``y``)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
-
-    logits = np.asarray(logits, np.float64)
-    if task == "multiclass":
-        y = np.asarray(y).reshape(-1).astype(int)
-        prob = np.exp(logits - logits.max(1, keepdims=True))
-        prob /= prob.sum(1, keepdims=True)
-        pred = prob.argmax(1)
-        present = np.unique(y)
-        aucs = [roc_auc_score(y == c, prob[:, c]) for c in present if 0 < np.sum(y == c) < len(y)]
-        return {"accuracy": float(np.mean(pred == y)), "f1": float(f1_score(y, pred, average="macro")),
-                "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-                "auroc": float(np.mean(aucs)) if aucs else float("nan")}
-    y = np.asarray(y, np.float64).reshape(len(logits), -1)
-    prob = 1.0 / (1.0 + np.exp(-logits.reshape(len(logits), -1)))
-    aucs, f1s, accs = [], [], []
-    for j in range(y.shape[1]):
-        k = np.isfinite(y[:, j])
-        t, s = y[k, j].astype(int), prob[k, j]
-        if 0 < t.sum() < len(t):
-            aucs.append(roc_auc_score(t, s))
-        f1s.append(f1_score(t, s >= 0.5, zero_division=0))
-        accs.append(float(np.mean((s >= 0.5) == t)))
-    return {"auroc": float(np.mean(aucs)) if aucs else float("nan"), "f1": float(np.mean(f1s)),
-            "accuracy": float(np.mean(accs))}
-
-
-def score(task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    if task == "segmentation":
-        from pretrain.evaluate import miou
-
-        y, pred = np.asarray(y).reshape(-1).astype(int), np.asarray(out).argmax(1)
-        known = y >= 0
-        return {"miou": miou(y, pred), "accuracy": float(np.mean(pred[known] == y[known]))}
-    return regression_metrics(y, out) if task == "regression" else classification_metrics(y, out, task)
 
 
 @torch.no_grad()

@@ -3,29 +3,27 @@
 Fabric supplies devices, precision (bf16-mixed on CPU and GPU), DDP/FSDP across processes and nodes, and
 checkpoint I/O; this file adds what pretraining needs on top:
 
-- AdamW with linear warm-up then cosine learning rate, cosine weight-decay ramp, gradient clipping and
-  accumulation, the objective's ``on_step_end`` hook (EMA teachers, schedules);
-- a deterministic sample stream: the sample at stream position ``p`` is ``perm_epoch[p % n]`` with its own seed
-  ``seed(p)``, and each process takes its slice of every global batch. A run with 2 processes sees exactly the
-  batches of a 1-process run, and a resumed run continues the stream where it stopped;
+- AdamW with the recipe's schedules (:mod:`pretrain.schedules`), gradient clipping and accumulation, the
+  objective's ``on_step_end`` hook (EMA teachers, schedules);
+- the deterministic sample stream of :mod:`pretrain.sampling` (a run with 2 processes sees exactly the batches of a
+  1-process run, and a resumed run continues the stream where it stopped);
 - torch's generator reseeded from ``(seed, step, rank)`` each step, so no RNG state has to be checkpointed;
-- metrics to ``metrics.csv`` and TensorBoard, the objective's label-free monitor on a fixed held-out batch
+- metrics to ``metrics.csv`` (:mod:`pretrain.runlog`) and TensorBoard, the objective's label-free monitor on a fixed held-out batch
   (RankMe and embedding std by default; a denoiser's held-out loss or PSNR), a collapse warning, a progress bar;
-- a NaN/Inf guard that stops with one clear line and never writes a checkpoint from a bad state;
-- atomic checkpoints (temp file, fsync, rename) and exact resume.
+- a NaN/Inf guard that stops with one clear line and never writes a checkpoint from a bad state
+  (:mod:`pretrain.guards`);
+- atomic checkpoints (:mod:`pretrain.checkpoint`) and exact resume.
 """
 
 from __future__ import annotations
 
-import copy
-import csv
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +34,17 @@ import modalities
 from modalities.base import cache_root, labelled_subset
 from pretrain import config as config_mod
 from pretrain import micro, objectives
-from pretrain.config import ConfigError, OptimConfig, RunConfig
+from pretrain.checkpoint import run_hooks, save_checkpoint
+from pretrain.config import ConfigError, RunConfig
 from pretrain.distributed import convert_batch_norm
-from pretrain.evaluate import collapsed as is_collapsed
+from pretrain.guards import ConstantLossGuard, TrainingDiverged
+from pretrain.monitors import collapsed as is_collapsed
+from pretrain.runlog import MetricsCSV, read_metrics
+from pretrain.sampling import KeyedDataset, SeededBatches, sample_seed
+from pretrain.schedules import fit_schedule, lr_beta1_at, wd_at
+
+__all__ = ["CKPT_NAME", "RunResult", "TrainingDiverged", "param_groups", "read_metrics", "train"]  # read_metrics and
+# TrainingDiverged: re-exported, the names callers of train() use with it
 
 CKPT_NAME = "last.ckpt"
 
@@ -49,254 +55,7 @@ def cache_dir() -> Path:
     return cache_root()
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradients became NaN/Inf; the last good checkpoint is left untouched."""
 
-
-# ----------------------------------------------------------------------------------------------- schedules
-
-def lr_at(step: int, total: int, lr: float, min_lr: float, warmup: int) -> float:
-    """Linear warm-up from 0 over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-
-def one_cycle_at(step: int, total: int, lr: float, min_lr: float, warmup: int, start: float,
-                 beta1_cycle: tuple[float, float] | None = None) -> tuple[float, float | None]:
-    """(lr, beta1) of PyTorch's ``OneCycleLR`` (two phases, cosine annealing) at ``step``: ``lr * start`` -> ``lr``
-    over steps 0 .. warmup - 1, then -> ``min_lr`` at step ``total - 1``; beta1 ``high`` -> ``low`` -> ``high`` for
-    ``beta1_cycle = (low, high)`` (None without it)."""
-    def anneal(a: float, b: float, t: float) -> float:
-        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
-
-    peak = max(0, warmup - 1)
-    if step <= peak:
-        t, lrs = (step / peak if peak else 1.0), (lr * start, lr)
-    else:
-        t, lrs = (step - peak) / max(1, total - 1 - peak), (lr, min_lr)
-    beta1 = None
-    if beta1_cycle is not None:
-        low, high = float(beta1_cycle[0]), float(beta1_cycle[1])
-        beta1 = anneal(high, low, t) if step <= peak else anneal(low, high, t)
-    return anneal(*lrs, t), beta1
-
-
-def lr_beta1_at(o: OptimConfig, step: int, total: int) -> tuple[float, float | None]:
-    """The recipe's (lr, beta1) at ``step`` (beta1 None: as configured)."""
-    if o.schedule == "one_cycle":
-        return one_cycle_at(step, total, o.lr, o.min_lr, o.warmup_steps, o.warmup_start, o.beta1_cycle)
-    return lr_at(step, total, o.lr, o.min_lr, o.warmup_steps), None
-
-
-def wd_at(step: int, total: int, start: float, end: float) -> float:
-    """Cosine ramp of the weight decay from ``start`` to ``end`` (ECG-JEPA: 0.01 -> 0.1)."""
-    t = min(1.0, step / max(1, total))
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def fit_schedule(cfg: RunConfig, n_train: int, one_image_ok: bool = False) -> list[str]:
-    """Fit the recipe's schedule to this run, in place, and say what changed (one line each).
-
-    A warm-up longer than half the run would keep the learning rate far below its peak for the whole run (the
-    ECG recipe's 10,000 warm-up steps at ``--max-steps 50`` never pass 0.5 % of it): it is scaled to 10 % of
-    the run. Fewer training samples than a global batch is named (every batch repeats samples), except one image
-    for a denoiser that filters a repeated image once per step (``one_image_ok``: per-image zero-shot training).
-    """
-    o, t = cfg.optim, cfg.train
-    lines = []
-    if o.warmup_steps > t.max_steps // 2:
-        new = max(1, t.max_steps // 10)
-        frac = t.max_steps / o.warmup_steps
-        why = (f"the learning rate would never pass {o.lr * frac:.3g}, {100 * frac:.2g} % of optim.lr={o.lr:.3g}"
-               if o.warmup_steps >= t.max_steps else "the learning rate would peak after half of the run")
-        lines.append(f"warning: optim.warmup_steps={o.warmup_steps} is over half of the run's {t.max_steps} steps "
-                     f"({why}); using {new} (10 % of the run), written to config.yaml; set optim.warmup_steps <= "
-                     f"{t.max_steps // 2} to choose another")
-        o.warmup_steps = new
-    if n_train < t.batch_size and not (one_image_ok and n_train == 1):
-        lines.append(f"warning: {n_train} training sample(s) for a global batch of {t.batch_size} (train.batch_size): "
-                     "every batch repeats samples; give more or longer records, or lower train.batch_size")
-    return lines
-
-
-class ConstantLossGuard:
-    """Stops a run whose loss has been exactly the same, with all-zero gradients, for ``patience`` steps: nothing
-    is learned (e.g. a contrastive batch without negatives). A constant loss with gradients is warned about once."""
-
-    def __init__(self, say: Any, patience: int = 5) -> None:
-        self.say, self.patience = say, patience
-        self.value: float | None = None
-        self.count = 0
-        self.warned = False
-
-    def check(self, step: int, loss: float, grad_norm: float) -> None:
-        self.count = self.count + 1 if loss == self.value else 1
-        self.value = loss
-        if self.count < self.patience:
-            return
-        if grad_norm == 0.0:
-            raise TrainingDiverged(f"step {step}: the loss has been exactly {loss!r} for {self.count} steps with "
-                                   "all-zero gradients: nothing is being learned (degenerate batches or objective "
-                                   "options); stopped")
-        if not self.warned:
-            self.warned = True
-            self.say(f"warning: step {step}: the loss has been exactly {loss!r} for {self.count} steps")
-
-
-# ------------------------------------------------------------------------------------------ sample stream
-
-def sample_seed(seed: int, position: int) -> int:
-    """A 62-bit seed for the sample at stream ``position`` (independent streams via SeedSequence)."""
-    return int(np.random.SeedSequence([seed, position]).generate_state(1, np.uint64)[0] >> np.uint64(2))
-
-
-class SeededBatches:
-    """Infinite stream of this process's share of each global batch, as ``(index, seed)`` keys.
-
-    Global micro-batch ``m`` covers stream positions ``[m * B, (m + 1) * B)``; process ``r`` of ``W`` takes the
-    ``r``-th contiguous slice of ``B / W`` positions, yielded as ``chunks`` consecutive memory micro-batches.
-    Epoch ``e`` uses the permutation ``rng(seed, e)``.
-    """
-
-    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1, start_micro_step: int = 0,
-                 chunks: int = 1):
-        if global_batch % world:
-            raise ConfigError(f"train.batch_size: {global_batch} is not divisible by the {world} processes")
-        if (global_batch // world) % chunks:
-            raise ConfigError(f"train.micro_batch: {chunks} micro-batches do not divide {global_batch // world} samples")
-        self.n, self.b, self.seed, self.rank, self.world = n, global_batch, seed, rank, world
-        self.start, self.chunks = start_micro_step, chunks
-        self._perm_epoch, self._perm = -1, np.arange(0)
-
-    def _index(self, position: int) -> int:
-        epoch = position // self.n
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            self._perm_epoch = epoch
-        return int(self._perm[position % self.n])
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        per = self.b // self.world
-        size = per // self.chunks  # memory micro-batches: the same positions, in consecutive slices
-        m = self.start
-        while True:
-            first = m * self.b + self.rank * per
-            for c in range(self.chunks):
-                lo = first + c * size
-                yield [(self._index(p), sample_seed(self.seed, p)) for p in range(lo, lo + size)]
-            m += 1
-
-    def __len__(self) -> int:  # DataLoader asks; the stream is endless
-        return sys.maxsize
-
-
-class KeyedDataset(Dataset):
-    """Adds the sample's seed to each item so objectives can draw per-sample randomness (masks) from it.
-
-    Dictionary samples get a ``"seed"`` key; graph samples (torch_geometric ``Data``) a ``seed`` attribute on a
-    shallow copy, so that batching them gives ``batch.seed`` int64[G].
-    """
-
-    def __init__(self, base: Dataset) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        sample = self.base[key]
-        if not isinstance(sample, Mapping):  # a torch_geometric Data: dict() would turn it into a plain mapping
-            item = copy.copy(sample)
-            item.seed = key[1]
-            return item
-        item = dict(sample)
-        item["seed"] = key[1]
-        return item
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-
-class MetricsCSV:
-    """``metrics.csv`` with one row per logged step. On resume, rows after the checkpoint's step are dropped
-    (they will be computed again) so the file reads like one uninterrupted run."""
-
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
-        self.path = path
-        self.fields: list[str] | None = None
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or [])
-                rows = [r for r in reader if int(r["step"]) <= resume_step]
-            self._rewrite(rows)
-        elif path.exists():
-            path.unlink()
-
-    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields or ["step"])
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def log(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            self._rewrite([])
-        new = [k for k in row if k not in self.fields]
-        if new:  # a column appears later (e.g. the first RankMe): rewrite with the wider header
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            self.fields += new
-            self._rewrite(rows)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow({k: _fmt(v) for k, v in row.items()})
-
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        return repr(v)
-    return v
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / "metrics.csv"
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-
-
-# -------------------------------------------------------------------------------------------- checkpoints
-
-def _fault(kind: str, step: int) -> bool:
-    """Fault injection for tests of the failure paths: ``MODALITIES_FAULT=kill_after_step:7`` ends the process
-    abruptly (as SIGKILL would) after step 7; ``crash_in_checkpoint:7`` dies halfway through writing the
-    checkpoint of step 7."""
-    spec = os.environ.get("MODALITIES_FAULT", "")
-    return spec == f"{kind}:{step}"
-
-
-def save_checkpoint(fabric: Any, path: Path, state: dict[str, Any], step: int) -> None:
-    """Write ``state`` to ``path`` atomically: a temp file next to it, fsync, then rename over the old one."""
-    tmp = path.with_name(path.name + ".tmp")
-    fabric.save(tmp, state)
-    if fabric.global_rank == 0:
-        if _fault("crash_in_checkpoint", step):
-            with open(tmp, "r+b") as f:  # a half-written file, then the process dies before the rename
-                f.truncate(max(1, os.path.getsize(tmp) // 2))
-            os._exit(137)
-        if tmp.is_file():
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    fabric.barrier()
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -590,8 +349,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         if done % t.ckpt_every == 0 or done == t.max_steps:
             _check_finite_params(raw, done)
             save_checkpoint(fabric, ckpt_path, {"objective": objective, "optimizer": optimizer, "step": done}, done)
-        if _fault("kill_after_step", done):
-            os._exit(137)
+        run_hooks("after_step", done)
     if bar is not None:
         bar.close()
 

@@ -76,7 +76,7 @@ class Objective(nn.Module):
         ``"rankme"``). Objectives without an embedding, such as denoisers, override this with what tells their
         progress without labels (a held-out loss; PSNR against a simulated clean reference when the batch has one).
         """
-        from pretrain.evaluate import embedding_std, rankme
+        from pretrain.monitors import embedding_std, rankme
 
         z = self.embed(batch).float()
         return {"rankme": rankme(z), "embed_std": embedding_std(z)}

@@ -315,7 +315,7 @@ class ESSL3D(Objective):
     @torch.no_grad()
     def monitor(self, batch: dict[str, Any]) -> dict[str, float]:
         """RankMe and std of up to 4096 point features of the held-out sweeps, and held-out rotation accuracy."""
-        from pretrain.evaluate import embedding_std, rankme
+        from pretrain.monitors import embedding_std, rankme
 
         f = self.encoder(self._current_points(batch))["point_feat"].float()
         g = torch.Generator().manual_seed(0)

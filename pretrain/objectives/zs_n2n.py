@@ -28,10 +28,11 @@ from torch import nn
 
 from models.zsn2n import ZSN2NNet
 from pretrain.config import ConfigError
+from pretrain.metrics import windowed_psnr
 from pretrain.objectives.base import Objective
 
 __all__ = ["SOFT_TISSUE_HU", "ZSN2N", "bind_units", "denoiser_input", "even_crop", "identity_loss",
-           "pair_downsample", "windowed_psnr", "zs_n2n_loss"]
+           "pair_downsample", "zs_n2n_loss"]
 
 SOFT_TISSUE_HU = (-160.0, 240.0)  # W 400 L 40: the default window of the PSNR monitors
 
@@ -141,15 +142,6 @@ def denoiser_input(encoder: nn.Module, batch: dict[str, Any], unique: bool = Tru
         image = image[first]
     norm = getattr(encoder, "normalise", None)
     return even_crop(norm(image) if norm is not None else image)
-
-
-@torch.no_grad()
-def windowed_psnr(a: torch.Tensor, b: torch.Tensor, window: tuple[float, float]) -> float:
-    """Mean over images of PSNR (dB) between ``a`` and ``b`` float[B, 1, H, W] (HU or data units), both clipped to
-    ``window``, with data range ``window[1] - window[0]``."""
-    lo, hi = float(window[0]), float(window[1])
-    mse = (a.clamp(lo, hi) - b.clamp(lo, hi)).double().square().flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10((hi - lo) ** 2 / mse)).mean())
 
 
 class ZSN2N(Objective):

@@ -29,7 +29,7 @@ COMMON = ["--max-steps", str(STEPS), "--set", "train.batch_size=4", "--set", "tr
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("MODALITIES_RUN_DIR", "MODALITIES_FAULT")}
+    return {k: v for k, v in os.environ.items() if k != "MODALITIES_RUN_DIR"}
 
 
 def pretrain(args: list[str]) -> None:

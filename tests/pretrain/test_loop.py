@@ -14,7 +14,9 @@ import torch
 
 import modalities
 from pretrain.config import OptimConfig
-from pretrain.loop import SeededBatches, lr_at, lr_beta1_at, param_groups, read_metrics, wd_at
+from pretrain.loop import param_groups, read_metrics
+from pretrain.sampling import SeededBatches
+from pretrain.schedules import lr_at, lr_beta1_at, wd_at
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "model.dim=32", "--set", "model.depth=2", "--set", "model.num_heads=4",
@@ -23,10 +25,14 @@ TINY = ["--set", "model.dim=32", "--set", "model.depth=2", "--set", "model.num_h
         "--no-eval", "--quiet"]
 
 
-def pretrain(args: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def pretrain(args: list[str], env: dict | None = None, check: bool = True,
+             fault: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m pretrain ARGS``; with ``fault`` (``kill_after_step:N``, ``crash_in_checkpoint:N``) through
+    tests/faults.py, which injects it with the loop's test hooks."""
     e = {**os.environ, **(env or {})}
     e.pop("MODALITIES_RUN_DIR", None)
-    proc = subprocess.run([sys.executable, "-m", "pretrain", *args], cwd=REPO, env=e, capture_output=True,
+    entry = ["-m", "tests.faults", fault] if fault else ["-m", "pretrain"]
+    proc = subprocess.run([sys.executable, *entry, *args], cwd=REPO, env=e, capture_output=True,
                           text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-3000:]}")
@@ -95,7 +101,7 @@ def test_killed_run_resumes_exactly(tmp_path, signals_dir, run_cache):
     common = ["ecg", "--data", str(signals_dir), "--max-steps", "14", "--batch-size", "8",
               "--set", "train.ckpt_every=5", *TINY]
     pretrain([*common, "--out", str(tmp_path / "a")])
-    killed = pretrain([*common, "--out", str(tmp_path / "b")], env={"MODALITIES_FAULT": "kill_after_step:12"},
+    killed = pretrain([*common, "--out", str(tmp_path / "b")], fault="kill_after_step:12",
                       check=False)
     assert killed.returncode == 137
     assert not (tmp_path / "b" / "encoder").exists()
@@ -113,7 +119,7 @@ def test_crash_during_checkpoint_write_keeps_previous(tmp_path, signals_dir, run
     run = tmp_path / "run"
     args = ["ecg", "--data", str(signals_dir), "--max-steps", "10", "--batch-size", "4", "--out", str(run),
             "--set", "train.ckpt_every=4", *TINY]
-    crashed = pretrain(args, env={"MODALITIES_FAULT": "crash_in_checkpoint:8"}, check=False)
+    crashed = pretrain(args, fault="crash_in_checkpoint:8", check=False)
     assert crashed.returncode == 137
     ckpt = run / "checkpoints" / "last.ckpt"
     assert (run / "checkpoints" / "last.ckpt.tmp").is_file()  # the half-written file

@@ -253,7 +253,7 @@ def test_warmup_longer_than_the_run_is_fitted(tmp_path, signals_dir, run_cache):
 
 
 def test_constant_loss_with_zero_gradients_stops():
-    from pretrain.loop import ConstantLossGuard, TrainingDiverged
+    from pretrain.guards import ConstantLossGuard, TrainingDiverged
 
     said = []
     guard = ConstantLossGuard(said.append, patience=3)

@@ -355,7 +355,7 @@ KNOWN_UNEQUAL: dict[str, str] = {}
 
 
 def pretrain(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MODALITIES_RUN_DIR", "MODALITIES_FAULT")}
+    env = {k: v for k, v in os.environ.items() if k != "MODALITIES_RUN_DIR"}
     proc = subprocess.run([sys.executable, "-m", "pretrain", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
     if proc.returncode != 0:

@@ -15,8 +15,8 @@ import modalities
 from modalities.sar.simulate import clean_reflectivity, simulate_slc
 from pretrain.cli import main
 from pretrain.config import ConfigError, load_run_config
-from pretrain.evaluate import psnr, ssim
-from pretrain.user_eval import match_reference, user_denoising_rows, user_label_probes
+from pretrain.evaluate.user import match_reference, user_denoising_rows, user_label_probes
+from pretrain.metrics import psnr, ssim
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.usefixtures("one_thread", "run_cache")

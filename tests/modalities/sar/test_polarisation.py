@@ -10,7 +10,8 @@ from modalities.sar import MODALITY
 from modalities.sar.patches import SLCPatches
 from modalities.sar.probes import homogeneous_boxes, real_probe
 from modalities.sar.readers import find_slc_images, open_slc, read_slc
-from pretrain.evaluate import _denoising_section, denoising_probe, enl, summarise_denoising
+from pretrain.evaluate import denoising_probe, enl, summarise_denoising
+from pretrain.evaluate.report import _denoising_section
 from tests.conftest import shared_data
 
 NAMES = ["HH", "HV", "VH", "VV"]

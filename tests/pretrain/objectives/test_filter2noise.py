@@ -13,8 +13,9 @@ from modalities.ct.dataset import CTSlices
 from modalities.ct.volumes import index_ct
 from pretrain.config import OptimConfig, RunConfig, TrainConfig
 from pretrain.loop import read_metrics, train
+from pretrain.metrics import windowed_psnr
 from pretrain.objectives.filter2noise import Filter2Noise, dog_kernel, filter2noise_loss, local_shuffle
-from pretrain.objectives.zs_n2n import pair_downsample, windowed_psnr
+from pretrain.objectives.zs_n2n import pair_downsample
 from tests.conftest import shared_data
 
 

@@ -14,9 +14,10 @@ import torch
 
 from models.bilateral import BilateralDenoiser
 from pretrain.config import OptimConfig
-from pretrain.loop import lr_beta1_at, param_groups
+from pretrain.loop import param_groups
 from pretrain.objectives.filter2noise import dog_kernel, filter2noise_loss, local_shuffle
 from pretrain.objectives.zs_n2n import pair_downsample
+from pretrain.schedules import lr_beta1_at
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "filter2noise.npz"
 # their SigmaPredictor's layer names -> ours (models/bilateral.py)

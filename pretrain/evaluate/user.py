@@ -20,6 +20,8 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet
 from pretrain.config import ConfigError
+from pretrain.evaluate.denoising import plot_denoising, enl, enl_box_size, ratio_image_stats, region_std
+from pretrain.metrics import psnr, ssim
 
 __all__ = ["match_reference", "user_denoising_rows", "user_label_probes"]
 
@@ -68,7 +70,6 @@ def match_reference(noisy: Mapping[str, np.ndarray], reference: Mapping[str, np.
 
 def _ct_scores(out: np.ndarray, ref: np.ndarray | None, units: str, box: tuple[int, ...] | None) -> dict[str, float]:
     from modalities.ct.units import hu_to_units
-    from pretrain.evaluate import psnr, region_std, ssim
 
     scores: dict[str, float] = {}
     if ref is not None:
@@ -86,8 +87,6 @@ def _ct_scores(out: np.ndarray, ref: np.ndarray | None, units: str, box: tuple[i
 
 def _sar_scores(out: np.ndarray, ref: np.ndarray | None, noisy: np.ndarray, boxes: list, ratio: bool
                 ) -> dict[str, Any]:
-    from pretrain.evaluate import enl, enl_box_size, psnr, ratio_image_stats, ssim
-
     scores: dict[str, Any] = {}
     if ref is not None:  # amplitude, over the reference's own range
         rng = float(ref.max() - ref.min()) or 1.0
@@ -164,12 +163,10 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
         for method, s in score.items():
             rows.append({"probe": "your data", "task": "denoising", "method": method, "image": name, **s})
         if fig_dir is not None and i < max_figures:
-            from pretrain.evaluate import _plot_denoising
-
             meta: dict[str, Any] = {"speckle": speckle}
             if not speckle and units == "hu":
                 meta["window"] = SOFT_TISSUE_HU
-            rows[-1]["figure"] = str(_plot_denoising({"noisy input": x, "denoised": y}, ref, meta, {},
+            rows[-1]["figure"] = str(plot_denoising({"noisy input": x, "denoised": y}, ref, meta, {},
                                                      Path(fig_dir) / f"your_data_{i}.png", name))
     what = (f"`{data}` denoised into `{out_dir}`" + (f", against the clean reference `{reference}`" if reference
                                                      else " (no --reference: noise measures only)"))
