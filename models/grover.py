@@ -12,7 +12,10 @@ message-passing network (dyMPN) over the view's tokens ``h``::
 repeated ``K`` times, where during training ``K`` is drawn at every forward pass from a normal distribution around
 ``depth`` with standard deviation ``depth_sigma`` truncated at three deviations (the reference's "truncnorm"
 dynamic depth), and ``K = depth`` in eval mode. One ``K`` is drawn per view and pass and shared by the view's
-``3 x heads`` networks, so they run as one batched matmul (the reference draws one per network).
+``3 x heads`` networks, so they run as one batched matmul (the reference draws one per network). The reference
+also truncates its draw with ``int()``: it runs ``floor(depth_ref + z) - 1`` hops (``depth_ref = depth + 1``), on
+average half a hop fewer than ``round(depth + z)`` here; eval mode (and so the parity of converted checkpoints) is
+unaffected.
 
 Attention then mixes the tokens of the same molecule::
 
