@@ -26,18 +26,20 @@ tile. Inputs may be any array-like with ``.shape`` and slicing (a memory-mapped 
 
 Reference parity: ``deepdespeckling``'s ``MerlinDenoiser(name, symetrise=True).denoise_image(z, 256, 254)`` is
 ``load_published_merlin(name, tile=256).denoise(z, stride=254, window_fn=centre_spectrum_bins)`` (median relative
-difference 9e-7, max 9e-6 on the 500 x 500 ENVISAT SLC; ``tests/modalities/sar/test_merlin_reference_parity.py``).
-The normalisation, the residual network, the log-domain averaging and the intensity combination are the same maths;
-our default differs deliberately in two places, measured on that SLC with the stripmap weights (median relative
-difference per pixel of the amplitude, ``benchmarks/merlin_reference_pair.py``):
+difference 1.4e-6, max 1.1e-5 on the 500 x 500 ENVISAT SLC; ``tests/modalities/sar/test_merlin_reference_parity.py``).
+The normalisation, the network, the log-domain averaging and the intensity combination are the same maths. Our
+default differs deliberately in two places, together the 12.5 % (median relative difference per pixel of the
+amplitude) measured on that SLC with the stripmap weights (``benchmarks/merlin_reference_pair.py``):
 
 - centring: one continuous phase ramp for the whole scene (:func:`modalities.sar.doppler.centre_spectrum`: sub-bin
-  centroid, the same for every window, so windows agree where they overlap) instead of a whole-bin roll estimated
-  in every 256-pixel window with the window's own origin (a constant phase per window): 5.9 % alone;
-- tiling: windows on the 32-pixel pooling grid whose margins are cut away, instead of windows every 254 pixels
-  (the last one flush with the border, off the pooling grid) averaged where they overlap: 8.2 % alone;
-together the 12.5 % of the issue. Neither is an error in either code: the network's output depends on the phase
-origin and on the window's position in the pooling grid by that much, which is the spread of its estimate.
+  centroid, the same for every window, so overlapping windows see the same input) instead of a whole-bin roll
+  estimated in every 256-pixel window with the window's own origin (a constant phase per window): 5.9 % alone
+  (with the reference's tiling on both sides). The network's estimate moves by that much with the phase of its
+  input (the reference's own output with and without its centring differs by 7.5 %).
+- tiling: cut margins instead of averaged 256-pixel windows: 8.2 % alone (scene centring on both sides). Our tiles
+  stay within 1.0 % of the untiled network output (256- vs 512-pixel tiles), because the 64-pixel margins, within
+  the network's receptive field of a window's zero-padded border, are discarded and every origin sits on the
+  pooling grid; the reference keeps every pixel of its windows, and its last window starts off the grid (244).
 
 Shapes: ``forward``: float[B, 1, H, W] with H, W multiples of 32 -> float[B, 1, H, W];
 ``denoise``: complex[H, W] or float[2, H, W] (real, imaginary) -> float[1, H, W] amplitude.
@@ -120,7 +122,8 @@ class MerlinUNet(nn.Module):
         return self.dec1(act(self.dec1b(act(self.dec1a(h)))))
 
     def residual_subpixel(self, x: torch.Tensor, kernels: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """:meth:`residual` with 30 % fewer multiply-adds, for inference (equal up to float rounding).
+        """:meth:`residual` with 26 % fewer multiply-adds (16.6 vs 22.5 GFLOP at 256^2), for inference; equal up to
+        float rounding.
 
         A 3x3 convolution of a nearest-neighbour 2x upsampling reads, for each output parity ``(a, b)``, only a
         2x2 block of the low-resolution map: along an axis, even outputs ``2i`` see rows ``i - 1`` (tap 0) and
@@ -128,16 +131,18 @@ class MerlinUNet(nn.Module):
         first convolution ``conv(cat(up(h), skip))`` is therefore four 2x2 convolutions of ``h`` at low resolution
         (16 instead of 36 multiply-adds per low-resolution pixel and channel pair), interleaved, plus the 3x3
         convolution of the skip part at full resolution; neither the upsampled map nor the concatenation is built.
+        The 2x2 max-poolings are two element-wise maxima of strided views (the same values; ``max_pool2d`` takes
+        ~6x longer on this CPU).
         """
         kernels = self.subpixel_kernels() if kernels is None else kernels
         act = lambda t: F.leaky_relu(t, 0.1, inplace=True)  # noqa: E731
         skips = [x]
         h = act(self.enc1(act(self.enc0(x))))
         for layer in (self.enc2, self.enc3, self.enc4, self.enc5):
-            h = F.max_pool2d(h, 2)
+            h = _max_pool2x2(h)
             skips.append(h)
             h = act(layer(h))
-        h = act(self.enc6(F.max_pool2d(h, 2)))
+        h = act(self.enc6(_max_pool2x2(h)))
         for (a, b), k in zip(((self.dec5, self.dec5b), (self.dec4, self.dec4b), (self.dec3, self.dec3b),
                               (self.dec2, self.dec2b)), kernels):
             h = act(b(act(_upsampled_conv(a, k, h, skips.pop()))))
@@ -289,6 +294,12 @@ class MerlinUNet(nn.Module):
         return out
 
 
+def _max_pool2x2(x: torch.Tensor) -> torch.Tensor:
+    """``max_pool2d(x, 2)`` for even H, W as two maxima of strided views. Shapes: [..., H, W] -> [..., H/2, W/2]."""
+    cols = torch.maximum(x[..., 0::2], x[..., 1::2])
+    return torch.maximum(cols[..., 0::2, :], cols[..., 1::2, :])
+
+
 # which 3x3 taps of one axis land on each low-resolution tap of a nearest 2x upsampling, per output parity
 _TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],    # even output 2i: rows i - 1, i
                       [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])   # odd output 2i + 1: rows i, i + 1
@@ -304,11 +315,13 @@ def _upsampled_conv(conv: nn.Conv2d, phases: torch.Tensor, low: torch.Tensor, sk
     rows = [torch.stack([low_out[:, pa, pb, :, pa:pa + h, pb:pb + w] for pb in (0, 1)], dim=-1) for pa in (0, 1)]
     up = torch.stack(rows, dim=3).reshape(b, out_c, 2 * h, 2 * w)
     weight, bias = conv.weight[:, c:], conv.bias
-    if skip.shape[1] == 1 and out_c > 48 and bias is not None:
-        # oneDNN picks a ~10x slower kernel for 1 -> 64 channels than for 1 -> 32 on AVX2 (110 ms vs 11 ms at 256^2)
-        half = out_c // 2
-        return up.add_(torch.cat([F.conv2d(skip, weight[:half], bias[:half], padding=1),
-                                  F.conv2d(skip, weight[half:], bias[half:], padding=1)], dim=1))
+    if skip.shape[1] == 1 and bias is not None:
+        # a one-channel skip (the input) as a [O, 9 + 1] x [9 + 1, pixels] product added in place: oneDNN's 1 -> 64
+        # channel convolution takes 110 ms at 256^2 on this AVX2 CPU (1 -> 32: 11 ms), the product ~15 ms
+        taps = torch.cat([F.unfold(skip, 3, padding=1), skip.new_ones(b, 1, 4 * h * w)], dim=1)  # [B, 10, HW]
+        mat = torch.cat([weight.reshape(out_c, 9), bias[:, None]], dim=1).expand(b, out_c, 10)
+        up.view(b, out_c, 4 * h * w).baddbmm_(mat, taps)
+        return up
     return up.add_(F.conv2d(skip, weight, bias, padding=1))
 
 
