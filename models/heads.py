@@ -153,7 +153,8 @@ class PredictionModel(nn.Module):
     saved model predicts in the data's units. Classification outputs are logits.
 
     Args:
-        encoder: the encoder's config (``name`` plus options) as :func:`models.create` takes it.
+        encoder: the encoder (built by :func:`models.create` from the ``encoder`` config of ``prediction_model``,
+            which is what the model's saved config records).
         out_dim: number of targets (regression), classes (multiclass) or labels (binary / multilabel).
         extra_dim: width of per-sample extra features concatenated to each view (0: none).
         hidden_dims: widths of the heads' hidden layers (empty: linear heads).
@@ -167,22 +168,18 @@ class PredictionModel(nn.Module):
 
     TASKS = ("regression", "binary", "multiclass", "multilabel", "segmentation")
 
-    def __init__(self, encoder: dict, out_dim: int = 1, extra_dim: int = 0, hidden_dims: Sequence[int] = (256,),
+    def __init__(self, encoder: nn.Module, out_dim: int = 1, extra_dim: int = 0, hidden_dims: Sequence[int] = (256,),
                  dropout: float = 0.1, task: str = "regression", input_norm: bool = False) -> None:
         super().__init__()
-        from models import create
-
-        if not isinstance(encoder, dict) or "name" not in encoder:
-            raise ValueError("encoder: must be an encoder config with a 'name'")
         if task not in self.TASKS:
             raise ValueError(f"task: {task!r} is not one of {', '.join(self.TASKS)}")
         if isinstance(extra_dim, bool) or not isinstance(extra_dim, int) or extra_dim < 0:
             raise ValueError(f"extra_dim: must be an integer >= 0, got {extra_dim!r}")
-        cfg = dict(encoder)
-        self.encoder = create(cfg.pop("name"), **cfg)
+        self.encoder = encoder
         if task == "segmentation":  # per-point logits on the encoder's point features (finest decoder level)
             if not hasattr(self.encoder, "point_features"):
-                raise ValueError(f"task: segmentation needs an encoder with point_features, not {encoder['name']!r}")
+                name = getattr(encoder, "config", {}).get("name", type(encoder).__name__)
+                raise ValueError(f"task: segmentation needs an encoder with point_features, not {name!r}")
             extra_dim = 0
         dims = list(getattr(self.encoder, "view_dims", ())) if hasattr(self.encoder, "embed_views") else []
         self.multi_view = bool(dims) and task != "segmentation"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
+from modalities.ppg.heartpy_data import HEARTPY_FILES, heartpy_data_dir
 from modalities.ppg.probes import ppg_channel, ppg_records, probe_targets
 from modalities.signals.windows import SignalWindows
 
@@ -25,7 +26,6 @@ PPG_CHANNELS = ("PPG",)
 # Canonical channels a PPG dataset can carry: the PPG itself and, for the cross-modal objective on records that
 # hold both (Challenge 2015: II, V, PLETH), the record's first ECG lead.
 KNOWN_CHANNELS = ("PPG", "ECG")
-HEARTPY_FILES = ("data.csv", "data2.csv", "data3.csv")
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,6 @@ def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> Si
         views=views, view_transform=_augment(data_cfg) if views else None,
         view_source=str(data_cfg.get("view_source", "record")),
     )
-
-
-def heartpy_data_dir() -> Path:
-    """The ``data`` folder of the installed ``heartpy`` package, found on disk (never downloaded)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("heartpy")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("heartpy: package not installed (pip install heartpy); it carries the default PPG data")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-    missing = [f for f in HEARTPY_FILES if not (folder / f).is_file()]
-    if missing:
-        raise DataError(f"{folder}: heartpy data files missing: {', '.join(missing)}")
-    return folder
 
 
 def default_data(cache_dir: Path) -> Path:

@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
+from modalities.ppg.heartpy_data import heartpy_data_dir
 from modalities.signals.filters import bandpass, normalize
 from modalities.signals.index import index_records
 from modalities.signals.record import RecordInfo
@@ -307,8 +308,6 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     if root is not None:
         records_root, sources, source = root, PROBE_SOURCES, f"--probe-data {root}"
     else:
-        from modalities.ppg import heartpy_data_dir  # the package imports this module
-
         try:
             records_root, sources = heartpy_data_dir(), ((".", HEADERLESS_FS),)
             source = "installed package heartpy (heartpy/data: 3 example recordings)"

@@ -29,6 +29,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from models.pretrained import save_pretrained
+
 __all__ = ["ConversionError", "convert", "list_sources", "load_checkpoint", "register"]
 
 
@@ -98,8 +100,6 @@ def convert(source: str, checkpoint: str | Path, out: str | Path | None = None) 
     Returns the encoder (eval mode). ``config.json`` records the source, the file name and its SHA-256 under
     ``extra.converted_from``, plus what the source adds (e.g. the sampling rate an ECG-JEPA encoder expects).
     """
-    from models import save_pretrained
-
     converters = _converters()
     if source not in converters:
         raise ConversionError(f"convert: unknown source {source!r}; known: {', '.join(sorted(converters))}")

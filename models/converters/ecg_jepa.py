@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from models.converters import ConversionError, register
+from models.registry import create
 
 PREFIX = "target_encoder."
 _RENAME = (
@@ -110,8 +111,6 @@ def build(obj: Any, path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ConversionError(f"{path}: the target encoder holds values that are not tensors")
     config = obj["config"]
     options = _size(state, config, path)
-    from models import create
-
     model = create(_name(options["dim"], options["depth"], options["num_heads"]), **options)
     try:
         model.load_state_dict({_ours(k): v.float() for k, v in state.items()}, strict=True)

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from models.converters import ConversionError, register
+from models.registry import create
 
 BRANCHES = ("atom_from_atom", "atom_from_bond", "bond_from_atom", "bond_from_bond")
 CHARGE_START = 108  # after atomic number (101) and degree (7) one-hots, in both layouts
@@ -136,8 +137,6 @@ def build(obj: Any, path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ConversionError(f"{path}: features of width {atom_dim} (atoms) / {bond_dim} (bonds); GROVER's are "
                               f"151 / 14")
     dropout = float(_arg(args, "dropout", 0.0) or 0.0)
-
-    from models import create
 
     try:
         model = create("grover_base", hidden=hidden, heads=heads, depth=depth - 1, blocks=blocks,

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from models.converters import ConversionError, register
+from models.registry import create
 from models.unet2d import PUBLISHED_MERLIN, MerlinUNet
 
 
@@ -24,8 +25,6 @@ def build(obj: Any, path: Path) -> tuple[MerlinUNet, dict[str, Any]]:
         raise ConversionError(f"{path}: the file name does not say which MERLIN model it is (its log range depends "
                               f"on the sensor); name it one of {', '.join(f'{k}.pth' for k in PUBLISHED_MERLIN)}")
     spec = PUBLISHED_MERLIN[name]
-    from models import create
-
     model = create("merlin_unet", width=48, log_min=spec["log_min"], log_max=spec["log_max"], eps=1e-3)
     try:
         model.load_state_dict({str(k): v for k, v in obj.items()}, strict=True)

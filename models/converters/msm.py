@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from models.converters import ConversionError, register
+from models.registry import create
 
 PREFIX = "module.student."
 HEAD_CHANNELS = 8
@@ -97,8 +98,6 @@ def build(obj: Any, path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
                enc_attn=[att_e.get(s, 0) for s in range(n_levels)], dec_attn=[att_d.get(i, 0) for i in range(n_dec)],
                enc_heads=[max(c // HEAD_CHANNELS, 1) for c in channels],
                dec_heads=[max(c // HEAD_CHANNELS, 1) for c in dec], attn_window=WINDOW)
-    from models import create
-
     try:
         model = create("sparse_unet", **cfg)
     except ValueError as e:

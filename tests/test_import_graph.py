@@ -1,8 +1,9 @@
-"""The modules of ``modalities/signals`` import each other without a circle (module- and function-level imports).
+"""The library's import graph has no circle: ``models``, ``modalities`` and ``pretrain`` together, module- and
+function-level imports (issue 25). Layering: ``pretrain`` -> ``models``, ``modalities``; nothing imports back up.
 
 The graph is read from the source with :mod:`ast`: an edge ``a -> b`` for every ``import b`` / ``from b import x``
-/ ``from b.c import x`` (``b.c`` when it is a module of the package, else ``b``) anywhere in ``a``, in functions
-too. A package's ``__init__`` running before its submodules is Python's package mechanics, not an import.
+/ ``from b.c import x`` (``b.c`` when it is a module, else ``b``) anywhere in ``a``, in functions too. A package's
+``__init__`` running before its submodules is Python's package mechanics, not an import.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import modalities.signals
-
-ROOT = Path(modalities.signals.__file__).parent
+REPO = Path(__file__).resolve().parents[1]
+LIBRARY = ("models", "modalities", "pretrain")
 
 
 def module_names(root: Path, package: str) -> dict[str, Path]:
@@ -26,9 +26,10 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
     return out
 
 
-def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """``{module: modules of the package it imports}`` (module- and function-level imports)."""
-    modules = module_names(root, package)
+def import_graph(root: Path, package: str, modules: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` over the modules of ``package`` (or the given ``modules``, e.g. of several
+    packages together), module- and function-level imports."""
+    modules = modules if modules is not None else module_names(root, package)
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
@@ -70,12 +71,29 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_signals_import_graph_has_no_circle() -> None:
-    graph = import_graph(ROOT, "modalities.signals")
-    assert "modalities.signals.formats.edf" in graph["modalities.signals.formats"]  # the walk sees the registry
+def library_graph() -> dict[str, set[str]]:
+    modules: dict[str, Path] = {}
+    for package in LIBRARY:
+        modules.update(module_names(REPO / package, package))
+    return import_graph(REPO, "", modules)
+
+
+def test_library_import_graph_has_no_circle() -> None:
+    graph = library_graph()
+    assert "pretrain.evaluate.report" in graph["pretrain.cli"] or "pretrain.evaluate" in graph["pretrain.cli"]
+    assert "models.registry" in graph["models.converters.grover"]  # cross-package edges are seen
+    assert "modalities.signals.formats.edf" in graph["modalities.signals.formats"]  # the signal-format registry
     assert "modalities.signals.resampled" in graph["modalities.signals.windows"]
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_layers_do_not_import_upwards() -> None:
+    """``models`` and ``modalities`` never import ``pretrain`` (the learning layer sits on top of both)."""
+    graph = library_graph()
+    upward = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                    if a.split(".")[0] in ("models", "modalities") and b.split(".")[0] == "pretrain")
+    assert upward == []
 
 
 def test_a_function_level_circle_is_found(tmp_path: Path) -> None:

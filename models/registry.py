@@ -1,0 +1,94 @@
+"""The encoders, created by name: ``create(name, **cfg)`` builds a registered encoder and records its config
+(what :func:`models.save_pretrained` writes); ``list_models(pattern)`` lists the names."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from models.bilateral import BilateralDenoiser
+from models.eegformer import EEGFormer
+from models.efficientnet1d import EfficientNet1D
+from models.grover import GTransEncoder
+from models.heads import PredictionModel
+from models.second import VoxelBackBone8x
+from models.sparse_unet import SparseUNet
+from models.unet2d import MerlinUNet
+from models.vit1d import ViT1D
+from models.zsn2n import ZSN2NNet
+
+__all__ = ["ModelSpec", "create", "describe", "list_models"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+def _prediction_model(encoder: dict, **kwargs: Any) -> PredictionModel:
+    """A :class:`PredictionModel` around the encoder built from its config (``name`` plus options)."""
+    if not isinstance(encoder, dict) or "name" not in encoder:
+        raise ValueError("encoder: must be an encoder config with a 'name'")
+    cfg = dict(encoder)
+    return PredictionModel(create(cfg.pop("name"), **cfg), **kwargs)
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    "prediction_model": ModelSpec(_prediction_model, dict(encoder={"name": "grover_tiny"}),
+                                  "a fine-tuned model: any encoder + one prediction head per embedding view"),
+    "vit1d_xs": ModelSpec(ViT1D, dict(dim=192, depth=8, num_heads=4), "ECG-JEPA ViT-XS, 3.6M parameters"),
+    "vit1d_s": ModelSpec(ViT1D, dict(dim=384, depth=8, num_heads=6), "ECG-JEPA ViT-S, 14.3M parameters"),
+    "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),
+    "efficientnet1d": ModelSpec(EfficientNet1D, dict(in_channels=4, embed_dim=256),
+                                "1-D EfficientNet, 16 MBConv+SE blocks -> 256-d (wearable PPG/ECG), 3.2M parameters"),
+    "eegformer_xs": ModelSpec(EEGFormer, dict(dim=64, depth=2, num_heads=4, codebook_size=128),
+                              "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.1M parameters"),
+    "eegformer_s": ModelSpec(EEGFormer, dict(dim=128, depth=4, num_heads=4, codebook_size=256),
+                             "EEGFormer-style channel-independent FFT-token transformer + VQ codebook, 0.8M parameters"),
+    "grover_tiny": ModelSpec(GTransEncoder, dict(hidden=100, heads=1, depth=4, dropout=0.1),
+                             "GROVER GTransEncoder (molecules), hidden 100, 1 head, 0.8M parameters"),
+    "grover_base": ModelSpec(GTransEncoder, dict(hidden=800, heads=4, depth=4, dropout=0.1),
+                             "GROVER-base GTransEncoder (molecules), hidden 800, 4 heads, 48M parameters"),
+    "grover_large": ModelSpec(GTransEncoder, dict(hidden=1200, heads=4, depth=4, dropout=0.1),
+                              "GROVER-large GTransEncoder (molecules), hidden 1200, 4 heads, 107M parameters"),
+    "sparse_unet": ModelSpec(SparseUNet, dict(in_channels=4, channels=[32, 64, 128, 256, 384], enc_blocks=2,
+                                              dec_blocks=2),
+                             "spconv sparse-voxel UNet, 5 levels 32-384 (LiDAR / 3D scenes, MSM), 37M parameters"),
+    "sparse_unet_xs": ModelSpec(SparseUNet, dict(in_channels=4, channels=[16, 32, 64], enc_blocks=1, dec_blocks=1),
+                                "spconv sparse-voxel UNet, 3 levels 16-64, for CPU tests and demos"),
+    "second_8x": ModelSpec(VoxelBackBone8x, dict(in_channels=4, channels=[16, 32, 64, 64], out_channels=128),
+                           "SECOND / VoxelBackBone8x sparse encoder (LiDAR detection backbone), 8x downsampling"),
+    "merlin_unet": ModelSpec(MerlinUNet, dict(width=48), "MERLIN despeckling U-Net (SAR, residual log domain), 0.99M parameters"),
+    "bilateral": ModelSpec(BilateralDenoiser, dict(stages=2, patch_size=8, hidden=8),
+                           "Filter2Noise attention-guided bilateral filter (CT, the data's units in/out), 2 stages, 3.6k parameters"),
+    "zsn2n": ModelSpec(ZSN2NNet, dict(channels=48), "ZS-N2N noise-predicting CNN (CT baseline, the data's units in/out), 21k parameters"),
+}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def describe(name: str) -> str:
+    return _REGISTRY[name].description
+
+
+def create(name: str, **cfg: Any) -> nn.Module:
+    """Build encoder ``name`` with ``cfg`` overriding its defaults; the model remembers its config."""
+    if name not in _REGISTRY:
+        raise ValueError(f"model.name: unknown encoder {name!r}; known: {', '.join(list_models())}")
+    spec = _REGISTRY[name]
+    kwargs = {**spec.defaults, **cfg}
+    try:
+        model = spec.builder(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"model: bad options for {name!r}: {e}") from None
+    model.config = {"name": name, **kwargs}
+    json.dumps(model.config)  # configs must stay JSON serialisable
+    return model
