@@ -57,6 +57,10 @@ hop counts from a generator seeded with ``depth_seed`` (:class:`SampleNoise`). A
 depend on which other molecules share its batch, so a batch split over W processes trains exactly like the whole
 batch in one process. Without seeds, ``nn.Dropout`` and torch's generator are used as before.
 
+The pieces live in their own modules: the batch's index tensors and per-molecule sums in :mod:`models.grover_graph`,
+per-molecule randomness in :mod:`models.grover_noise`, the dyMPNs in :mod:`models.grover_mpn` and both attentions in
+:mod:`models.grover_attention`; this module assembles them into the blocks and the encoder.
+
 Inputs: a torch_geometric ``Batch`` (or ``Data``) with ``x`` float[N, atom_dim], ``edge_index`` int64[2, 2B] holding
 the two directions of bond ``b`` at columns ``2b`` and ``2b + 1``, ``edge_attr`` float[2B, bond_dim] and ``batch``
 int64[N] sorted by molecule (as torch_geometric batches are).
@@ -70,12 +74,16 @@ int64[N] sorted by molecule (as torch_geometric batches are).
 
 from __future__ import annotations
 
-import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.grover_attention import molecule_attention, token_head_attention
+from models.grover_graph import MoleculeGraph, segment_mean, segment_sum, with_padding
+from models.grover_mpn import DyMPN, truncated_normal_depth
+from models.grover_noise import SampleNoise, hash32, noisy_dropout
 
 __all__ = ["BRANCHES", "DyMPN", "GTransEncoder", "MoleculeGraph", "SampleNoise", "hash32", "molecule_attention",
            "segment_mean", "segment_sum", "token_head_attention", "truncated_normal_depth"]
@@ -83,264 +91,6 @@ __all__ = ["BRANCHES", "DyMPN", "GTransEncoder", "MoleculeGraph", "SampleNoise",
 ATOM_DIM = 151
 BOND_DIM = 14
 BRANCHES = ("atom_from_atom", "atom_from_bond", "bond_from_atom", "bond_from_bond")
-
-
-def segment_sum(src: Tensor, index: Tensor, size: int) -> Tensor:
-    """``out[j] = sum_{i: index[i] = j} src[i]`` along dim 0 (``index_add_``: no racing scatter on CPU)."""
-    return src.new_zeros((size, *src.shape[1:])).index_add_(0, index, src)
-
-
-def segment_mean(src: Tensor, index: Tensor, size: int) -> Tensor:
-    """Mean of ``src`` rows per segment; an empty segment reads out as zeros (the reference's zero vector)."""
-    count = torch.bincount(index, minlength=size).clamp_min(1).to(src.dtype)
-    return segment_sum(src, index, size) / count.view(-1, *([1] * (src.dim() - 1)))
-
-
-def truncated_normal_depth(mean: int, sigma: float, generator: torch.Generator | None = None) -> int:
-    """A hop count ``round(mean + sigma z)``, ``z ~ N(0, 1)`` truncated to ``|z| <= 3``, at least 1.
-
-    Drawn from ``generator`` (default: torch's global generator, which the training loop reseeds every step).
-    """
-    if sigma <= 0:
-        return mean
-    while True:
-        z = float(torch.randn((), generator=generator))
-        if abs(z) <= 3.0:
-            return max(1, round(mean + sigma * z))
-
-
-_M32 = 0xFFFF_FFFF
-
-
-def hash32(x: Tensor | int) -> Tensor | int:
-    """A 32-bit integer hash (``lowbias32``-style xor-shift-multiply) of int64 values, taken modulo 2^32.
-
-    Every product stays below 2^63 (a value below 2^32 times a constant below 2^31), so no int64 overflow occurs on
-    any device, and the result is the same on CPU and GPU.
-    """
-    x = x & _M32
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _M32
-    x = x ^ (x >> 15)
-    x = (x * 0x2C1B3C6D) & _M32
-    x = x ^ (x >> 16)
-    x = (x * 0x297A2D39) & _M32
-    return x ^ (x >> 15)
-
-
-def _seed_key(seeds: Tensor) -> Tensor:
-    """int64[G] 32-bit keys of 64-bit seeds (both halves mixed)."""
-    s = seeds.long()
-    return hash32(hash32(s & _M32) ^ ((s >> 32) & _M32))
-
-
-class SampleNoise:
-    """Dropout masks and hop counts that belong to the molecules, not to the batch.
-
-    The keep/drop decision of element ``[.., t, c]`` of a token tensor is ``hash(key_t, call, stream, c) >= p 2^32``,
-    with ``key_t`` a hash of the molecule's seed and the token's index inside its molecule (atoms; directed bonds),
-    ``call`` the number of dropout calls made so far in this forward pass. Attention weights use (molecule seed,
-    call, head, query position, key position). Kept elements are scaled by ``1 / (1 - p)`` as ``nn.Dropout`` does.
-
-    Args:
-        seeds: int64[G], one seed per molecule (the training loop's per-sample seeds).
-        graph: the batch's :class:`MoleculeGraph`.
-        depth_seed: seed of the hop-count generator (shared by every process: the loop's ``step_seed``); ``None``
-            draws hop counts from torch's global generator.
-    """
-
-    def __init__(self, seeds: Tensor, graph: "MoleculeGraph", depth_seed: int | None = None) -> None:
-        seeds = torch.as_tensor(seeds, device=graph.atom_batch.device).long().reshape(-1)
-        if seeds.numel() != graph.num_graphs:
-            raise ValueError(f"seeds: {seeds.numel()} seeds for {graph.num_graphs} molecules")
-        self.mol = _seed_key(seeds)
-        self.tokens = {"atom": self._token_keys(graph.atom_batch, graph.num_graphs, 0x61746F6D),
-                       "bond": self._token_keys(graph.bond_batch, graph.num_graphs, 0x626F6E64)}
-        self.calls = 0
-        self.generator: torch.Generator | None = None
-        if depth_seed is not None:
-            self.generator = torch.Generator().manual_seed(int(depth_seed) & 0x7FFF_FFFF_FFFF_FFFF)
-
-    def _token_keys(self, index: Tensor, num_graphs: int, salt: int) -> Tensor:
-        n = index.numel()
-        first = torch.searchsorted(index, torch.arange(num_graphs, device=index.device))
-        local = torch.arange(n, device=index.device) - first[index] if n else index.new_zeros(0)
-        return hash32(self.mol[index] ^ hash32(local + salt)) if n else index.new_zeros(0)
-
-    def _call_key(self) -> int:
-        self.calls += 1
-        return int(hash32(0x5EED0000 + self.calls))
-
-    def keep_mask(self, shape: torch.Size, view: str, p: float) -> Tensor:
-        """bool mask of ``shape`` ``[..., n, C]`` (``n`` tokens of ``view``; leading dims are streams)."""
-        tok = self.tokens[view]
-        n, c = shape[-2], shape[-1]
-        if tok.numel() != n:
-            raise ValueError(f"dropout: {n} rows for {tok.numel()} {view} tokens")
-        lead = int(torch.Size(shape[:-2]).numel())
-        col = torch.arange(lead * c, device=tok.device).view(lead, 1, c)
-        key = hash32(tok ^ self._call_key()).view(1, n, 1)
-        u = hash32(key ^ hash32(col + 0x636F6C00))
-        return (u >= int(p * 2**32)).view(shape)
-
-    def dropout(self, x: Tensor, view: str, p: float) -> Tensor:
-        if p <= 0:
-            return x
-        keep = self.keep_mask(x.shape, view, p)
-        return x * keep.to(x.dtype) / (1.0 - p)
-
-    def attention_keep(self, heads: int, length: int, p: float) -> Tensor:
-        """bool[G, H, L, L] keep mask of attention weights (query and key positions within the molecule)."""
-        dev = self.mol.device
-        h = torch.arange(heads, device=dev).view(heads, 1, 1)
-        i = torch.arange(length, device=dev).view(1, length, 1)
-        j = torch.arange(length, device=dev).view(1, 1, length)
-        pos = hash32(hash32(hash32(h + 0x68656164) ^ i) ^ j)  # [H, L, L], independent of the padded length
-        key = hash32(self.mol ^ self._call_key()).view(-1, 1, 1, 1)
-        return hash32(key ^ pos) >= int(p * 2**32)
-
-
-def _drop(module: nn.Dropout, x: Tensor, noise: SampleNoise | None, view: str) -> Tensor:
-    """``module(x)``, or the molecules' own dropout mask when ``noise`` is given (training only)."""
-    if noise is None or not module.training or module.p <= 0:
-        return module(x)
-    return noise.dropout(x, view, module.p)
-
-
-class MoleculeGraph(NamedTuple):
-    """Index tensors of a batch of molecules, computed once per forward pass."""
-
-    src: Tensor  # int64[E] source atom of each directed bond
-    dst: Tensor  # int64[E] target atom
-    rev: Tensor  # int64[E] the reverse direction of each bond (2b <-> 2b + 1)
-    atom_batch: Tensor  # int64[N] molecule of each atom, sorted
-    bond_batch: Tensor  # int64[E] molecule of each directed bond, sorted
-    num_atoms: int
-    num_graphs: int
-    fill: Tensor | None = None  # float[N] padding slots per atom (``padding_row`` only): width - in-degree
-    width: int = 0  # the batch's largest in-degree (at least 1): the reference's ``max_num_bonds``
-
-
-def _with_padding(agg_atoms: Tensor, pad: Tensor, graph: MoleculeGraph) -> Tensor:
-    """Per-atom sums ``[..., N, h]`` plus the reference's padding slots: ``fill_a`` copies of the padding token's
-    message ``pad`` ``[..., 1, h]`` for atom ``a``, and ``width`` copies for the padding atom (appended last)."""
-    fill = graph.fill.to(agg_atoms.dtype).view(-1, 1)
-    return torch.cat([agg_atoms + fill * pad, graph.width * pad], dim=-2)
-
-
-def molecule_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, num_graphs: int,
-                       dropout: float = 0.0, noise: SampleNoise | None = None) -> Tensor:
-    """Scaled dot-product attention among tokens of the same molecule.
-
-    Args:
-        q, k, v: float[H, n, d], one row per head and token.
-        index: int64[n] molecule of each token, sorted.
-        num_graphs: number of molecules ``G`` (molecules without tokens are allowed).
-        dropout: attention dropout probability.
-        noise: with dropout, draw the attention-weight masks per molecule (:class:`SampleNoise`).
-
-    Returns:
-        float[H, n, d]: ``softmax(q_s k_t / sqrt(d))``-weighted sums of ``v_t`` over tokens ``t`` of the molecule
-        of ``s``.
-    """
-    from torch_geometric.utils import to_dense_batch
-
-    h, n, d = q.shape
-    if n == 0:
-        return q.new_zeros(q.shape)
-
-    def dense(t: Tensor) -> tuple[Tensor, Tensor]:
-        t, mask = to_dense_batch(t.permute(1, 0, 2).reshape(n, h * d), index, batch_size=num_graphs)
-        return t.view(num_graphs, -1, h, d).transpose(1, 2), mask  # [G, H, L, d]
-
-    qd, mask = dense(q)
-    kd, _ = dense(k)
-    vd, _ = dense(v)
-    keys = mask.clone()
-    keys[~mask.any(dim=1), 0] = True  # a molecule without tokens: its padded rows are discarded, keep them finite
-    if noise is not None and dropout > 0:
-        scores = torch.matmul(qd, kd.transpose(-1, -2)) / math.sqrt(d)
-        weights = torch.softmax(scores.masked_fill(~keys[:, None, None, :], float("-inf")), dim=-1)
-        keep = noise.attention_keep(h, weights.shape[-1], dropout)
-        out = torch.matmul(weights * keep.to(weights.dtype) / (1.0 - dropout), vd)
-    else:
-        out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=keys[:, None, None, :], dropout_p=dropout)
-    return out.transpose(1, 2)[mask].view(n, h, d).permute(1, 0, 2)
-
-
-def token_head_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float = 0.0) -> Tensor:
-    """The reference's attention (``MultiHeadedAttention`` of tencent-ailab/grover), kept to reproduce its
-    checkpoints: each token attends over its *own* ``H`` head vectors, never over other tokens.
-
-    With ``H`` heads, every vector is split into ``H`` sub-heads of width ``d = hidden / H``; for token ``t`` and
-    sub-head ``j``, ``o_{i,t,j} = sum_l softmax_l(q_{i,t,j} . k_{l,t,j} / sqrt(d)) v_{l,t,j}`` over the heads
-    ``l``. With one head the output is ``v`` (a softmax over one element).
-
-    Shapes: q, k, v float[H, n, hidden] -> float[H, n, hidden].
-    """
-    h, n, hidden = q.shape
-    d = hidden // h
-
-    def split(t: Tensor) -> Tensor:  # [H, n, hidden] -> [n, sub-head, H, d]
-        return t.permute(1, 0, 2).reshape(n, h, h, d).transpose(1, 2)
-
-    scores = torch.matmul(split(q), split(k).transpose(-1, -2)) / math.sqrt(d)
-    weights = F.dropout(torch.softmax(scores, dim=-1), dropout, training=dropout > 0)
-    out = torch.matmul(weights, split(v))  # [n, sub-head, H, d]
-    return out.transpose(1, 2).reshape(n, h, hidden).permute(1, 0, 2)
-
-
-class DyMPN(nn.Module):
-    """``streams`` message-passing networks with their own weights over atoms (``view="atom"``) or directed bonds
-    (``view="bond"``), run as one batched matmul, with dynamic depth.
-
-    ``m^0 = h``; ``m^{t+1}_s = dropout(PReLU_s(h + A(m^t_s) W_s))`` for ``t < K``, where ``A`` sums the neighbouring
-    atoms' messages (atom view) or the messages into the bond's source atom minus the reverse bond's (bond view).
-    ``K`` is drawn by :func:`truncated_normal_depth` in training and equals ``depth`` in eval mode; the last ``K``
-    is kept in :attr:`last_depth`.
-
-    Shapes: ``h`` float[n, hidden] -> float[streams, n, hidden].
-    """
-
-    def __init__(self, hidden: int, streams: int, depth: int, depth_sigma: float = 1.0, view: str = "atom",
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        if view not in ("atom", "bond"):
-            raise ValueError(f"view: 'atom' or 'bond', got {view!r}")
-        self.view, self.depth, self.depth_sigma = view, depth, depth_sigma
-        bound = 1.0 / math.sqrt(hidden)  # nn.Linear's default initialisation, per network
-        self.weight = nn.Parameter(torch.empty(streams, hidden, hidden).uniform_(-bound, bound))
-        self.slope = nn.Parameter(torch.full((streams,), 0.25))  # PReLU slope per network
-        self.dropout = nn.Dropout(dropout)
-        self.last_depth = depth
-
-    def forward(self, h: Tensor, graph: MoleculeGraph, noise: SampleNoise | None = None) -> Tensor:
-        gen = noise.generator if noise is not None else None
-        k = truncated_normal_depth(self.depth, self.depth_sigma, gen) if self.training else self.depth
-        self.last_depth = k
-        streams = self.weight.shape[0]
-        m = h  # float[n, hidden] until the first hop: every network starts from the same messages
-        padded = graph.fill is not None  # the last token is the reference's padding atom / bond
-        for _ in range(k):
-            d = m.dim() - 2  # the token dimension: 0 before the first hop, then 1
-            if self.view == "atom":
-                agg = m.new_zeros(m.shape).index_add_(d, graph.dst, m[..., graph.src, :])
-                if padded:
-                    agg = _with_padding(agg[..., :-1, :], m[..., -1:, :], graph)
-            else:
-                real = m[..., :-1, :] if padded else m
-                shape = (*m.shape[:d], graph.num_atoms, m.shape[-1])
-                into = m.new_zeros(shape).index_add_(d, graph.dst, real)
-                if padded:
-                    into = _with_padding(into, m[..., -1:, :], graph)
-                agg = into[..., graph.src, :] - real[..., graph.rev, :]
-                if padded:  # the padding bond runs from the padding atom and is its own reverse
-                    agg = torch.cat([agg, into[..., -1:, :] - m[..., -1:, :]], dim=-2)
-            z = h + torch.matmul(agg, self.weight.to(agg.dtype))  # [n, h] or [S, n, h] @ [S, h, h] -> [S, n, h]
-            # networks as PReLU channels: one fused kernel instead of where() + mul
-            m = _drop(self.dropout, F.prelu(z.reshape(1, streams, -1), self.slope.to(z.dtype)).view_as(z), noise,
-                      self.view)
-        return m if m.dim() == 3 else m.unsqueeze(0).expand(streams, -1, -1)
 
 
 class MTBlock(nn.Module):
@@ -370,7 +120,7 @@ class MTBlock(nn.Module):
     def forward(self, h: Tensor, graph: MoleculeGraph, noise: SampleNoise | None = None) -> Tensor:
         if self.proj is not None:
             linear, act, norm, drop = self.proj
-            h = _drop(drop, norm(act(linear(h))), noise, self.view)
+            h = noisy_dropout(drop, norm(act(linear(h))), noise, self.view)
         m = self.mpn(h, graph, noise)
         H = self.heads
         q, k, v = self.w_q(m[:H]), self.w_k(m[H:2 * H]), self.w_v(m[2 * H:])
@@ -382,7 +132,7 @@ class MTBlock(nn.Module):
                                    noise)
         o = self.w_out(o)  # [H, n, hidden]
         o = o.permute(1, 0, 2).reshape(o.shape[1], H * o.shape[2])
-        return _drop(self.dropout, self.norm(self.w_o(o)), noise, self.view)
+        return noisy_dropout(self.dropout, self.norm(self.w_o(o)), noise, self.view)
 
 
 class FeedForward(nn.Module):
@@ -396,7 +146,7 @@ class FeedForward(nn.Module):
         if noise is None:
             return self.net(x)
         first, act, drop, last = self.net
-        return last(_drop(drop, act(first(x)), noise, view))
+        return last(noisy_dropout(drop, act(first(x)), noise, view))
 
 
 def _check(name: str, value: Any, low: int) -> None:
@@ -525,15 +275,15 @@ class GTransEncoder(nn.Module):
         around_u = segment_sum(atoms[g.src], g.dst, n)  # sum of neighbours' node-view outputs, per atom
         into_u = segment_sum(bonds[:g.src.shape[0]], g.dst, n)  # edge-view outputs of the bonds into each atom
         if padded:
-            around_u = _with_padding(around_u, atoms[-1:], g)[:n]
-            into_u = _with_padding(into_u, bonds[-1:], g)[:n]
+            around_u = with_padding(around_u, atoms[-1:], g)[:n]
+            into_u = with_padding(into_u, bonds[-1:], g)[:n]
         aggregated = {
             "atom_from_atom": (x, around_u),
             "atom_from_bond": (x, into_u),
             "bond_from_atom": (f_bond, atoms[g.src] + around_u[g.src] - atoms[g.dst]),
             "bond_from_bond": (f_bond, into_u[g.src] - bonds[g.rev]),
         }
-        return {b: _drop(self.dropout, self.branch_norm[b](self.ffn[b](torch.cat(aggregated[b], dim=1), noise,
+        return {b: noisy_dropout(self.dropout, self.branch_norm[b](self.ffn[b](torch.cat(aggregated[b], dim=1), noise,
                                                                        b[:4])), noise, b[:4])
                 for b in BRANCHES}
 
