@@ -360,6 +360,7 @@ def grover_rows(root: Path, sizes: list[str], batch: int, rounds: int, bf16: boo
 # ---------------------------------------------------------------- MERLIN
 
 def merlin_train_row(batch: int, size: int, rounds: int) -> dict:
+    _osgeo_stand_in()
     from deepdespeckling.merlin.training.model import Model
 
     import sar_despeckling
@@ -510,6 +511,8 @@ def main() -> None:
     p.add_argument("--profile-below", type=float, default=1.5,
                    help="profile one step of both sides (torch.profiler top ops) where the ratio is below this")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reference_speed.json")
+    p.add_argument("--update", action="store_true",
+                   help="keep the rows of an existing --out file that this run does not measure")
     args = p.parse_args()
     root = args.reference_root
     paths = {k: (getattr(args, a) or (root / k if root else None))
@@ -520,9 +523,10 @@ def main() -> None:
     m_size = args.merlin_size or (128 if args.quick else 256)
     torch.set_num_threads(args.threads)
     bf16 = cpu_has_bf16()
-    peak = matmul_peak()
+    peaks = [matmul_peak()]  # measured again after every row: the best is the machine's, a low one is load
+    peak = peaks[0]
     peak_bf16 = matmul_peak(torch.bfloat16) if bf16 else None
-    print(f"{args.threads} thread(s); fp32 matmul peak {peak:.1f} GFLOP/s; "
+    print(f"{args.threads} thread(s); fp32 matmul peak (first measure) {peak:.1f} GFLOP/s; "
           + (f"bf16 peak {peak_bf16:.1f} GFLOP/s" if bf16 else
              "no bf16 matrix units on this CPU (no avx512_bf16 / amx_bf16): bf16 column skipped"), flush=True)
 
@@ -560,18 +564,33 @@ def main() -> None:
     for label, job in jobs:
         tic = time.perf_counter()
         try:
-            new = [summarise(r, peak) for r in job()]
+            new = job()
             for r in new:
                 steps = r.pop("_steps", None)
+                summarise(r, max(peaks + [matmul_peak()]))
                 if steps and r["ratio"] < args.profile_below:
                     r["profile"] = {k: profile_top(fn) for k, fn in steps.items()}
         except Exception as e:  # one row's failure (a missing checkout, a broken import) must not hide the others
             new = [{"work": label, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}]
+        peaks.append(matmul_peak())
         for r in new:
             r["wall_s"] = time.perf_counter() - tic
+            r["load_average"] = os.getloadavg()
             print(r["work"], {k: v for k, v in r.items() if k in ("median", "ratio", "ratio_bf16", "error")},
                   flush=True)
         rows += new
+    command = " ".join([Path(sys.executable).name] + sys.argv)
+    commands = [command]
+    if args.update and args.out.is_file():  # earlier rows kept; every fraction of peak against the best peak seen
+        old = json.loads(args.out.read_text())
+        done = {r["work"] for r in rows} | {label for label, _ in jobs}
+        rows = [r for r in old["rows"] if r["work"] not in done] + rows
+        peaks += old.get("fp32_matmul_peak_measures", [])
+        commands = old.get("commands", [old.get("command")]) + commands
+    peak = max(peaks)
+    for r in rows:
+        if "flops" in r and "error" not in r:
+            summarise(r, peak)
     print()
     print(table(rows, bf16))
     for r in rows:
@@ -579,9 +598,10 @@ def main() -> None:
             print(f"\n{r['work']}, {side}: " + "; ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in ops[:8]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "benchmark": "reference_speed", "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "benchmark": "reference_speed", "commands": commands,
         "torch": torch.__version__, "machine": platform.machine(), "cpu_capability":
             torch.backends.cpu.get_cpu_capability(), "threads": args.threads, "fp32_matmul_peak_gflops": peak,
+        "fp32_matmul_peak_measures": peaks,
         "bf16_units": bf16, "bf16_matmul_peak_gflops": peak_bf16, "load_average_end": os.getloadavg(),
         "sizes": {"ecg_batch": batch, "ecg_samples": args.ecg_samples, "grover_batch": args.grover_batch,
                   "merlin_train": [m_batch, m_size, m_size], "rounds": rounds},
