@@ -33,7 +33,8 @@ KITTI = (REPO / ".." / "shared" / "data" / "3d" / "semantickitti").resolve()
 import models  # noqa: E402
 from modalities.lidar.readers import read_sweep  # noqa: E402
 from modalities.lidar.voxels import PRESETS, crop_to_range, grid_from_config, point_dict  # noqa: E402
-from models.sparse_unet import SparseUNet, voxelize_points  # noqa: E402
+from models.sparse_unet import SparseUNet  # noqa: E402
+from models.sparse_voxels import voxelize_points  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -1,4 +1,7 @@
-"""Sparse-voxel UNet on spconv (Pointcept's SpUNet layout) and the shared point <-> voxel helpers.
+"""Sparse-voxel UNet on spconv (Pointcept's SpUNet layout, or MSM's with ``layout="msm"``).
+
+The point <-> voxel helpers it shares with SECOND live in :mod:`models.sparse_voxels`, MSM's blocks in
+:mod:`models.msm_blocks`; both are importable from here too.
 
 Input is a Pointcept point dict ``{"grid_coord": int32[N, 3] (x, y, z) voxel coordinates >= 0,
 "feat": float[N, F], "offset": int64[B] cumulative point counts}``. Points in the same voxel of the same scan
@@ -58,108 +61,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import spconv.pytorch as spconv
+from models.msm_blocks import (ChannelBias, GatedSkip, PreNormResBlock, RMSNorm, SerializedAttentionBlock,
+                               morton_order, windowed_attention)
 from models.spconv_cpu import apply_cpu_fixes
+from models.sparse_voxels import (batch_index, level_point_features, lookup_sites, sparse_tensor, voxel_keys,
+                                  voxelize_points)
 
 apply_cpu_fixes()
 
 DecoderHook = Callable[[int, spconv.SparseConvTensor], spconv.SparseConvTensor]
 
 _BN = dict(eps=1e-3, momentum=0.01)  # OpenPCDet's SECOND norm settings
-
-
-def sparse_tensor(features: torch.Tensor, indices: torch.Tensor, spatial_shape: Sequence[int], batch_size: int,
-                  indice_dict: dict | None = None) -> spconv.SparseConvTensor:
-    """A ``SparseConvTensor`` whose indices are guaranteed contiguous int32 ``[M, 4]`` (batch, z, y, x)."""
-    if indices.ndim != 2 or indices.shape[1] != 4:
-        raise ValueError(f"sparse indices must be [M, 4] (batch, z, y, x), got {tuple(indices.shape)}")
-    if features.shape[0] != indices.shape[0]:
-        raise ValueError(f"sparse tensor: {features.shape[0]} feature rows for {indices.shape[0]} sites")
-    t = spconv.SparseConvTensor(features, indices.to(torch.int32).contiguous(), [int(s) for s in spatial_shape],
-                                int(batch_size))
-    if indice_dict is not None:
-        t.indice_dict = indice_dict
-    return t
-
-
-def batch_index(offset: torch.Tensor, n: int) -> torch.Tensor:
-    """Scan index of each point from Pointcept's cumulative ``offset`` (int64[B], last entry == N)."""
-    offset = offset.long().reshape(-1)
-    if offset.numel() == 0 or int(offset[-1]) != n or bool((offset[1:] < offset[:-1]).any()):
-        raise ValueError(f"points: offset {offset.tolist()[:8]} must be non-decreasing and end at N={n}")
-    counts = torch.diff(offset, prepend=offset.new_zeros(1))
-    return torch.repeat_interleave(torch.arange(offset.numel(), device=offset.device), counts)
-
-
-def voxel_keys(idx: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
-    """Linear int64 key of (batch, z, y, x) sites inside ``spatial_shape`` (z, y, x)."""
-    d, h, w = (int(s) for s in spatial_shape)
-    i = idx.long()
-    return ((i[:, 0] * d + i[:, 1]) * h + i[:, 2]) * w + i[:, 3]
-
-
-def lookup_sites(query: torch.Tensor, table: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
-    """Row of ``table`` holding each (batch, z, y, x) of ``query``; every query site must exist in the table."""
-    tk = voxel_keys(table, spatial_shape)
-    qk = voxel_keys(query, spatial_shape)
-    sorted_k, order = torch.sort(tk)
-    pos = torch.searchsorted(sorted_k, qk).clamp_max(max(len(sorted_k) - 1, 0))
-    if len(sorted_k) == 0 or not bool((sorted_k[pos] == qk).all()):
-        raise ValueError("lookup_sites: some query voxels are not sites of the level")
-    return order[pos]
-
-
-def voxelize_points(points: dict, min_shape: int = 1) -> tuple[spconv.SparseConvTensor, torch.Tensor]:
-    """Average the features of the points falling in each voxel of each scan.
-
-    Returns the stride-1 ``SparseConvTensor`` (sites sorted by (batch, z, y, x)) and ``point2voxel`` int64[N]
-    (the site row of each point). The spatial shape is ``max(coord) + 1`` rounded up to a multiple of
-    ``min_shape`` so that every level of a ``log2(min_shape)``-times downsampling network has whole cells.
-    """
-    grid = points["grid_coord"]
-    feat = points["feat"]
-    if grid.ndim != 2 or grid.shape[1] != 3:
-        raise ValueError(f"points['grid_coord'] must be [N, 3], got {tuple(grid.shape)}")
-    if feat.ndim != 2 or feat.shape[0] != grid.shape[0]:
-        raise ValueError(f"points['feat'] must be [N, F] with N={grid.shape[0]}, got {tuple(feat.shape)}")
-    n = grid.shape[0]
-    if n == 0:
-        raise ValueError("points: empty point set (no voxels)")
-    if bool((grid < 0).any()):
-        raise ValueError("points['grid_coord'] must be >= 0 (shift coordinates by the range minimum first)")
-    b = batch_index(points["offset"].to(grid.device), n)
-    idx = torch.stack([b, grid[:, 2].long(), grid[:, 1].long(), grid[:, 0].long()], 1)
-    top = idx[:, 1:].max(0).values + 1
-    shape = [int(-(-int(s) // min_shape) * min_shape) for s in top]
-    keys = voxel_keys(idx, shape)
-    uniq, inverse = torch.unique(keys, return_inverse=True)
-    m = uniq.numel()
-    counts = torch.zeros(m, dtype=feat.dtype, device=feat.device).index_add_(
-        0, inverse, torch.ones(n, dtype=feat.dtype, device=feat.device))
-    vfeat = torch.zeros(m, feat.shape[1], dtype=feat.dtype, device=feat.device).index_add_(0, inverse, feat)
-    vfeat = vfeat / counts[:, None]
-    d, h, w = shape
-    x = uniq % w
-    y = (uniq // w) % h
-    z = (uniq // (w * h)) % d
-    bb = uniq // (w * h * d)
-    vidx = torch.stack([bb, z, y, x], 1)
-    return sparse_tensor(vfeat, vidx, shape, int(points["offset"].numel())), inverse
-
-
-def level_point_features(points_vox: torch.Tensor, point2voxel: torch.Tensor, level: spconv.SparseConvTensor,
-                         n_sites: int, stride: int, features: torch.Tensor | None = None) -> torch.Tensor:
-    """Features of the level-``stride`` site containing each point (nearest parent, no interpolation).
-
-    ``points_vox``: the stride-1 site indices [M, 4]; the parent of a site is ``(b, z // s, y // s, x // s)``
-    clamped to the level's spatial shape (exact for k2 s2 downsampling; for SECOND's padded k3 s2 convs the
-    floor-site is always among a site's outputs).
-    """
-    parent = points_vox.long().clone()
-    shape = torch.tensor(level.spatial_shape, device=parent.device)
-    parent[:, 1:] = torch.minimum(parent[:, 1:] // stride, shape - 1)
-    rows = lookup_sites(parent, level.indices[:n_sites], level.spatial_shape)
-    feats = level.features if features is None else features
-    return feats[rows][point2voxel]
 
 
 class BasicBlock(spconv.SparseModule):
@@ -177,136 +89,6 @@ class BasicBlock(spconv.SparseModule):
         h = h.replace_feature(F.relu(self.bn1(h.features)))
         h = self.conv2(h)
         return h.replace_feature(F.relu(self.bn2(h.features) + x.features))
-
-
-class RMSNorm(nn.Module):
-    """``scale * x / (rms(x) + eps)`` over the last dim, ``rms(x) = ||x||_2 / sqrt(C)`` (Zhang & Sennrich, NeurIPS
-    2019). The epsilon is added to the RMS, not under the square root, as in MSM's code."""
-
-    def __init__(self, channels: int, eps: float = 1e-4) -> None:
-        super().__init__()
-        self.eps = float(eps)
-        self.scale = nn.Parameter(torch.ones(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rms = x.norm(2, dim=-1, keepdim=True) * x.shape[-1] ** -0.5
-        return self.scale * (x / (rms + self.eps))
-
-
-class PreNormResBlock(spconv.SparseModule):
-    """MSM's residual block: ``x + gamma * RMSNorm(SubM(GELU(SubM(RMSNorm(x)))))`` (3x3x3 submanifold convs without
-    bias, per-channel layer scale ``gamma`` initialised to 0.1)."""
-
-    def __init__(self, channels: int, indice_key: str, eps: float = 1e-4, gamma_init: float = 0.1) -> None:
-        super().__init__()
-        self.norm = RMSNorm(channels, eps)
-        self.conv1 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
-        self.conv2 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=False, indice_key=indice_key)
-        self.norm_post = RMSNorm(channels, eps)
-        self.gamma = nn.Parameter(torch.full((channels,), float(gamma_init)))
-
-    def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
-        h = self.conv1(x.replace_feature(self.norm(x.features)))
-        h = self.conv2(h.replace_feature(F.gelu(h.features)))
-        return h.replace_feature(self.norm_post(h.features) * self.gamma + x.features)
-
-
-def morton_order(indices: torch.Tensor, axes: Sequence[int] = (3, 2, 1), bits: int = 16) -> torch.Tensor:
-    """Permutation sorting sites by (batch, Z-order code of the coordinates ``indices[:, axes]``), most
-    significant axis first; the code interleaves the low ``bits`` bits of each coordinate."""
-    c = indices.long()
-    code = torch.zeros(len(c), dtype=torch.int64, device=c.device)
-    for bit in range(bits):
-        for j, a in enumerate(axes):
-            code |= ((c[:, a] >> bit) & 1) << (3 * bit + 2 - j)
-    return torch.argsort(c[:, 0] * (1 << (3 * bits)) + code, stable=True)
-
-
-def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, counts: Sequence[int],
-                       half_window: int) -> torch.Tensor:
-    """Softmax attention ``[N, H, D]`` inside each of the consecutive sequences of lengths ``counts``: query ``i``
-    sees keys ``j`` of its sequence with ``|i - j| <= half_window`` (flash-attn's ``window_size=(w, w)``)."""
-    out = torch.empty_like(q)
-    start = 0
-    for n in (int(c) for c in counts):
-        qs, ks, vs = (t[start:start + n].transpose(0, 1) for t in (q, k, v))
-        if n <= half_window + 1:
-            out[start:start + n] = F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1)
-        else:
-            step = max(half_window, 1)
-            for b0 in range(0, n, step):
-                b1 = min(n, b0 + step)
-                k0, k1 = max(0, b0 - half_window), min(n, b1 + half_window)
-                i = torch.arange(b0, b1, device=q.device)[:, None]
-                j = torch.arange(k0, k1, device=q.device)[None, :]
-                o = F.scaled_dot_product_attention(qs[:, b0:b1], ks[:, k0:k1], vs[:, k0:k1],
-                                                   attn_mask=(i - j).abs() <= half_window)
-                out[start + b0:start + b1] = o.transpose(0, 1)
-        start += n
-    return out
-
-
-class SerializedAttentionBlock(spconv.SparseModule):
-    """Pre-norm transformer block on the sites of a level, serialised along a Z-order curve (MSM's "transformer++").
-
-    ``f <- f + gamma_1 * W_o Attn(W_qkv RMSNorm(f))`` with windowed attention along the curve inside each scan
-    (:func:`windowed_attention`, ``window // 2`` sites each side), then
-    ``f <- f + gamma_2 * W_2 (GELU(a) * b)``, ``[a, b] = W_1 RMSNorm(f)`` (GLU MLP, hidden ``mlp_ratio * C``);
-    no biases, layer scales initialised to 0.1. ``axes`` picks the coordinate order of the curve (MSM alternates
-    curves between the blocks of a level).
-    """
-
-    def __init__(self, channels: int, heads: int, window: int = 1024, axes: Sequence[int] = (3, 2, 1),
-                 mlp_ratio: int = 4, eps: float = 1e-4, gamma_init: float = 0.1) -> None:
-        super().__init__()
-        if channels % heads:
-            raise ValueError(f"SerializedAttentionBlock: {channels} channels do not split into {heads} heads")
-        self.heads, self.window, self.axes = int(heads), int(window), tuple(int(a) for a in axes)
-        self.norm = RMSNorm(channels, eps)
-        self.qkv = nn.Linear(channels, 3 * channels, bias=False)
-        self.proj = nn.Linear(channels, channels, bias=False)
-        self.gamma1 = nn.Parameter(torch.full((channels,), float(gamma_init)))
-        self.mlp_norm = RMSNorm(channels, eps)
-        self.fc1 = nn.Linear(channels, 2 * mlp_ratio * channels, bias=False)
-        self.fc2 = nn.Linear(mlp_ratio * channels, channels, bias=False)
-        self.gamma2 = nn.Parameter(torch.full((channels,), float(gamma_init)))
-
-    def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
-        f = x.features
-        n, c = f.shape
-        order = morton_order(x.indices, self.axes)
-        counts = torch.bincount(x.indices[order, 0].long()).tolist()
-        qkv = self.qkv(self.norm(f)[order]).view(n, 3, self.heads, c // self.heads)
-        a = windowed_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], counts, self.window // 2).reshape(n, c)
-        a = torch.empty_like(a).index_copy_(0, order, self.proj(a))
-        f = f + self.gamma1 * a
-        g, h = self.fc1(self.mlp_norm(f)).chunk(2, dim=-1)
-        f = f + self.gamma2 * self.fc2(F.gelu(g) * h)
-        return x.replace_feature(f)
-
-
-class ChannelBias(nn.Module):
-    """``x + b``: the bias of a sparse conv kept outside it (spconv's CPU kernels refuse a fused bias in eval)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.bias
-
-
-class GatedSkip(nn.Module):
-    """MSM's decoder skip: ``up * gamma + W RMSNorm(skip) + b`` (``gamma`` initialised to 1)."""
-
-    def __init__(self, skip_channels: int, channels: int, eps: float = 1e-4) -> None:
-        super().__init__()
-        self.norm = RMSNorm(skip_channels, eps)
-        self.linear = nn.Linear(skip_channels, channels)
-        self.gamma = nn.Parameter(torch.ones(channels))
-
-    def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return up * self.gamma + self.linear(self.norm(skip))
 
 
 def _conv_bn_relu(conv: nn.Module, channels: int, bn_momentum: float = 0.01) -> spconv.SparseSequential:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import models
 from models.converters import ConversionError, convert
 from models.converters.msm import kernel_to_ours
-from models.sparse_unet import windowed_attention
+from models.msm_blocks import windowed_attention
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CKPT = GOLDEN / "msm_small.pth"

@@ -10,7 +10,8 @@ import spconv.pytorch as spconv
 import torch
 
 import models
-from models.sparse_unet import SparseUNet, voxelize_points
+from models.sparse_unet import SparseUNet
+from models.sparse_voxels import voxelize_points
 from tests.conftest import shared_data
 
 VOXEL = 0.25

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models.sparse_unet import lookup_sites
+from models.sparse_voxels import lookup_sites
 from modalities.scenes.points import ViewAugment, collate_points, prepare_scene, subset_points, two_views
 from modalities.scenes.readers import Scene
 from modalities.scenes.simulate import simulate_room
