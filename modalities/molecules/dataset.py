@@ -1,329 +1,30 @@
-"""A dataset of GROVER-featurised molecules with an on-disk feature cache, scaffold / random splits and RDKit 2-D
-descriptors for fine-tuning.
-
-Featurisation is the costly part (RDKit perceives rings, aromaticity, 4 pharmacophore SMARTS and 85 fragment
-patterns per molecule), so each input file is featurised once into a cache folder named by the SHA-256 of the file's
-bytes, :data:`~modalities.molecules.featurize.FEATURIZER_VERSION` and the reading options. The folder holds plain
-``.npy`` arrays (numbers and fixed-width strings, read with ``allow_pickle=False`` and memory-mapped, so nothing is
-unpickled and a corpus is not loaded whole) and a JSON list of the skipped records. Atom and bond features are
-binary except the atom mass, so they are stored bit-packed (19 + 4 bytes per atom, 2 + 8 bytes per bond) and
-unpacked per item: about 1.5 kB per drug-like molecule instead of 20 kB of float32. A file is cached in parts of
-``PART_SIZE`` molecules. Descriptors are a second, optional array in each part's folder.
-
-Splits follow chemprop / GROVER:
-
-- :func:`scaffold_split` ("balanced scaffold"): molecules are grouped by Bemis-Murcko scaffold; groups larger than
-  half the validation or test size go first (in seeded random order), then the other groups (seeded random order);
-  each group goes whole into train if it fits, else validation if it fits, else test. No scaffold crosses splits.
-- :func:`random_split`: a seeded permutation.
-
-Both give ``floor(0.8 n)`` / ``floor(0.1 n)`` / the rest for the default fractions.
+"""A dataset of GROVER-featurised molecules: one split of the molecules of a file or folder, read from the feature
+cache (:mod:`~modalities.molecules.cache`), split by scaffold or at random (:mod:`~modalities.molecules.splits`), with
+targets and z-scored RDKit descriptors (:mod:`~modalities.molecules.descriptors`) for fine-tuning, and the batching of
+its graphs (:func:`collate`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
-import random
-import shutil
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem, RDLogger
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
-from modalities.base import DataError, file_digest
+from modalities.base import DataError
 from modalities.molecules import featurize as feat
 from modalities.molecules import readers
+from modalities.molecules.cache import MASS_COLUMN, PART_SIZE, MoleculeShard, default_cache_dir, load_file_cache
+from modalities.molecules.descriptors import DescriptorScaler, descriptor_names
+from modalities.molecules.splits import DEFAULT_FRACTIONS, random_split, scaffold_split
 
 SPLITS = ("train", "val", "test", "all")
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-CACHE_FORMAT = 4  # part of the cache key with FEATURIZER_VERSION
-PART_SIZE = 100_000  # molecules per cache part
-MASS_COLUMN = feat.ATOM_LAYOUT["mass"].start
-ARRAYS = ("smiles_utf8", "smiles_ptr", "scaffold_utf8", "scaffold_ptr", "atom_ptr", "bond_ptr", "atom_bits",
-          "atom_mass", "bond_ends", "bond_bits", "atom_key", "bond_key", "atom_key_names", "bond_key_names", "motif",
-          "properties", "property_names")
 
-
-def default_cache_dir() -> Path:
-    """``$MODALITIES_CACHE/molecules`` or ``~/.cache/modalities/molecules``."""
-    return Path(os.environ.get("MODALITIES_CACHE", Path.home() / ".cache" / "modalities")) / "molecules"
-
-
-# ------------------------------------------------------------------------------------------------ splits
-
-def murcko_scaffold(smiles: str) -> str:
-    """Bemis-Murcko scaffold SMILES (without chirality); ``""`` for acyclic molecules."""
-    from rdkit.Chem.Scaffolds import MurckoScaffold
-
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return ""
-    return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
-
-
-def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    f = tuple(float(x) for x in fractions)
-    if len(f) != 3 or min(f) < 0 or abs(sum(f) - 1.0) > 1e-6:
-        raise DataError(f"data.split_fractions: three non-negative fractions summing to 1, got {list(fractions)}")
-    train, val = int(math.floor(f[0] * n)), int(math.floor(f[1] * n))
-    return train, val, n - train - val
-
-
-def scaffold_split(scaffolds: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Balanced scaffold split (chemprop ``scaffold_split(balanced=True)``, as used by GROVER).
-
-    Returns sorted int64 index arrays ``(train, val, test)``; every scaffold lies in exactly one of them.
-    """
-    n = len(scaffolds)
-    train_size, val_size, test_size = _sizes(n, fractions)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(scaffolds):
-        groups[s].append(i)
-    sets = [groups[k] for k in sorted(groups)]  # sorted: the seed alone decides the order
-    big = [s for s in sets if len(s) > val_size / 2 or len(s) > test_size / 2]
-    small = [s for s in sets if not (len(s) > val_size / 2 or len(s) > test_size / 2)]
-    rng = random.Random(seed)
-    rng.shuffle(big)
-    rng.shuffle(small)
-    train: list[int] = []
-    val: list[int] = []
-    test: list[int] = []
-    for s in big + small:
-        if len(train) + len(s) <= train_size:
-            train += s
-        elif len(val) + len(s) <= val_size:
-            val += s
-        else:
-            test += s
-    return tuple(np.array(sorted(x), dtype=np.int64) for x in (train, val, test))  # type: ignore[return-value]
-
-
-def random_split(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded random split into sorted int64 index arrays ``(train, val, test)``."""
-    train_size, val_size, _ = _sizes(n, fractions)
-    perm = np.random.default_rng(seed).permutation(n)
-    parts = perm[:train_size], perm[train_size:train_size + val_size], perm[train_size + val_size:]
-    return tuple(np.sort(p).astype(np.int64) for p in parts)  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------------------------------------ descriptors
-
-def descriptor_names() -> tuple[str, ...]:
-    """All RDKit 2-D descriptors (``rdkit.Chem.Descriptors._descList``), in RDKit's order."""
-    from rdkit.Chem import Descriptors
-
-    return tuple(name for name, _ in Descriptors._descList)
-
-
-def rdkit_descriptors(smiles: str) -> np.ndarray:
-    """float64[n_descriptors]: every RDKit 2-D descriptor; NaN where RDKit fails or returns a non-finite value."""
-    from rdkit.Chem import Descriptors
-
-    mol = Chem.MolFromSmiles(smiles)
-    out = np.full(len(Descriptors._descList), np.nan)
-    if mol is None:
-        return out
-    for k, (_, fn) in enumerate(Descriptors._descList):
-        try:
-            out[k] = float(fn(mol))
-        except Exception:  # RDKit raises assorted errors on odd valences; a missing value is NaN
-            pass
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-@dataclass(frozen=True)
-class DescriptorScaler:
-    """Z-scores descriptors with training-split statistics; NaN (missing) becomes 0 (the training mean), and values
-    are clipped to ``[-clip, clip]`` because several descriptors (Ipc, BertzCT) are heavy-tailed."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    clip: float = 6.0
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> "DescriptorScaler":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            mean = np.nanmean(values, axis=0)
-            std = np.nanstd(values, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
-        return cls(mean, std)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
-        z = np.where(np.isfinite(z), z, 0.0)
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------------------------ cache
-
-def _cache_folder(path: Path, cache_dir: Path, strip_salts: bool, smiles_column: str | None) -> Path:
-    key = json.dumps([file_digest(path), feat.FEATURIZER_VERSION, CACHE_FORMAT, bool(strip_salts), smiles_column])
-    return cache_dir / f"{path.stem[:40]}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-
-
-def featurize_table(table: readers.MoleculeTable) -> dict[str, np.ndarray]:
-    """The cache arrays of a table: concatenated graphs with per-molecule offsets, key ids, motifs, scaffolds."""
-    bits, masses, eis, eas, aks, bks, motifs, scaffolds = [], [], [], [], [], [], [], []
-    atom_ptr, bond_ptr = [0], [0]
-    atom_names: dict[str, int] = {}
-    bond_names: dict[str, int] = {}
-    from rdkit.Chem.Scaffolds import MurckoScaffold
-
-    for smiles in table.smiles:
-        mol = Chem.MolFromSmiles(smiles)
-        x, edge_index, edge_attr = feat.graph_arrays(mol)
-        a_keys, b_keys = feat.context_keys(mol)
-        bits.append(np.packbits(x != 0, axis=1))
-        masses.append(x[:, MASS_COLUMN])
-        eis.append(edge_index[:, 0::2].T.astype(np.int32))  # bond b = edge 2b (lower atom -> higher)
-        eas.append(edge_attr[0::2])
-        aks.append(np.array([atom_names.setdefault(k, len(atom_names)) for k in a_keys], dtype=np.int32))
-        bks.append(np.array([bond_names.setdefault(k, len(bond_names)) for k in b_keys], dtype=np.int32))
-        motifs.append(feat.motif_labels(mol).astype(np.uint8))
-        scaffolds.append(MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False))
-        atom_ptr.append(atom_ptr[-1] + x.shape[0])
-        bond_ptr.append(bond_ptr[-1] + edge_index.shape[1] // 2)
-    n = len(table.smiles)
-    names = sorted(table.properties)
-    props = np.stack([table.properties[k] for k in names], axis=1) if names else np.zeros((n, 0))
-
-    def cat(parts: list[np.ndarray], empty: tuple[int, ...], dtype: Any, axis: int = 0) -> np.ndarray:
-        return np.concatenate(parts, axis=axis) if parts else np.zeros(empty, dtype=dtype)
-
-    return {
-        **_pack_strings("smiles", table.smiles), **_pack_strings("scaffold", scaffolds),
-        "atom_ptr": np.array(atom_ptr, dtype=np.int64), "bond_ptr": np.array(bond_ptr, dtype=np.int64),
-        "atom_bits": cat(bits, (0, (feat.ATOM_DIM + 7) // 8), np.uint8), "atom_mass": cat(masses, (0,), np.float32),
-        "bond_ends": cat(eis, (0, 2), np.int32),
-        "bond_bits": np.packbits(cat(eas, (0, feat.BOND_DIM), np.float32) != 0, axis=1),
-        "atom_key": cat(aks, (0,), np.int32), "bond_key": cat(bks, (0,), np.int32),
-        "atom_key_names": np.array(list(atom_names) or [""], dtype=str),
-        "bond_key_names": np.array(list(bond_names) or [""], dtype=str),
-        "motif": np.stack(motifs) if motifs else np.zeros((0, feat.MOTIF_DIM), dtype=np.uint8),
-        "properties": props.astype(np.float64), "property_names": np.array(names or [""], dtype=str)[: len(names)],
-    }
-
-
-def _pack_strings(name: str, values: Sequence[str]) -> dict[str, np.ndarray]:
-    """Variable-length strings as one UTF-8 byte array plus offsets (fixed-width numpy strings waste ~10x)."""
-    encoded = [v.encode() for v in values]
-    ptr = np.zeros(len(encoded) + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum([len(e) for e in encoded])
-    return {f"{name}_utf8": np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), f"{name}_ptr": ptr}
-
-
-def _write_folder(folder: Path, files: dict[str, np.ndarray], extra: dict[str, str]) -> None:
-    """Write every array (and text file) into a temporary sibling, then rename it into place atomically."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, arr in files.items():
-        np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-    for name, text in extra.items():
-        (tmp / name).write_text(text)
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process won the race: its folder is equivalent
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class MoleculeShard:
-    """Featurised molecules (one part of an input file), memory-mapped from the cache."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.a: dict[str, np.ndarray] = {}
-        for name in ARRAYS:
-            try:
-                self.a[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise DataError(f"{folder}: damaged feature cache ({name}.npy: {e}); delete the folder") from None
-        self.property_names = [str(s) for s in self.a["property_names"]]
-
-    def __len__(self) -> int:
-        return len(self.a["smiles_ptr"]) - 1
-
-    def string(self, name: str, j: int) -> str:
-        """String ``j`` of a packed column (``smiles`` or ``scaffold``)."""
-        ptr = self.a[f"{name}_ptr"]
-        return bytes(self.a[f"{name}_utf8"][int(ptr[j]):int(ptr[j + 1])]).decode()
-
-    def descriptors(self) -> np.ndarray:
-        """float64[n, n_descriptors], computed once and cached next to the features."""
-        path = self.folder / "descriptors.npy"
-        if not path.is_file():
-            RDLogger.DisableLog("rdApp.*")
-            try:
-                rows = [rdkit_descriptors(self.string("smiles", j)) for j in range(len(self))]
-                values = np.stack(rows) if rows else np.zeros((0, len(descriptor_names())))
-            finally:
-                RDLogger.EnableLog("rdApp.*")
-            tmp = self.folder / f".descriptors.{os.getpid()}.npy"
-            np.save(tmp, values, allow_pickle=False)
-            os.replace(tmp, path)
-        return np.load(path, allow_pickle=False)
-
-
-@dataclass
-class FileCache:
-    """The cached features of one input file: its parts, and what its reader skipped."""
-
-    shards: list[MoleculeShard]
-    skipped: list[tuple[str, int, str]]
-    records: int
-
-
-def _slice(table: readers.MoleculeTable, lo: int, hi: int) -> readers.MoleculeTable:
-    return readers.MoleculeTable(smiles=table.smiles[lo:hi], names=table.names[lo:hi],
-                                 properties={k: v[lo:hi] for k, v in table.properties.items()})
-
-
-def load_file_cache(path: Path, cache_dir: Path, strip_salts: bool = True, smiles_column: str | None = None,
-                    part_size: int | None = None) -> FileCache:
-    """The cached features of ``path``, featurising it first on a cache miss, ``part_size`` molecules per part
-    (so that a large file never holds more than one part's arrays in memory). ``meta.json`` is written last:
-    its presence marks a complete cache."""
-    root = _cache_folder(path, cache_dir, strip_salts, smiles_column)
-    part_size = int(part_size or PART_SIZE)
-    meta = root / "meta.json"
-    if not meta.is_file():
-        table = readers.read_file(path, strip_salts, smiles_column)
-        parts = max(1, math.ceil(len(table) / part_size))
-        for k in range(parts):
-            folder = root / f"part-{k:05d}"
-            if not (folder / "atom_ptr.npy").is_file():
-                _write_folder(folder, featurize_table(_slice(table, k * part_size, (k + 1) * part_size)), {})
-        (root / "skipped.json").write_text(json.dumps(table.skipped))
-        tmp = root / f".meta.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"source": str(path), "records": table.records, "molecules": len(table),
-                                   "parts": parts, "featurizer": feat.FEATURIZER_VERSION}))
-        os.replace(tmp, meta)
-    try:
-        info = json.loads(meta.read_text())
-        skipped = [tuple(s) for s in json.loads((root / "skipped.json").read_text())]
-        shards = [MoleculeShard(root / f"part-{k:05d}") for k in range(int(info["parts"]))]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{root}: damaged feature cache ({type(e).__name__}: {e}); delete the folder") from None
-    return FileCache(shards, skipped, int(info["records"]))
-
-
-# ------------------------------------------------------------------------------------------------ dataset
 
 class MoleculeDataset(Dataset):
     """Featurised molecules of a file or folder, one split of them.
@@ -358,7 +59,9 @@ class MoleculeDataset(Dataset):
             raise DataError(f"data.split: {split_kind!r} is not 'scaffold' or 'random'")
         self.path = Path(path)
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        caches = [load_file_cache(f, cache, strip_salts, smiles_column) for f in readers.molecule_files(self.path)]
+        # this module's PART_SIZE, so that a test can lower it for the dataset alone
+        caches = [load_file_cache(f, cache, strip_salts, smiles_column, PART_SIZE)
+                  for f in readers.molecule_files(self.path)]
         self.shards = [sh for c in caches for sh in c.shards]
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         n = int(self.offsets[-1])
@@ -484,6 +187,6 @@ def collate(samples: Sequence[Data | Mapping[str, Any]]) -> Batch:
     return Batch.from_data_list(graphs)
 
 
-__all__ = ["DescriptorScaler", "FileCache", "MoleculeDataset", "MoleculeShard", "collate", "default_cache_dir",
-           "descriptor_names", "featurize_table", "load_file_cache", "murcko_scaffold", "random_split",
-           "rdkit_descriptors", "scaffold_split"]
+__all__ = ["MoleculeDataset", "SPLITS", "collate",
+           # re-exported: the dataset's parts, importable from here as before the split
+           "DescriptorScaler", "descriptor_names", "random_split", "scaffold_split"]
