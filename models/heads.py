@@ -183,7 +183,9 @@ class PredictionModel(nn.Module):
             extra_dim = 0
         dims = list(getattr(self.encoder, "view_dims", ())) if hasattr(self.encoder, "embed_views") else []
         self.multi_view = bool(dims) and task != "segmentation"
-        dims = (dims if self.multi_view else []) or [int(self.encoder.embed_dim)]
+        # segmentation reads point_features(x, "last"), the finest level: level_channels[-1] wide, not embed_dim
+        width = self.encoder.level_channels[-1] if task == "segmentation" else self.encoder.embed_dim
+        dims = (dims if self.multi_view else []) or [int(width)]
         self.heads = nn.ModuleList(PredictionHead(d + extra_dim, out_dim, list(hidden_dims), dropout,
                                                   input_norm=d if input_norm else 0) for d in dims)
         self.task, self.out_dim, self.extra_dim = task, out_dim, extra_dim

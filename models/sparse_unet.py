@@ -116,11 +116,12 @@ class SparseUNet(nn.Module):
         enc_heads, dec_heads: their attention heads; attn_window: sites a query sees along the curve (1024).
 
     Attributes:
-        embed_dim: channels of the finest decoder level (``point_feat`` width).
+        point_dim: channels of the finest decoder level (``point_feat`` width).
+        embed_dim: width of :meth:`embed`, ``sum(level_channels)`` (every decoder level's mean, concatenated).
         level_channels: ``decoder_channels`` (coarsest first).
 
     Shapes:
-        forward(points) -> ``{"levels": [SparseConvTensor] * (L-1) coarsest first, "point_feat": [N, embed_dim],
+        forward(points) -> ``{"levels": [SparseConvTensor] * (L-1) coarsest first, "point_feat": [N, point_dim],
         "point2voxel": int64[N], "num_sites": [n_i], "voxels": SparseConvTensor (stride-1 input)}``.
     """
 
@@ -152,7 +153,8 @@ class SparseUNet(nn.Module):
         self.in_channels = int(in_channels)
         self.channels = channels
         self.level_channels: tuple[int, ...] = dec
-        self.embed_dim: int = dec[-1]
+        self.point_dim: int = dec[-1]
+        self.embed_dim: int = int(sum(dec))
         self.strides: tuple[int, ...] = tuple(2 ** (n_dec - 1 - i) for i in range(n_dec))
         if layout == "msm":
             self._build_msm(channels, dec, eb, db, ea, da, eh, dh, int(attn_window))
@@ -261,7 +263,7 @@ class SparseUNet(nn.Module):
                 "voxels": voxels}
 
     def point_features(self, points: dict, levels: str = "all") -> torch.Tensor:
-        """Per-point features [N, D]: ``"last"`` the finest decoder level (D = embed_dim); ``"all"`` every decoder
+        """Per-point features [N, D]: ``"last"`` the finest decoder level (D = point_dim); ``"all"`` every decoder
         level's feature of the voxel containing the point at that level (nearest parent, no trilinear
         interpolation), concatenated coarsest first (D = sum(level_channels))."""
         if levels not in ("all", "last"):

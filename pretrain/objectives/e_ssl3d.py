@@ -32,7 +32,7 @@ exactly like one on the same batches.
 
 The encoder is a point-wise sparse network (:class:`models.sparse_unet.SparseUNet` or
 :class:`models.second.VoxelBackBone8x`): ``forward(points)`` returns ``levels``, ``num_sites`` and
-``point_feat`` [N, embed_dim]. Nearest-neighbour searches run on the CPU with scipy's cKDTree (coordinates only).
+``point_feat`` [N, point_dim]. Nearest-neighbour searches run on the CPU with scipy's cKDTree (coordinates only).
 """
 
 from __future__ import annotations

@@ -77,13 +77,9 @@ def test_sigma_r_knob_smooths_only_its_region():
     assert torch.equal(model.denoise(x, sigma_r_scale=1.0), base)
 
 
-def test_created_by_name_and_round_trip(tmp_path):
+def test_parameter_counts_are_the_papers():
     model = models.create("bilateral")
     assert sum(p.numel() for p in model.parameters()) == 2 * 1819  # ~1.8k per stage, as in the paper
-    out = models.save_pretrained(model, tmp_path / "enc")
-    loaded = models.load_pretrained(out)
-    x = torch.randn(1, 24, 24) * 100
-    assert torch.equal(loaded.denoise(x), model.eval().denoise(x))
     net = models.create("zsn2n")
     assert sum(p.numel() for p in net.parameters()) == 21313
     assert net.denoise(torch.zeros(1, 16, 16)).shape == (1, 16, 16)

@@ -54,23 +54,6 @@ def test_wrong_input_is_named():
         models.create("efficientnet1d", head_channels=0)
 
 
-def test_save_load_round_trip_bit_exact(tmp_path):
-    torch.manual_seed(0)
-    enc = models.create("efficientnet1d", in_channels=1)
-    enc.train()
-    enc(torch.randn(8, 1, 640))  # move the BatchNorm running statistics away from their initial values
-    enc.eval()
-    d = models.save_pretrained(enc, tmp_path / "encoder", extra={"fs": 64})
-    loaded = models.load_pretrained(d)
-    a, b = enc.state_dict(), loaded.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    x = torch.randn(2, 1, 640)
-    assert torch.equal(enc.embed(x), loaded.embed(x))
-    assert loaded.config == enc.config and loaded.pretrained_extra == {"fs": 64}
-
-
 def test_gradient_reaches_every_parameter():
     torch.manual_seed(0)
     enc = models.create("efficientnet1d", in_channels=2)

@@ -77,7 +77,7 @@ def test_loss_is_the_weighted_sum_and_gradients_flow(batch):
     out = obj(batch)
     expected = out["rotation"] + 0.01 * out["contrast"] + 300.0 * out["flow"]
     assert torch.isclose(out["loss"], expected, rtol=1e-5)
-    assert out["flow_pairs"] > 100 and 0 <= out["flow"] <= 4.0 / obj.encoder.embed_dim + 1e-6
+    assert out["flow_pairs"] > 100 and 0 <= out["flow"] <= 4.0 / obj.encoder.point_dim + 1e-6
     assert out["rotation"] > 0 and out["contrast"] > 0
     out["loss"].backward()
     for part in (obj.encoder, obj.rotation_head, obj.projector, obj.predictor):
