@@ -49,15 +49,6 @@ __all__ = ["CKPT_NAME", "RunResult", "TrainingDiverged", "param_groups", "read_m
 CKPT_NAME = "last.ckpt"
 
 
-def cache_dir() -> Path:
-    """Where embedded default corpora are built: :func:`modalities.base.cache_root` (``$MODALITIES_CACHE`` or
-    ``~/.cache/modalities``), the one cache root of the library."""
-    return cache_root()
-
-
-
-
-
 # ----------------------------------------------------------------------------------------------- training
 
 @dataclass
@@ -143,7 +134,7 @@ def prepare_data(cfg: RunConfig, modality: modalities.Modality) -> dict[str, Any
             raise modalities.DataError(f"{p}: --data path does not exist")
         data_cfg["path"] = str(p.resolve())
     else:
-        data_cfg["path"] = str(modality.default_data(cache_dir() / modality.name))
+        data_cfg["path"] = str(modality.default_data(cache_root() / modality.name))
     return data_cfg
 
 

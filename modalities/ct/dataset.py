@@ -18,7 +18,6 @@ data's units), so that the denoisers' internal scale and the PSNR monitor's wind
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalities.base import DataError, file_digest
+from modalities.base import DataError, cache_root, file_digest
 from modalities.ct.lowdose import cached_low_dose
 from modalities.ct.units import check_units, hu_to_units
 from modalities.ct.volumes import MIN_SIZE, SliceRef, read_slice
@@ -37,8 +36,8 @@ AIR_HU = -1024.0
 
 
 def default_lowdose_cache() -> Path:
-    """``$MODALITIES_CACHE/ct/lowdose`` or ``~/.cache/modalities/ct/lowdose``."""
-    return Path(os.environ.get("MODALITIES_CACHE", Path.home() / ".cache" / "modalities")) / "ct" / "lowdose"
+    """``cache_root()/ct/lowdose``: ``$MODALITIES_CACHE/ct/lowdose`` or ``~/.cache/modalities/ct/lowdose``."""
+    return cache_root() / "ct" / "lowdose"
 
 
 class CTSlices(Dataset):

@@ -46,10 +46,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from modalities.base import DataError, ProbeSet, cache_root, probe_folder
+from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
+from modalities.signals import probes as kit
 from modalities.signals.index import index_records
-from modalities.signals.windows import probe_part_starts
 
 __all__ = ["BANDS", "MOTOR_CHANNELS", "PROBE_SEED", "band_power_features", "motor_imagery_probe", "probe_targets",
            "record_identity_probe", "simulated_motor_imagery_probe", "simulated_probe_corpus", "text_record"]
@@ -200,51 +200,34 @@ def record_identity_probe(records: Sequence[EEGRecord], fs: float = 128.0,
     Returns:
         ProbeSet with float32 x [N, 1, round(window_s * fs)]; ``class_names`` are ``file:channel``.
     """
-    if folds is not None and folds < 2:
-        raise DataError(f"record_identity_probe: folds must be at least 2, got {folds}")
-    parts = [f"fold{k}" for k in range(folds)] if folds else ["train", "test"]
-    xs: dict[str, list[np.ndarray]] = {part: [] for part in parts}
-    ys: dict[str, list[int]] = {part: [] for part in parts}
-    names: list[str] = []
+    kit.part_names(folds, "record_identity_probe")
+    sources = []
     for rec in records:
         base = {n.split("-")[0]: i for i, n in reversed(list(enumerate(rec.names)))}
-        row = next((base[c] for c in IDENTITY_PREFERENCE if c in base), 0)
-        s = probe_part_starts(rec.duration_s, window_s, stride_s, max_per_record, train_fraction, folds)
-        if not all(s.values()):
-            continue
-        label = len(names)
-        names.append(f"{Path(rec.path).name}:{rec.names[row]}")
-        for part in parts:
-            xs[part] += [read_eeg_window(rec, t, window_s, fs, rows=[row], **read) for t in s[part]]
-            ys[part] += [label] * len(s[part])
+        sources.append((rec, next((base[c] for c in IDENTITY_PREFERENCE if c in base), 0)))
+    windows, kept = kit.identity_windows(sources, window_s, stride_s, max_per_record, train_fraction, folds)
+    names = [f"{Path(rec.path).name}:{rec.names[row]}" for rec, row in (sources[i] for i in kept)]
     if len(names) < 2:
         raise DataError("record_identity_probe: fewer than two recordings long enough for a window in every "
                         + ("block" if folds else "part"))
     description = f"recording identity from one channel per recording ({', '.join(names)}); {window_s:g} s windows, "
-    if folds:
-        return ProbeSet.folded(
-            np.stack([x for part in parts for x in xs[part]]), [y for part in parts for y in ys[part]],
-            [k for k, part in enumerate(parts) for _ in ys[part]], class_names=tuple(names),
-            description=description + f"blocked cross-validation over {folds} consecutive blocks of each recording",
-        )
-    return ProbeSet(
-        x_train=np.stack(xs["train"]), y_train=np.array(ys["train"], dtype=np.int64),
-        x_test=np.stack(xs["test"]), y_test=np.array(ys["test"], dtype=np.int64),
-        task="classification", class_names=tuple(names),
-        description=description + f"first {train_fraction:.0%} of each recording train, the rest test",
-    )
+    description += (f"blocked cross-validation over {folds} consecutive blocks of each recording" if folds
+                    else f"first {train_fraction:.0%} of each recording train, the rest test")
+    return kit.identity_probe_set(
+        windows, lambda w: read_eeg_window(w.record, w.start_s, window_s, fs, rows=[w.channel], **read), folds,
+        names, description)
 
 
 def simulated_probe_corpus(cache_dir: str | Path | None = None, seed: int = PROBE_SEED,
                            n_subjects: int = PROBE_SUBJECTS, duration_s: float = PROBE_DURATION_S) -> Path:
     """The simulated motor-imagery probe runs (EDF+ with annotations, ``corpus.json`` with every subject's
     parameters and events), built once into ``cache_dir/probes/eegsim-seed<seed>`` (default ``cache_dir``:
-    ``cache_root()/eeg``) by :func:`modalities.eeg.simulate.simulate_corpus`."""
+    ``cache_root()/eeg``, :func:`modalities.signals.probes.probe_corpus_dir`) by
+    :func:`modalities.eeg.simulate.simulate_corpus`."""
     from modalities.eeg.simulate import simulate_corpus
 
-    base = Path(cache_dir) if cache_dir is not None else cache_root() / "eeg"
-    return simulate_corpus(base / "probes" / f"eegsim-seed{int(seed)}", n_subjects=n_subjects, duration_s=duration_s,
-                           seed=seed)
+    return simulate_corpus(kit.probe_corpus_dir("eeg", "eegsim", seed, cache_dir), n_subjects=n_subjects,
+                           duration_s=duration_s, seed=seed)
 
 
 def simulated_motor_imagery_probe(root: str | Path, fs: float = 128.0, window_s: float = SIM_WINDOW_S,
@@ -299,14 +282,7 @@ def simulated_motor_imagery_probe(root: str | Path, fs: float = 128.0, window_s:
 
 
 def _simulated_source(root: Path) -> str:
-    import json
-
-    try:
-        meta = json.loads((root / "corpus.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{root / 'corpus.json'}: not a simulated EEG corpus ({exc})") from None
-    return (f"simulated (motor imagery, seed {meta['seed']}): {meta['n_subjects']} subjects of "
-            f"{meta['duration_s']:g} s, not in the training default")
+    return kit.simulated_source(root, "motor imagery", "EEG")
 
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
@@ -325,9 +301,9 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     """
     root = probe_folder(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", 128))
-    band = data_cfg["band"] if "band" in data_cfg else (0.5, 45.0)
-    read = {"band": tuple(band) if band else None, "notch_hz": tuple(data_cfg.get("notch_hz", (50.0, 60.0)) or ()),
-            "reref_min_channels": int(data_cfg.get("reref_min_channels", 8)), "clip": data_cfg.get("clip", 10.0)}
+    band, clip = kit.window_options(data_cfg, (0.5, 45.0), 10.0)
+    read = {"band": band, "notch_hz": tuple(data_cfg.get("notch_hz", (50.0, 60.0)) or ()),
+            "reref_min_channels": int(data_cfg.get("reref_min_channels", 8)), "clip": clip}
     embedding = str(data_cfg.get("probe_embedding", "channels"))
     probes: dict[str, ProbeSet] = {}
     if root is None:
@@ -336,16 +312,15 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
         return probes
     source = f"--probe-data {root}"
     if (root / MOTOR_RUN).is_file():
-        folds = data_cfg.get("probe_folds", 6)
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
                                                       window_s=float(data_cfg.get("probe_window_s", 1.25)),
-                                                      folds=int(folds) if folds else None,
+                                                      folds=kit.folds_option(data_cfg, "probe_folds", 6),
                                                       embedding=embedding, **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
     records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
     if len(records) >= 2:
-        folds = data_cfg.get("probe_identity_folds", 3)
-        probes["record_identity"] = record_identity_probe(records, fs=fs, folds=int(folds) if folds else None, **read)
+        probes["record_identity"] = record_identity_probe(
+            records, fs=fs, folds=kit.folds_option(data_cfg, "probe_identity_folds", 3), **read)
     for ps in probes.values():
         ps.source = source
     return probes

@@ -26,13 +26,13 @@ recordings (~60 vs ~95 bpm) than inside them, so part of the heart-rate R^2 can 
 recording ('r within' in the report tells the two apart).
 
 Every record is split in time, first ``train_fraction`` (2/3) train and the rest test, and no window crosses the
-split.
+split; the identity probe can instead be cross-validated over blocks of time (``probe_identity_folds``, as the ECG
+and EEG identity probes do by default; the shared kit :mod:`modalities.signals.probes`).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,11 +40,12 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.ppg.heartpy_data import heartpy_data_dir
-from modalities.signals.filters import bandpass, normalize
+from modalities.signals import preprocess
+from modalities.signals import probes as kit
 from modalities.signals.index import index_records
+from modalities.signals.preprocess import Band
+from modalities.signals.probes import ProbeWindow
 from modalities.signals.record import RecordInfo
-from modalities.signals.resampled import read_window_resampled
-from modalities.signals.windows import probe_part_starts
 
 __all__ = [
     "HEADERLESS_FS",
@@ -60,8 +61,6 @@ __all__ = [
     "probe_windows",
     "record_identity_probe",
 ]
-
-Band = tuple[float | None, float | None] | None
 
 DEFAULT_FS = 64.0
 DEFAULT_BAND: Band = (0.5, 8.0)
@@ -99,11 +98,9 @@ def ppg_records(path: str | Path, csv_fs: float | None = None) -> list[RecordInf
 
 def preprocess_window(info: RecordInfo, channel: str, start_s: float, window_s: float, fs: float = DEFAULT_FS,
                       band: Band = DEFAULT_BAND, clip: float | None = DEFAULT_CLIP) -> np.ndarray:
-    """One model input float32[1, round(window_s * fs)], as SignalWindows builds it for the PPG layout."""
-    x = read_window_resampled(info, start_s, window_s, [channel], fs)
-    if band is not None:
-        x = bandpass(x, fs, band[0], band[1])
-    return normalize(x, clip=clip).astype(np.float32, copy=False)
+    """One model input float32[1, round(window_s * fs)], as SignalWindows builds it for the PPG layout: the shared
+    :func:`~modalities.signals.preprocess.preprocess_window` of ``channel`` into the only row, PPG defaults."""
+    return preprocess.preprocess_window(info, start_s, window_s, [(channel, 0)], fs, 1, band, clip)
 
 
 def heart_rate_bpm(x: np.ndarray, fs: float, min_beats: int = 4) -> float | None:
@@ -142,17 +139,6 @@ def heart_rate_bpm(x: np.ndarray, fs: float, min_beats: int = 4) -> float | None
     return hr if HR_RANGE_BPM[0] <= hr <= HR_RANGE_BPM[1] else None
 
 
-@dataclass(frozen=True)
-class ProbeWindow:
-    """One probe window: record, its PPG channel, start time, class index of the record and split."""
-
-    record: RecordInfo
-    channel: str
-    start_s: float
-    label: int
-    split: str
-
-
 def probe_records(signals_root: str | Path, sources: Sequence[tuple[str, float | None]] = PROBE_SOURCES,
                   ) -> tuple[list[RecordInfo], dict[str, str]]:
     """The records of ``sources`` (``(path relative to signals_root, rate of CSV files without one)``) that have
@@ -186,14 +172,14 @@ def probe_windows(records: Sequence[RecordInfo], window_s: float, stride_s: floa
                   train_fraction: float = 2 / 3) -> list[ProbeWindow]:
     """Windows every ``stride_s`` inside each record's train part (first ``train_fraction``) and test part (the
     rest), none crossing the split; at most ``ceil(train_fraction * max_per_record)`` train and the rest test
-    windows per record, spread evenly. ``label`` is the record's index in ``records``."""
+    windows per record, spread evenly (:func:`modalities.signals.probes.part_windows`). ``label`` is the record's
+    index in ``records``; a record without a PPG channel gives none."""
     out: list[ProbeWindow] = []
     for label, info in enumerate(records):
         channel = ppg_channel(info)
-        if channel is None:
-            continue
-        parts = probe_part_starts(info.duration_s, window_s, stride_s, max_per_record, train_fraction)
-        out += [ProbeWindow(info, channel, s, label, part) for part, starts in parts.items() for s in starts]
+        if channel is not None:
+            parts = kit.part_windows(info, channel, label, window_s, stride_s, max_per_record, train_fraction)
+            out += [w for part in parts.values() for w in part]
     return out
 
 
@@ -247,41 +233,35 @@ def heart_rate_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, wind
 
 
 def record_identity_probe(records: Sequence[RecordInfo], fs: float = DEFAULT_FS, window_s: float = 8.0,
-                          stride_s: float = 2.0, max_per_record: int = 120, *, band: Band = DEFAULT_BAND,
-                          clip: float | None = DEFAULT_CLIP, names: Sequence[str] | None = None) -> ProbeSet:
-    """Which recording (participant) a PPG window comes from; records without a whole window on both sides of the
-    split are left out.
+                          stride_s: float = 2.0, max_per_record: int = 120, *, folds: int | None = None,
+                          band: Band = DEFAULT_BAND, clip: float | None = DEFAULT_CLIP,
+                          names: Sequence[str] | None = None) -> ProbeSet:
+    """Which recording (participant) a PPG window comes from; records without a whole window in every part are
+    left out.
+
+    ``folds=None``: first 2/3 of each record train, the rest test (windows as :func:`probe_windows`). ``folds=K``:
+    blocked cross-validation over K consecutive blocks of every record, every window in ``x_train`` with its block
+    in ``ProbeSet.folds`` (the shared kit, :func:`modalities.signals.probes.identity_windows`).
 
     Returns:
         ProbeSet(task="classification") with float32 x [N, 1, round(window_s * fs)] and int64 record indices;
         ``class_names`` are the records' names (``names`` when given, one per record).
     """
-    windows = probe_windows(records, window_s, stride_s, max_per_record)
-    sides = {}
-    for w in windows:
-        sides.setdefault(w.label, set()).add(w.split)
-    kept = sorted(k for k, s in sides.items() if s == {"train", "test"})
+    kit.part_names(folds, "record_identity_probe")
+    windows, kept = kit.identity_windows([(r, ppg_channel(r)) for r in records], window_s, stride_s,
+                                         max_per_record, folds=folds)
     if len(kept) < 2:
-        raise DataError(f"record_identity probe: fewer than two PPG records with a {window_s:g} s window on both "
-                        f"sides of the train/test split")
-    remap = {old: new for new, old in enumerate(kept)}
+        where = f"in every one of {folds} blocks" if folds else "on both sides of the train/test split"
+        raise DataError(f"record_identity probe: fewer than two PPG records with a {window_s:g} s window {where}")
     all_names = list(names) if names is not None else [r.name for r in records]
-
-    def build(split: str) -> tuple[np.ndarray, np.ndarray]:
-        items = [w for w in windows if w.split == split and w.label in remap]
-        x = np.stack([preprocess_window(w.record, w.channel, w.start_s, window_s, fs, band, clip) for w in items])
-        return x, np.array([remap[w.label] for w in items], dtype=np.int64)
-
-    (x_tr, y_tr), (x_te, y_te) = build("train"), build("test")
-    left_out = [all_names[k] for k in range(len(records)) if k not in remap]
-    return ProbeSet(
-        x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, task="classification",
-        class_names=tuple(all_names[k] for k in kept),
-        description=(
-            f"which recording a {window_s:g} s PPG window comes from ({', '.join(all_names[k] for k in kept)}); "
-            f"first 2/3 of each record train, last 1/3 test; left out (too short): {', '.join(left_out) or 'none'}"
-        ),
-    )
+    left_out = [all_names[k] for k in range(len(records)) if k not in kept]
+    split = (f"blocked cross-validation over {folds} consecutive blocks of each record" if folds
+             else "first 2/3 of each record train, last 1/3 test")
+    return kit.identity_probe_set(
+        windows, lambda w: preprocess_window(w.record, w.channel, w.start_s, window_s, fs, band, clip), folds,
+        [all_names[k] for k in kept],
+        f"which recording a {window_s:g} s PPG window comes from ({', '.join(all_names[k] for k in kept)}); "
+        f"{split}; left out (too short): {', '.join(left_out) or 'none'}")
 
 
 def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
@@ -295,16 +275,17 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     not installed).
 
     ``data_cfg`` gives ``fs``, ``band``, ``clip`` (so probe inputs match the pretraining inputs) and optionally
-    ``probe_window_s`` (default 8 s: the shortest HeartPy recording lasts 25 s) and ``probe_stride_s`` (default
-    2 s). ``data_path`` is not used. Every set's ``source`` says where its data came from.
+    ``probe_window_s`` (default 8 s: the shortest HeartPy recording lasts 25 s), ``probe_stride_s`` (default
+    2 s) and ``probe_identity_folds`` (default null: the fixed split; K: identity cross-validated over K blocks).
+    ``data_path`` is not used. Every set's ``source`` says where its data came from.
     """
     root = probe_folder(data_cfg, signals_root)
     fs = float(data_cfg.get("fs", DEFAULT_FS))
     window_s = float(data_cfg.get("probe_window_s", 8.0))
     stride_s = float(data_cfg.get("probe_stride_s", 2.0))
-    band = data_cfg["band"] if "band" in data_cfg else DEFAULT_BAND
-    band = tuple(band) if band is not None else None
-    clip = data_cfg["clip"] if "clip" in data_cfg else DEFAULT_CLIP
+    band, clip = kit.window_options(data_cfg, DEFAULT_BAND, DEFAULT_CLIP)
+    # Identity keeps the fixed split by default (the PPG results were measured with it); blocked folds on request.
+    identity_folds = kit.folds_option(data_cfg, "probe_identity_folds", None)
     if root is not None:
         records_root, sources, source = root, PROBE_SOURCES, f"--probe-data {root}"
     else:
@@ -321,7 +302,7 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     if records:
         names = [_record_label(r, records_root) for r in records]
         for key, build in (("heart_rate", heart_rate_probe), ("record_identity", record_identity_probe)):
-            kwargs = {"names": names} if key == "record_identity" else {}
+            kwargs = {"names": names, "folds": identity_folds} if key == "record_identity" else {}
             try:
                 probes[key] = build(records, fs=fs, window_s=window_s, stride_s=stride_s, band=band, clip=clip,
                                     **kwargs)
