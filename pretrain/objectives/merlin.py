@@ -19,13 +19,13 @@ Batches are ``{"image": float32[B, 2, H, W]}`` (real, imaginary; :class:`modalit
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from pretrain.config import ConfigError
+from pretrain.metrics import psnr
 from pretrain.objectives.base import Objective
 
 __all__ = ["Merlin", "merlin_loss"]
@@ -110,9 +110,7 @@ class Merlin(Objective):
         out["ratio_mean"] = float((intensity / r_hat.clamp_min(1e-30)).mean())
         if "clean" in batch:
             clean = batch["clean"].float()
-            mse = float(torch.mean((torch.sqrt(r_hat) - clean) ** 2))
-            peak = float(clean.max())
-            out["psnr"] = 10.0 * math.log10(peak * peak / mse) if mse > 0 else float("inf")
+            out["psnr"] = psnr(torch.sqrt(r_hat), clean, float(clean.max()))
         return out
 
     @torch.no_grad()
