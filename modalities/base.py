@@ -170,7 +170,7 @@ def cache_root() -> Path:
     """Where modalities keep what they derive from data: ``$MODALITIES_CACHE`` or ``~/.cache/modalities``.
 
     Indexes, feature caches and built embedded defaults go here, never into a ``--data`` folder (clinical archives
-    are often read-only, checksummed or under version control). The same root as ``pretrain``'s ``cache_dir()``."""
+    are often read-only, checksummed or under version control)."""
     return Path(os.environ.get("MODALITIES_CACHE") or Path.home() / ".cache" / "modalities").expanduser()
 
 

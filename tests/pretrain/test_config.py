@@ -69,7 +69,7 @@ def test_recipe_variant_merges_over_the_recipe_and_unknown_ones_are_refused():
     per_image = C.resolve(ct, variant="per_image", overrides=["data.slices=[3]"])
     assert base.data["patch"] == 128 and base.train.max_steps == 2000 and base.model.get("sigma_init", "unset") == "unset"
     assert per_image.data["patch"] is None and per_image.data["slices"] == [3]  # --set still wins
-    assert per_image.train.max_steps == 500 and per_image.train.batch_size == 2
+    assert per_image.train.max_steps == 500 and per_image.train.batch_size == 2 and per_image.train.seed == 77
     assert per_image.objective["edge_weight"] == 400.0 and per_image.model["sigma_init"] is None
     assert per_image.optim.warmup_steps == 150
     with pytest.raises(C.ConfigError, match=r"--variant fast: not a variant of ct's recipe \(variants: per_image\)"):
