@@ -56,10 +56,10 @@ def real_batches(batch: int, n_batches: int) -> tuple[list, Vocabulary]:
 
 
 class Runner:
-    def __init__(self, name: str, bf16: bool, vocab: Vocabulary, head_width: int) -> None:
+    def __init__(self, name: str, bf16: bool, vocab: Vocabulary, head_width: int, **model_options) -> None:
         torch.manual_seed(0)
-        self.obj = objectives.create(models.create(name), {"name": "grover", "atom_vocab_size": head_width,
-                                                           "bond_vocab_size": head_width})
+        self.obj = objectives.create(models.create(name, **model_options),
+                                     {"name": "grover", "atom_vocab_size": head_width, "bond_vocab_size": head_width})
         self.obj.bind_vocabulary(vocab)
         self.opt = torch.optim.AdamW(param_groups(self.obj, 1e-7), lr=4e-4, betas=(0.9, 0.999), eps=1e-8)
         self.params = sum(p.numel() for p in self.obj.encoder.parameters())
