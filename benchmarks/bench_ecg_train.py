@@ -31,7 +31,8 @@ from modalities.ecg import LEADS_12, lead_alias
 from modalities.signals.index import index_records
 from modalities.signals.windows import SignalWindows
 from pretrain import objectives
-from pretrain.loop import cuda_attention_kernels, param_groups
+from pretrain.config import OptimConfig
+from pretrain.loop import cuda_attention_kernels, make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_S_PER_STEP = {"vit1d_xs": 1.45, "vit1d_s": 3.82}
@@ -47,7 +48,7 @@ class Runner:
     def __init__(self, name: str, precision: str, x: torch.Tensor) -> None:
         torch.manual_seed(0)
         self.obj = objectives.create(models.create(name), {"name": "jepa"}).to(x.device)
-        self.opt = torch.optim.AdamW(param_groups(self.obj, 0.01), lr=1e-4, betas=(0.9, 0.99), eps=1e-6)
+        self.opt = make_optimizer(self.obj, OptimConfig(lr=1e-4, weight_decay=0.01, betas=(0.9, 0.99), eps=1e-6))
         self.bf16 = precision == "bf16-mixed"
         self.x, self.i = x, 0
 

@@ -75,9 +75,7 @@ class ModalityStep:
         self.objective.bind_dataset(train_ds)
         self.objective.to(device)
         o = cfg.optim
-        groups = self.objective.param_groups(o.weight_decay) if hasattr(self.objective, "param_groups") \
-            and not o.decay_all else loop.param_groups(self.objective, o.weight_decay, o.decay_all)
-        self.opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+        self.opt = loop.make_optimizer(self.objective, o, cfg.train.strategy)
         self.b = batch or cfg.train.batch_size
         keyed = loop.KeyedDataset(train_ds)
         samples = [keyed[(i % len(keyed), loop.sample_seed(cfg.train.seed, i))] for i in range(self.b)]

