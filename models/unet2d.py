@@ -62,6 +62,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.tiling import parts_first, read_parts, strided_origins, tile_windows
+from models.unet2d_ops import TAPS, conv3x3_to_one, max_pool2x2, upsampled_conv
+
 __all__ = ["MerlinUNet", "PUBLISHED_MERLIN", "load_published_merlin", "strided_origins", "tile_windows"]
 
 POOLING = 32  # 2^5: tile origins and padded sizes are multiples of this, so the pooling grid never shifts
@@ -145,15 +148,15 @@ class MerlinUNet(nn.Module):
         skips = [x]
         h = act(self.enc1(act(self.enc0(x))))
         for layer in (self.enc2, self.enc3, self.enc4, self.enc5):
-            h = _max_pool2x2(h)
+            h = max_pool2x2(h)
             skips.append(h)
             h = act(layer(h))
-        h = act(self.enc6(_max_pool2x2(h)))
+        h = act(self.enc6(max_pool2x2(h)))
         for (a, b), k in zip(((self.dec5, self.dec5b), (self.dec4, self.dec4b), (self.dec3, self.dec3b),
                               (self.dec2, self.dec2b)), kernels):
-            h = act(b(act(_upsampled_conv(a, k, h, skips.pop()))))
-        h = act(_upsampled_conv(self.dec1a, kernels[4], h, skips.pop()))
-        return _conv3x3_to_one(self.dec1, act(self.dec1b(h)))
+            h = act(b(act(upsampled_conv(a, k, h, skips.pop()))))
+        h = act(upsampled_conv(self.dec1a, kernels[4], h, skips.pop()))
+        return conv3x3_to_one(self.dec1, act(self.dec1b(h)))
 
     def subpixel_kernels(self) -> list[torch.Tensor]:
         """The 2x2 phase kernels float[4 O, C, 2, 2] of dec5, dec4, dec3, dec2 and dec1a for
@@ -162,7 +165,7 @@ class MerlinUNet(nn.Module):
         for conv, low_c in ((self.dec5, self.enc6.out_channels), (self.dec4, self.dec5b.out_channels),
                             (self.dec3, self.dec4b.out_channels), (self.dec2, self.dec3b.out_channels),
                             (self.dec1a, self.dec2b.out_channels)):
-            taps = _TAPS.to(conv.weight)
+            taps = TAPS.to(conv.weight)
             phases = torch.einsum("aik,ockl,bjl->abocij", taps, conv.weight[:, :low_c], taps)
             out.append(phases.reshape(4 * conv.out_channels, low_c, 2, 2).contiguous())
         return out
@@ -245,7 +248,7 @@ class MerlinUNet(nn.Module):
         estimate follows the speckle of its own input (it shares that speckle with ``|z|^2``), so the pair tells
         radiometric bias from residual speckle. ``x``: complex[H, W] or float[2, H, W], one window (no tiling).
         """
-        window = _read_parts(x, 0, x.shape[-2], 0, x.shape[-1], _parts_first(x)).astype(np.float64)
+        window = read_parts(x, 0, x.shape[-2], 0, x.shape[-1], parts_first(x)).astype(np.float64)
         r = torch.exp(self._log_r_parts(torch.from_numpy(window).float().to(next(self.parameters()).device)))
         r = r.double().cpu().numpy()
         valid = (window ** 2).sum(0) > 0
@@ -273,7 +276,7 @@ class MerlinUNet(nn.Module):
 
         Returns float32[1, H, W] amplitude (``out`` when given).
         """
-        parts_first = _parts_first(x)
+        layout = parts_first(x)
         h, w = x.shape[-2:]
         if out is None:
             out = np.empty((1, h, w), np.float32)
@@ -282,7 +285,7 @@ class MerlinUNet(nn.Module):
         self.eval()
         kernels = self.subpixel_kernels()
         read = lambda r0, r1, c0, c1: torch.from_numpy(  # noqa: E731
-            _read_parts(x, r0, r1, c0, c1, parts_first, window_fn)).to(device)
+            read_parts(x, r0, r1, c0, c1, layout, window_fn)).to(device)
         if stride is None:
             for (r0, r1, c0, c1), (kr0, kr1, kc0, kc1) in tile_windows(h, w, self.tile, self.overlap):
                 log_r = self._log_r_window(read(r0, r1, c0, c1), kernels)
@@ -301,116 +304,6 @@ class MerlinUNet(nn.Module):
             out[0] = np.exp(0.5 * (np.logaddexp(log_r[0], log_r[1]) - math.log(2.0))).astype(np.float32)
         self.train(was_training)
         return out
-
-
-def _max_pool2x2(x: torch.Tensor) -> torch.Tensor:
-    """``max_pool2d(x, 2)`` for even H, W as two maxima of strided views. Shapes: [..., H, W] -> [..., H/2, W/2]."""
-    cols = torch.maximum(x[..., 0::2], x[..., 1::2])
-    return torch.maximum(cols[..., 0::2, :], cols[..., 1::2, :])
-
-
-def _conv3x3_to_one(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A zero-padded 3x3 convolution to one output channel as a 1x1 convolution to its nine taps followed by nine
-    shifted sums (oneDNN runs the 32 -> 1 convolution at ~3 GFLOP/s here, 4x slower than this).
-    Shapes: float[B, C, H, W] -> float[B, 1, H, W]."""
-    if conv.out_channels != 1 or conv.kernel_size != (3, 3) or conv.bias is None:
-        return conv(x)
-    h, w = x.shape[-2:]
-    taps = F.pad(F.conv2d(x, conv.weight[0].permute(1, 2, 0).reshape(9, -1, 1, 1)), (1, 1, 1, 1))
-    out = taps[:, 0:1, 0:h, 0:w] + conv.bias.view(1, 1, 1, 1)
-    for t in range(1, 9):
-        di, dj = divmod(t, 3)
-        out = out.add_(taps[:, t:t + 1, di:di + h, dj:dj + w])
-    return out
-
-
-# which 3x3 taps of one axis land on each low-resolution tap of a nearest 2x upsampling, per output parity
-_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],    # even output 2i: rows i - 1, i
-                      [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])   # odd output 2i + 1: rows i, i + 1
-
-
-def _upsampled_conv(conv: nn.Conv2d, phases: torch.Tensor, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``conv(cat([upsample_nearest_2x(low), skip]))`` computed at ``low``'s resolution for its part, with the
-    phase kernels ``phases`` of :meth:`MerlinUNet.subpixel_kernels`. Shapes: low float[B, C, h, w], skip
-    float[B, S, 2h, 2w] -> float[B, O, 2h, 2w]."""
-    b, c, h, w = low.shape
-    out_c = conv.out_channels
-    padded = F.pad(low, (1, 1, 1, 1))
-    # parity a reads low-resolution rows i - 1 + a and i + a: rows a .. a + h of the padded map (columns alike);
-    # four separate convolutions run ~20 % faster here than one with 4 O outputs and need no output slicing
-    ph = phases.view(2, 2, out_c, c, 2, 2)
-    rows = [torch.stack([F.conv2d(padded[:, :, pa:pa + h + 1, pb:pb + w + 1], ph[pa, pb]) for pb in (0, 1)], dim=-1)
-            for pa in (0, 1)]
-    up = torch.stack(rows, dim=3).reshape(b, out_c, 2 * h, 2 * w)
-    weight, bias = conv.weight[:, c:], conv.bias
-    if skip.shape[1] == 1 and bias is not None:
-        # a one-channel skip (the input) as a [O, 9 + 1] x [9 + 1, pixels] product added in place: oneDNN's 1 -> 64
-        # channel convolution takes 110 ms at 256^2 on this AVX2 CPU (1 -> 32: 11 ms), the product ~15 ms
-        taps = torch.cat([F.unfold(skip, 3, padding=1), skip.new_ones(b, 1, 4 * h * w)], dim=1)  # [B, 10, HW]
-        mat = torch.cat([weight.reshape(out_c, 9), bias[:, None]], dim=1).expand(b, out_c, 10)
-        up.view(b, out_c, 4 * h * w).baddbmm_(mat, taps)
-        return up
-    return up.add_(F.conv2d(skip, weight, bias, padding=1))
-
-
-def strided_origins(n: int, size: int, stride: int) -> list[int]:
-    """Window origins along an axis of ``n`` pixels for ``size``-pixel windows every ``stride`` pixels, the last
-    one flush with the far border (deepdespeckling's rule); ``[0]`` when one window covers the axis."""
-    if n <= size:
-        return [0]
-    return [*range(0, n - size, stride), n - size]
-
-
-def tile_windows(h: int, w: int, tile: int, overlap: int) -> list[tuple[tuple[int, int, int, int],
-                                                                         tuple[int, int, int, int]]]:
-    """Tiles covering an ``h x w`` scene: ``(window, core)`` pairs of ``(r0, r1, c0, c1)`` boxes.
-
-    Cores partition the scene; each window is its core grown by ``overlap`` (clipped at the scene border), with
-    origins on multiples of 32 so that every tile pools on the same grid as the whole scene would. A scene no
-    larger than ``tile`` is one window.
-    """
-    def axis(n: int) -> list[tuple[int, int, int, int]]:
-        if n <= tile:
-            return [(0, n, 0, n)]
-        step = tile - 2 * overlap
-        spans = []
-        for k0 in range(0, n, step):
-            k1 = min(n, k0 + step)
-            lo, hi = max(0, k0 - overlap), min(n, k1 + overlap)
-            spans.append((lo, hi, k0, k1))
-        return spans
-
-    return [((a0, a1, b0, b1), (k0, k1, l0, l1)) for a0, a1, k0, k1 in axis(h) for b0, b1, l0, l1 in axis(w)]
-
-
-def _parts_first(x: Any) -> bool:
-    dtype = np.dtype(str(x.dtype).replace("torch.", ""))
-    if np.issubdtype(dtype, np.complexfloating):
-        if len(x.shape) != 2:
-            raise ValueError(f"denoise: expected complex[H, W], got shape {tuple(x.shape)}")
-        return False
-    if len(x.shape) == 3 and x.shape[0] == 2:
-        return True
-    raise ValueError(f"denoise: expected complex[H, W] or float[2, H, W] (real, imaginary), got {dtype} "
-                     f"{tuple(x.shape)}")
-
-
-def _read_parts(x: Any, r0: int, r1: int, c0: int, c1: int, parts_first: bool,
-                window_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """float32[2, h, w] real and imaginary parts of one window, after ``window_fn`` (on the complex window) if
-    given; float parts are joined as ``re + 1j * im`` in their own precision (complex64 for float32)."""
-    win = x[:, r0:r1, c0:c1] if parts_first else x[r0:r1, c0:c1]
-    win = win.detach().cpu().numpy() if isinstance(win, torch.Tensor) else np.asarray(win)
-    if window_fn is None and parts_first:
-        return np.ascontiguousarray(win, dtype=np.float32)
-    if parts_first:
-        win = win[0] + 1j * win[1]
-    if window_fn is not None:
-        win = np.asarray(window_fn(win))
-        if win.shape != (r1 - r0, c1 - c0) or not np.iscomplexobj(win):
-            raise ValueError(f"denoise: window_fn must return complex[{r1 - r0}, {c1 - c0}], got {win.dtype} "
-                             f"{win.shape}")
-    return np.stack([win.real, win.imag]).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------- published MERLIN weights
