@@ -123,29 +123,18 @@ def run_pretrain(modality_name: str, argv: list[str]) -> int:
     if modality_name not in modalities.names():
         raise config_mod.ConfigError(f"unknown modality {modality_name!r}; known: {', '.join(modalities.names())}")
     modality = modalities.get(modality_name)
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise config_mod.ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
-        tree = config_mod.load_yaml(cfg_path)
-        if tree.get("modality") != modality_name:
-            raise config_mod.ConfigError(f"--resume {run_dir}: that run is {tree.get('modality')!r}, not {modality_name!r}")
-        tree = config_mod.apply_overrides(tree, args.overrides)
-        cfg = config_mod.build_config(config_mod.merge(tree, _flags(args)))
-        resume = True
-    else:
-        extra = _flags(args)
+    extra = _flags(args)
+    overrides = list(args.overrides)
+    if not args.resume:
         if args.data:
             extra = config_mod.merge(extra, {"data": {"path": args.data}})
-        overrides = list(args.overrides)
         if args.objective:
             overrides.insert(0, f"objective.name={args.objective}")
-        cfg = config_mod.resolve(modality.recipe, args.config, overrides, extra, demo=not args.data,
-                                 variant=args.variant)
-        cfg.modality = modality_name
-        run_dir = Path(args.out or os.environ.get(RUN_DIR_ENV) or Path("runs") / modality_name / time.strftime("%Y%m%d-%H%M%S"))
-        resume = False
+    cfg = config_mod.resolve_run(modality.recipe, modality_name, resume_dir=args.resume, user_config=args.config,
+                                 overrides=overrides, extra=extra, demo=not args.data, variant=args.variant)
+    run_dir = Path(args.resume or args.out or os.environ.get(RUN_DIR_ENV)
+                   or Path("runs") / modality_name / time.strftime("%Y%m%d-%H%M%S"))
+    resume = bool(args.resume)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # processes started by the DDP launcher write into the same folder
     result = train(cfg, run_dir, resume=resume, progress=not args.quiet)
     if result.rank != 0:

@@ -11,7 +11,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -282,10 +282,13 @@ def recipe_variants(recipe: str | Path) -> list[str]:
 
 
 def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides: list[str] | None = None,
-            extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None) -> RunConfig:
-    """Recipe (plus its ``demo`` section when ``demo``, then its ``variants[variant]`` section) -> user YAML ->
-    ``--set`` overrides -> ``extra`` (the CLI's own flags), validated. A variant is a named way of running the
-    modality that changes several options together (CT ``per_image``: the paper's zero-shot recipe for one slice)."""
+            extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None,
+            layers: Sequence[Mapping[str, Any]] = ()) -> RunConfig:
+    """Recipe (plus its ``demo`` section when ``demo``, then its ``variants[variant]`` section) -> ``layers`` (e.g.
+    fine-tuning's: the pretrained encoder's preprocessing, the recipe's ``finetune`` section, the task) -> user
+    YAML -> ``--set`` overrides -> ``extra`` (the CLI's own flags), validated. A variant is a named way of running
+    the modality that changes several options together (CT ``per_image``: the paper's zero-shot recipe for one
+    slice)."""
     tree = load_yaml(recipe)
     tree.pop("finetune", None)  # the fine-tuning defaults (pretrain.finetune), not part of a pretraining run
     demo_tree = tree.pop("demo", None) or {}
@@ -297,12 +300,40 @@ def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides
             known = ", ".join(sorted(variants)) or "none"
             raise ConfigError(f"--variant {variant}: not a variant of {Path(recipe).parent.name}'s recipe (variants: {known})")
         tree = merge(tree, variants[variant])
+    for layer in layers:
+        tree = merge(tree, layer)
     if user_config:
         tree = merge(tree, load_yaml(user_config))
     tree = apply_overrides(tree, list(overrides or []))
     if extra:
         tree = merge(tree, extra)
     return build_config(tree)
+
+
+def resolve_run(recipe: str | Path, modality: str, resume_dir: str | Path | None = None,
+                user_config: str | Path | None = None, overrides: list[str] | None = None,
+                extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None
+                ) -> RunConfig:
+    """The config of a run of ``modality``: a fresh one from its recipe (:func:`resolve`), or, with ``resume_dir``,
+    the run's own ``config.yaml`` with the same ``--set`` overrides and flags on top (``user_config``, ``demo`` and
+    ``variant`` belong to the fresh run and are refused on a resume). Validated once, never changed after."""
+    if resume_dir is None:
+        cfg = resolve(recipe, user_config, overrides, extra, demo=demo, variant=variant)
+        if cfg.modality != modality:
+            raise ConfigError(f"{recipe}: a recipe of {cfg.modality!r}, not {modality!r}")
+        return cfg
+    run_dir = Path(resume_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
+    for flag, given in (("--config", user_config), ("--variant", variant)):
+        if given:
+            raise ConfigError(f"--resume {run_dir}: {flag} applies to a new run (the run's config.yaml is used)")
+    tree = load_yaml(path)
+    if tree.get("modality") != modality:
+        raise ConfigError(f"--resume {run_dir}: that run is {tree.get('modality')!r}, not {modality!r}")
+    tree = apply_overrides(tree, list(overrides or []))
+    return build_config(merge(tree, extra or {}))
 
 
 def save(cfg: RunConfig, path: str | Path) -> None:

@@ -85,8 +85,7 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
         raise ConfigError(f"{encoder_dir}: the encoder does not say which modality it was trained on (config.json "
                           f"extra.modality = {modality_name!r})")
     modality = modalities.get(modality_name)
-    recipe = config_mod.load_yaml(modality.recipe)
-    ft = recipe.get("finetune") or {}
+    ft = config_mod.load_yaml(modality.recipe).get("finetune") or {}
     head = dict(ft.get("model") or {})
     # the pretraining run's preprocessing (rate, window, voxel grid, ...), not its corpus or its split
     # (file conventions such as CT units or LiDAR label ids are detected again on the fine-tuning files)
@@ -95,26 +94,23 @@ def run_config(encoder_dir: Path, data: str | Path, targets: Sequence[str], task
                                     *FILE_CONVENTIONS)}
     hidden = [] if mode == "linear" else head.pop("hidden_dims", [256])
     head.pop("hidden_dims", None)
-    tree: dict[str, Any] = {
-        "modality": modality_name,
-        "data": config_mod.merge(config_mod.merge(recipe.get("data") or {}, pretrained_data), ft.get("data") or {}),
-        "optim": config_mod.merge(recipe.get("optim") or {}, ft.get("optim") or {}),
-        "train": config_mod.merge(recipe.get("train") or {}, ft.get("train") or {}),
-        "model": {"name": "prediction_model", "encoder": dict(meta["model"]), "task": task,
-                  "hidden_dims": hidden, **head},
-        "objective": {"name": "supervised", "task": task, "init_from": None if mode == "scratch" else str(encoder_dir),
-                      "freeze_encoder": mode == "linear", **(ft.get("objective") or {})},
-    }
-    tree["data"].update(path=str(Path(data).expanduser().resolve()), targets=list(targets), split_seed=int(seed),
-                        label_fraction=float(fraction))
+    data: dict[str, Any] = {"path": str(Path(data).expanduser().resolve()), "targets": list(targets),
+                            "split_seed": int(seed), "label_fraction": float(fraction)}
     if labels:  # "events" (annotations), "points" (per-point label files) or a per-record label table
         is_file = Path(labels).expanduser().is_file()  # a label table; else a keyword (events, points)
-        tree["data"]["labels"] = str(Path(labels).expanduser().resolve()) if is_file else labels
-    tree["train"].update(seed=int(seed), evaluate=False)
+        data["labels"] = str(Path(labels).expanduser().resolve()) if is_file else labels
+    objective = {"name": "supervised", "task": task, "init_from": None if mode == "scratch" else str(encoder_dir),
+                 "freeze_encoder": mode == "linear", **(ft.get("objective") or {})}
     if mode in ("linear", "scratch"):  # layer-wise decay protects pretrained features; a random encoder has none
-        tree["objective"]["layer_decay"] = 1.0
-    tree = config_mod.apply_overrides(tree, list(overrides))
-    return config_mod.build_config(tree)
+        objective["layer_decay"] = 1.0
+    task_layer = {"modality": modality_name, "data": data, "train": {"seed": int(seed), "evaluate": False},
+                  "model": {"name": "prediction_model", "encoder": dict(meta["model"]), "task": task,
+                            "hidden_dims": hidden, **head},
+                  "objective": objective}
+    # the pretraining recipe, then the encoder's preprocessing, the recipe's finetune section and the task, then --set
+    sections = {k: ft[k] for k in ("data", "optim", "train") if ft.get(k)}
+    return config_mod.resolve(modality.recipe, overrides=list(overrides),
+                              layers=[{"data": pretrained_data}, sections, task_layer])
 
 
 def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> int:

@@ -76,3 +76,21 @@ def test_recipe_variant_merges_over_the_recipe_and_unknown_ones_are_refused():
         C.resolve(ct, variant="fast")
     with pytest.raises(C.ConfigError, match=r"--variant per_image: not a variant of ecg's recipe \(variants: none\)"):
         C.resolve(modalities.get("ecg").recipe, variant="per_image")
+
+
+def test_resolve_run_is_one_path_for_fresh_and_resumed_runs(tmp_path):
+    ecg = modalities.get("ecg").recipe
+    fresh = C.resolve_run(ecg, "ecg", overrides=["optim.lr=3e-4"], extra={"train": {"max_steps": 7}})
+    assert fresh.optim.lr == 3e-4 and fresh.train.max_steps == 7 and fresh.modality == "ecg"
+    run = tmp_path / "run"
+    run.mkdir()
+    C.save(fresh, run / "config.yaml")
+    resumed = C.resolve_run(ecg, "ecg", resume_dir=run, overrides=["optim.lr=1e-4"], extra={"train": {"max_steps": 9}})
+    assert resumed.optim.lr == 1e-4 and resumed.train.max_steps == 9  # the run's config, then --set and the flags
+    assert resumed.model == fresh.model and resumed.data == fresh.data
+    with pytest.raises(C.ConfigError, match="that run is 'ecg', not 'ppg'"):
+        C.resolve_run(modalities.get("ppg").recipe, "ppg", resume_dir=run)
+    with pytest.raises(C.ConfigError, match="--variant applies to a new run"):
+        C.resolve_run(ecg, "ecg", resume_dir=run, variant="per_image")
+    with pytest.raises(C.ConfigError, match="a recipe of 'ecg', not 'ppg'"):
+        C.resolve_run(ecg, "ppg")
