@@ -1,8 +1,8 @@
 """Despeckling probes: simulated speckle with a clean reference, and real SLCs scored without one.
 
-Both are ``task="denoising"`` :class:`~modalities.base.ProbeSet` s evaluated generically by ``pretrain/evaluate.py``:
-every despeckler's ``denoise(x)`` (x: Doppler-centred complex64[H, W]) returns amplitude float32[1, H, W]; boxcar,
-Lee and refined Lee run on the same inputs (``meta["baselines"]``).
+Both are ``task="denoising"`` :class:`~modalities.base.ProbeSet` s evaluated generically by
+:mod:`pretrain.evaluate.denoising`: every despeckler's ``denoise(x)`` (x: Doppler-centred complex64[H, W]) returns
+amplitude float32[1, H, W]; boxcar, Lee and refined Lee run on the same inputs (``meta["baselines"]``).
 
 - ``simulated speckle`` (only when the run's data is the simulated default, whose sensor it shares): the held-out
   pictures :data:`~modalities.sar.simulate.TEST_IMAGES` under a fresh speckle draw; PSNR/SSIM of the amplitude

@@ -1,4 +1,4 @@
-"""The generic denoising and per-point probes of pretrain/evaluate.py on real data.
+"""The generic denoising and per-point probes of pretrain/evaluate/ (denoising.py, segmentation.py) on real data.
 
 Denoisers here are classical filters (a Gaussian blur) run on a real CT slice with added noise, so the metrics are
 checked on a case whose outcome is known; the point probe is fed features computed from the real SensatUrban
