@@ -59,8 +59,6 @@ class SampleNoise:
         if seeds.numel() != graph.num_graphs:
             raise ValueError(f"seeds: {seeds.numel()} seeds for {graph.num_graphs} molecules")
         self.mol = _seed_key(seeds)
-        self.tokens = {"atom": self._token_keys(graph.atom_batch, graph.num_graphs, 0x61746F6D),
-                       "bond": self._token_keys(graph.bond_batch, graph.num_graphs, 0x626F6E64)}
         self.rows = {"atom": self._row_ranges(graph.atom_batch, graph.num_graphs),
                      "bond": self._row_ranges(graph.bond_batch, graph.num_graphs)}
         self.salts = {"atom": 0x61746F6D, "bond": 0x626F6E64}
@@ -68,12 +66,6 @@ class SampleNoise:
         self.generator: torch.Generator | None = None
         if depth_seed is not None:
             self.generator = torch.Generator().manual_seed(int(depth_seed) & 0x7FFF_FFFF_FFFF_FFFF)
-
-    def _token_keys(self, index: Tensor, num_graphs: int, salt: int) -> Tensor:
-        n = index.numel()
-        first = torch.searchsorted(index, torch.arange(num_graphs, device=index.device))
-        local = torch.arange(n, device=index.device) - first[index] if n else index.new_zeros(0)
-        return hash32(self.mol[index] ^ hash32(local + salt)) if n else index.new_zeros(0)
 
     @staticmethod
     def _row_ranges(index: Tensor, num_graphs: int) -> list[tuple[int, int]]:
@@ -87,17 +79,18 @@ class SampleNoise:
 
     def keep_mask(self, shape: torch.Size, view: str, p: float) -> Tensor:
         """bool mask of ``shape`` ``[..., n, C]`` (``n`` tokens of ``view``; leading dims are streams)."""
-        tok = self.tokens[view]
+        rows = self.rows[view]
         n, c = shape[-2], shape[-1]
-        if tok.numel() != n:
-            raise ValueError(f"dropout: {n} rows for {tok.numel()} {view} tokens")
+        tokens = rows[-1][1] if rows else 0
+        if tokens != n:
+            raise ValueError(f"dropout: {n} rows for {tokens} {view} tokens")
         lead = int(torch.Size(shape[:-2]).numel())
         seeds = hash32(self.mol ^ hash32(self._call_key() ^ self.salts[view])).tolist()
-        keep = torch.empty((lead, n, c), dtype=torch.bool, device=tok.device)
-        for (lo, hi), seed in zip(self.rows[view], seeds):
+        keep = torch.empty((lead, n, c), dtype=torch.bool, device=self.mol.device)
+        for (lo, hi), seed in zip(rows, seeds):
             if hi > lo:
-                gen = torch.Generator(device=tok.device).manual_seed(int(seed))
-                torch.ge(torch.rand((lead, hi - lo, c), generator=gen, device=tok.device), p, out=keep[:, lo:hi])
+                gen = torch.Generator(device=self.mol.device).manual_seed(int(seed))
+                torch.ge(torch.rand((lead, hi - lo, c), generator=gen, device=self.mol.device), p, out=keep[:, lo:hi])
         return keep.view(shape)
 
     def dropout(self, x: Tensor, view: str, p: float) -> Tensor:
