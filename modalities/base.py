@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from torch.utils.data import Dataset, default_collate
 
+from modalities.options import DataOptions
+
 
 def collate_samples(samples: list[dict]) -> dict:
     """Stack samples into a batch (tensors stacked, strings kept as lists); per-sample ``views`` float[V, ...]
@@ -62,6 +64,9 @@ class Modality:
             or folder in the data's units (CT: HU or [0, 1]; SAR: amplitude), keyed by the file's path relative to
             ``path`` (``""`` for a single file) plus ``#<slice>`` for volumes: what ``evaluate --reference``
             compares (the noisy input, the written denoised files and the clean reference).
+        options: the typed ``data`` section (a :class:`~modalities.options.DataOptions` subclass): every data option
+            the modality reads, its type, its one default and what it means. The recipe's ``data`` section sets only
+            what differs; unknown options and wrong types are refused when the config is resolved.
     """
 
     name: str
@@ -75,6 +80,7 @@ class Modality:
     collate: Callable[[list[dict]], dict] = field(default=collate_samples)
     read_images: Callable[[Path, Mapping[str, Any]], dict[str, np.ndarray]] | None = None
     denoise_files: Callable[[Any, Mapping[str, Any], Path, Mapping[str, Any], bool], list[Path]] | None = None
+    options: type[DataOptions] | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_pretrained, read_pretrained_config, save_pretrained
-from models.registry import create, describe, list_models
+from models.registry import create, describe, list_models, options
 
 
 def convert(source: str, checkpoint: str | Path, out: str | Path | None = None) -> nn.Module:
@@ -27,5 +27,5 @@ def convert(source: str, checkpoint: str | Path, out: str | Path | None = None) 
     return _convert(source, checkpoint, out)
 
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "convert", "create", "describe", "list_models", "load_pretrained",
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "convert", "create", "describe", "list_models", "load_pretrained", "options",
            "read_pretrained_config", "save_pretrained"]

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,14 +23,31 @@ from models.unet2d import MerlinUNet
 from models.vit1d import ViT1D
 from models.zsn2n import ZSN2NNet
 
-__all__ = ["ModelSpec", "create", "describe", "list_models"]
+__all__ = ["ModelSpec", "create", "describe", "list_models", "options", "signature_options"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered encoder: its builder (whose keyword arguments, with their type hints, are the encoder's typed
+    options), the registered size's defaults, one line of description, and ``options`` where the builder takes
+    ``**kwargs`` (then the options it passes on)."""
+
     builder: Callable[..., nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    options: Callable[[], dict[str, Any]] | None = None
+
+
+def signature_options(fn: Callable[..., Any], skip: int = 0) -> dict[str, Any]:
+    """``{option: type hint}`` of a class's constructor or a function's keyword arguments, after the first ``skip``
+    (``self`` excluded): the typed options of encoders and objectives, which their constructors declare."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # an annotation that does not resolve: the names are still checked
+        hints = {}
+    params = [p for p in inspect.signature(target).parameters.values() if p.name != "self"][skip:]
+    return {p.name: hints.get(p.name, Any) for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def _prediction_model(encoder: dict, **kwargs: Any) -> PredictionModel:
@@ -41,7 +60,8 @@ def _prediction_model(encoder: dict, **kwargs: Any) -> PredictionModel:
 
 _REGISTRY: dict[str, ModelSpec] = {
     "prediction_model": ModelSpec(_prediction_model, dict(encoder={"name": "grover_tiny"}),
-                                  "a fine-tuned model: any encoder + one prediction head per embedding view"),
+                                  "a fine-tuned model: any encoder + one prediction head per embedding view",
+                                  lambda: {"encoder": dict, **signature_options(PredictionModel, skip=1)}),
     "vit1d_xs": ModelSpec(ViT1D, dict(dim=192, depth=8, num_heads=4), "ECG-JEPA ViT-XS, 3.6M parameters"),
     "vit1d_s": ModelSpec(ViT1D, dict(dim=384, depth=8, num_heads=6), "ECG-JEPA ViT-S, 14.3M parameters"),
     "vit1d_b": ModelSpec(ViT1D, dict(dim=768, depth=12, num_heads=12), "ECG-JEPA ViT-B, 85M parameters"),
@@ -77,6 +97,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def describe(name: str) -> str:
     return _REGISTRY[name].description
+
+
+def options(name: str) -> dict[str, Any]:
+    """The typed options of encoder ``name``: ``{option: type hint}``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"model.name: unknown encoder {name!r}; known: {', '.join(list_models())}")
+    spec = _REGISTRY[name]
+    return spec.options() if spec.options is not None else signature_options(spec.builder)
 
 
 def create(name: str, **cfg: Any) -> nn.Module:

@@ -1,22 +1,30 @@
-"""Run configuration: the modality's YAML recipe, then a user YAML, then ``--set key=value`` overrides,
-validated into dataclasses and written fully resolved to ``<run>/config.yaml``.
+"""Run configuration: the modality's YAML recipe (and a named recipe over it, ``--recipe NAME``), then a user YAML,
+then ``--set key=value`` overrides, validated into typed sections and written fully resolved to ``<run>/config.yaml``.
 
-Sections: ``data`` (the modality's options, passed to its dataset builder), ``model`` (encoder name and
-options), ``objective`` (objective name and options), ``optim`` and ``train`` (checked here).
+Sections, each typed where it is declared: ``data`` (the modality's :class:`~modalities.options.DataOptions`
+dataclass, passed to its dataset builder), ``model`` (encoder name and the keyword arguments of its constructor,
+``models.options``), ``objective`` (objective name and its constructor's keyword arguments, checked by
+``pretrain.objectives.create``), ``optim`` and ``train`` (the dataclasses below). A misspelt option or a value of the
+wrong type ends in one line naming it before any data is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
+import models
+import modalities
+from modalities.options import DataOptions, OptionError, check_options
 
-class ConfigError(ValueError):
+
+class ConfigError(OptionError):
     """A bad option or hyper-parameter. The message is one line naming the option and what is wrong."""
 
 
@@ -35,7 +43,7 @@ class OptimConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     weight_decay_end: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.99)
+    betas: tuple[float, ...] = (0.9, 0.99)
     eps: float = 1e-6
     clip_grad: float = 0.0  # max global gradient norm; 0 disables clipping
     accumulate: int = 1  # micro-batches per optimiser step
@@ -107,7 +115,7 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     modality: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: DataOptions = field(default_factory=DataOptions)
     model: dict[str, Any] = field(default_factory=dict)
     objective: dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -124,8 +132,11 @@ class RunConfig:
             raise ConfigError(f"train.batch_size: must be >= 2, got {self.train.batch_size}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["data"] = self.data.to_dict() if isinstance(self.data, DataOptions) else dict(self.data)
+        d["optim"] = dataclasses.asdict(self.optim)
         d["optim"]["betas"] = list(self.optim.betas)
+        d["train"] = dataclasses.asdict(self.train)
         return d
 
 
@@ -219,40 +230,26 @@ def apply_overrides(tree: dict[str, Any], items: list[str]) -> dict[str, Any]:
 
 
 def _build_section(cls: type, values: Mapping[str, Any], section: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown option; known: {', '.join(fields)}")
-    kwargs = {}
-    for k, v in values.items():
-        default = getattr(cls(), k)
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise ConfigError(f"{section}.{k}: expected true/false, got {v!r}")
-        elif k == "micro_batch":
-            pass  # "auto" or an integer, checked by validate()
-        elif isinstance(default, int) and not isinstance(default, bool) and k != "devices":
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"{section}.{k}: expected an integer, got {v!r}")
-        elif isinstance(default, float):
-            if isinstance(v, str):
-                try:
-                    v = float(v)
-                except ValueError:
-                    raise ConfigError(f"{section}.{k}: expected a number, got {v!r}") from None
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                raise ConfigError(f"{section}.{k}: expected a number, got {v!r}")
-            v = float(v)
-        elif isinstance(default, tuple):
-            if not isinstance(v, (list, tuple)):
-                raise ConfigError(f"{section}.{k}: expected a list, got {v!r}")
-            v = tuple(v)
-        elif isinstance(default, str) and not isinstance(v, str):
-            v = str(v)
-        kwargs[k] = v
-    return cls(**kwargs)
+    """``cls`` (a dataclass) from ``values``, each checked against its field's type hint."""
+    hints = typing.get_type_hints(cls)
+    return cls(**check_options(values, {f.name: hints[f.name] for f in dataclasses.fields(cls)}, section))
+
+
+def data_options(modality: str, values: Mapping[str, Any]) -> DataOptions:
+    """The ``data`` section of ``modality``, typed by the modality's options dataclass."""
+    if modality not in modalities.names():
+        raise ConfigError(f"modality: unknown modality {modality!r}; known: {', '.join(modalities.names())}")
+    cls = modalities.get(modality).options
+    return cls.of(values) if cls is not None else dict(values)  # TRANSITIONAL: until every modality is typed
+
+
+def check_model(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` section checked against the encoder's constructor (``models.options``)."""
+    name = section.get("name")
+    if name not in models.list_models():
+        raise ConfigError(f"model.name: unknown encoder {name!r}; known: {', '.join(models.list_models())}")
+    rest = {k: v for k, v in section.items() if k != "name"}
+    return {"name": name, **check_options(rest, models.options(name), "model", owner=name)}
 
 
 def build_config(tree: Mapping[str, Any]) -> RunConfig:
@@ -264,14 +261,22 @@ def build_config(tree: Mapping[str, Any]) -> RunConfig:
     for s in (*_SECTIONS, *_FREE_SECTIONS):
         if s in tree and tree[s] is not None and not isinstance(tree[s], Mapping):
             raise ConfigError(f"{s}: must be a mapping of options, got {tree[s]!r}")
-    cfg = RunConfig(
-        modality=str(tree.get("modality", "")),
-        data=dict(tree.get("data") or {}),
-        model=dict(tree.get("model") or {}),
-        objective=dict(tree.get("objective") or {}),
-        optim=_build_section(OptimConfig, tree.get("optim") or {}, "optim"),
-        train=_build_section(TrainConfig, tree.get("train") or {}, "train"),
-    )
+    if not (tree.get("model") or {}).get("name"):
+        raise ConfigError("model.name: missing")
+    modality = str(tree.get("modality", ""))
+    try:
+        cfg = RunConfig(
+            modality=modality,
+            data=data_options(modality, tree.get("data") or {}),
+            model=check_model(tree.get("model") or {}),
+            objective=dict(tree.get("objective") or {}),
+            optim=_build_section(OptimConfig, tree.get("optim") or {}, "optim"),
+            train=_build_section(TrainConfig, tree.get("train") or {}, "train"),
+        )
+    except ConfigError:
+        raise
+    except OptionError as e:
+        raise ConfigError(str(e)) from None
     cfg.validate()
     return cfg
 
