@@ -6,7 +6,7 @@ The Filter2Noise repository ships one normalised ([0, 1]) low-dose chest CT slic
 1. writes both as NIfTI files with a chest-CT affine (0.74 mm pixels), the way a user would hold them;
 2. runs the authors' ``filter2noise.py`` as published (500 steps, AdamW + OneCycleLR, lambda 400, 2 stages) in a
    scratch copy of their folder and reads its logged PSNR / SSIM and wall time;
-3. runs ours as a user would: ``python -m pretrain ct --data noisy.nii.gz --variant per_image`` (one whole slice,
+3. runs ours as a user would: ``python -m pretrain ct --data noisy.nii.gz --recipe per_image`` (one whole slice,
    the authors' settings) for each ``--steps`` value, then ``python -m pretrain evaluate RUN --reference clean.nii.gz``, and reads
    the PSNR of the written ``RUN/denoised/noisy.nii.gz`` (checked: same shape and affine as the input) from the
    run's ``probes.json``; wall time is the training command's, start-up included;
@@ -162,7 +162,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for our runs")
-    p.add_argument("--variant", default="per_image", help="our recipe variant")
+    p.add_argument("--recipe", default="per_image", help="our named recipe")
     p.add_argument("--step-timing", type=int, default=5, metavar="N",
                    help="also time N training steps of each, interleaved, 3 rounds (0: skip)")
     p.add_argument("--skip-runs", action="store_true", help="only the interleaved step timing")
@@ -171,7 +171,7 @@ def main() -> None:
     p.add_argument("--reference-seed", type=int, default=None, help="run the reference with this seed instead of 77")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_f2n_reference_pair.json")
     args = p.parse_args()
-    extra = ["--variant", args.variant] + [x for o in args.overrides for x in ("--set", o)]
+    extra = ["--recipe", args.recipe] + [x for o in args.overrides for x in ("--set", o)]
     rows = []
     timing = step_timing(args.reference.expanduser(), args.step_timing, 3, args.threads) if args.step_timing else []
     with tempfile.TemporaryDirectory() as tmp:

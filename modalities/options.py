@@ -133,7 +133,7 @@ def check_options(values: Mapping[str, Any], schema: Mapping[str, Any], section:
     out = {}
     for key, value in values.items():
         if key not in schema:
-            of = f" of {owner}" if owner else ""
+            of = f" for {owner}" if owner else ""
             raise OptionError(f"{section}.{key}: unknown option{of}; known: {', '.join(schema) or 'none'}")
         out[key] = coerce(value, schema[key], f"{section}.{key}")
     return out

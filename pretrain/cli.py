@@ -32,9 +32,9 @@ def _listing() -> str:
              "convert SOURCE CHECKPOINT --out DIR",
              "", "modalities:"]
     for n in modalities.names():
-        variants = config_mod.recipe_variants(modalities.get(n).recipe)
+        named = config_mod.named_recipes(modalities.get(n).recipe)
         lines.append(f"  {n:14s} {modalities.get(n).description}"
-                     + (f" (--variant {' | '.join(variants)})" if variants else ""))
+                     + (f" (--recipe {' | '.join(named)})" if named else ""))
     lines += ["", "objectives:"]
     for n in objectives.names():
         cls = objectives.get(n)
@@ -49,8 +49,8 @@ def _train_parser(modality: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m pretrain {modality}", description=f"Pretrain an encoder on {modality} data.")
     p.add_argument("--data", help="folder of records (searched recursively) or a single record; default: embedded data")
     p.add_argument("--objective", help="objective name (default: the recipe's)")
-    p.add_argument("--variant", help="a named variant of the recipe that sets several options together "
-                                     "(python -m pretrain lists them; e.g. ct --variant per_image)")
+    p.add_argument("--recipe", help="a named recipe that sets several options together, merged over the modality's "
+                                    "recipe (python -m pretrain lists them; e.g. ct --recipe per_image)")
     p.add_argument("--config", help="YAML file merged over the recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option, e.g. --set optim.lr=3e-4 --set model.name=vit1d_s")
@@ -131,7 +131,7 @@ def run_pretrain(modality_name: str, argv: list[str]) -> int:
         if args.objective:
             overrides.insert(0, f"objective.name={args.objective}")
     cfg = config_mod.resolve_run(modality.recipe, modality_name, resume_dir=args.resume, user_config=args.config,
-                                 overrides=overrides, extra=extra, demo=not args.data, variant=args.variant)
+                                 overrides=overrides, extra=extra, demo=not args.data, named=args.recipe)
     run_dir = Path(args.resume or args.out or os.environ.get(RUN_DIR_ENV)
                    or Path("runs") / modality_name / time.strftime("%Y%m%d-%H%M%S"))
     resume = bool(args.resume)

@@ -281,30 +281,42 @@ def build_config(tree: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
-def recipe_variants(recipe: str | Path) -> list[str]:
-    """Names of the recipe's ``variants`` (named alternatives merged over it with ``--variant NAME``)."""
-    return sorted((load_yaml(recipe).get("variants") or {}))
+def named_recipes(recipe: str | Path) -> list[str]:
+    """The modality's named recipes: ``recipes/<name>.yaml`` beside its recipe, each a set of options that go
+    together (``--recipe NAME``), merged over the recipe."""
+    folder = Path(recipe).parent / "recipes"
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _named_recipe(recipe: str | Path, name: str) -> dict[str, Any]:
+    known = named_recipes(recipe)
+    if name not in known:
+        raise ConfigError(f"--recipe {name}: not a named recipe of {Path(recipe).parent.name} "
+                          f"(named recipes: {', '.join(known) or 'none'})")
+    tree = load_yaml(Path(recipe).parent / "recipes" / f"{name}.yaml")
+    bad = [k for k in tree if k not in (*_SECTIONS, *_FREE_SECTIONS)]
+    if bad:
+        raise ConfigError(f"{Path(recipe).parent / 'recipes' / (name + '.yaml')}: {bad[0]!r} is not a section "
+                          "(sections: data, model, objective, optim, train)")
+    return tree
 
 
 def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides: list[str] | None = None,
-            extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None,
+            extra: Mapping[str, Any] | None = None, demo: bool = False, named: str | None = None,
             layers: Sequence[Mapping[str, Any]] = ()) -> RunConfig:
-    """Recipe (plus its ``demo`` section when ``demo``, then its ``variants[variant]`` section) -> ``layers`` (e.g.
-    fine-tuning's: the pretrained encoder's preprocessing, the recipe's ``finetune`` section, the task) -> user
-    YAML -> ``--set`` overrides -> ``extra`` (the CLI's own flags), validated. A variant is a named way of running
-    the modality that changes several options together (CT ``per_image``: the paper's zero-shot recipe for one
-    slice)."""
+    """Recipe (plus its ``demo`` section when ``demo``, then the named recipe ``recipes/<named>.yaml``) -> ``layers``
+    (e.g. fine-tuning's: the pretrained encoder's preprocessing, the recipe's ``finetune`` section, the task) -> user
+    YAML -> ``--set`` overrides -> ``extra`` (the CLI's own flags), validated. A named recipe is a way of running the
+    modality that changes several options together (CT ``per_image``: the paper's zero-shot recipe for one slice;
+    ECG ``jepa_short``: a 300-step run that beats its random encoder)."""
     tree = load_yaml(recipe)
     tree.pop("finetune", None)  # the fine-tuning defaults (pretrain.finetune), not part of a pretraining run
     demo_tree = tree.pop("demo", None) or {}
-    variants = tree.pop("variants", None) or {}
+    tree.pop("variants", None)  # TRANSITIONAL: ct's inline variants move to recipes/per_image.yaml
     if demo:
         tree = merge(tree, demo_tree)
-    if variant is not None:
-        if variant not in variants:
-            known = ", ".join(sorted(variants)) or "none"
-            raise ConfigError(f"--variant {variant}: not a variant of {Path(recipe).parent.name}'s recipe (variants: {known})")
-        tree = merge(tree, variants[variant])
+    if named is not None:
+        tree = merge(tree, _named_recipe(recipe, named))
     for layer in layers:
         tree = merge(tree, layer)
     if user_config:
@@ -317,13 +329,13 @@ def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides
 
 def resolve_run(recipe: str | Path, modality: str, resume_dir: str | Path | None = None,
                 user_config: str | Path | None = None, overrides: list[str] | None = None,
-                extra: Mapping[str, Any] | None = None, demo: bool = False, variant: str | None = None
+                extra: Mapping[str, Any] | None = None, demo: bool = False, named: str | None = None
                 ) -> RunConfig:
     """The config of a run of ``modality``: a fresh one from its recipe (:func:`resolve`), or, with ``resume_dir``,
     the run's own ``config.yaml`` with the same ``--set`` overrides and flags on top (``user_config``, ``demo`` and
-    ``variant`` belong to the fresh run and are refused on a resume). Validated once, never changed after."""
+    ``named`` belong to the fresh run and are refused on a resume). Validated once, never changed after."""
     if resume_dir is None:
-        cfg = resolve(recipe, user_config, overrides, extra, demo=demo, variant=variant)
+        cfg = resolve(recipe, user_config, overrides, extra, demo=demo, named=named)
         if cfg.modality != modality:
             raise ConfigError(f"{recipe}: a recipe of {cfg.modality!r}, not {modality!r}")
         return cfg
@@ -331,7 +343,7 @@ def resolve_run(recipe: str | Path, modality: str, resume_dir: str | Path | None
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
-    for flag, given in (("--config", user_config), ("--variant", variant)):
+    for flag, given in (("--config", user_config), ("--recipe", named)):
         if given:
             raise ConfigError(f"--resume {run_dir}: {flag} applies to a new run (the run's config.yaml is used)")
     tree = load_yaml(path)

@@ -173,6 +173,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     run_dir = Path(run_dir)
     modality = modalities.get(cfg.modality)
     objective_cls = objectives.get(cfg.objective["name"])
+    objectives.check(cfg.objective)  # a misspelt option fails here, not after the data are indexed
     objectives.check_compatible(objective_cls, modality)
 
     fabric = _make_fabric(cfg, run_dir)

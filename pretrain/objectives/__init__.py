@@ -6,11 +6,12 @@ Objectives register lazily (``name -> module:Class``) so that listing them impor
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
 from torch import nn
 
+from modalities.options import OptionError, check_options
+from models.registry import signature_options
 from pretrain.config import ConfigError
 from pretrain.objectives.base import Objective
 
@@ -48,21 +49,27 @@ def get(name: str) -> type[Objective]:
     return getattr(importlib.import_module(module), cls)
 
 
-def options(cls: type[Objective]) -> list[str]:
-    """The objective's configurable options (its constructor's keyword arguments)."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[2:]
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+def options(cls: type[Objective]) -> dict[str, Any]:
+    """The objective's typed options: ``{option: type hint}`` of its constructor's keyword arguments (after the
+    encoder)."""
+    return signature_options(cls, skip=1)
+
+
+def check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``objective`` section with its options checked against the objective's constructor: an unknown option or
+    a value of the wrong type is one :class:`ConfigError` naming it (run before any data is read)."""
+    cfg = dict(cfg)
+    cls = get(cfg.pop("name", None))
+    try:
+        return {"name": cls.name, **check_options(cfg, options(cls), "objective", owner=cls.name)}
+    except OptionError as e:
+        raise ConfigError(str(e)) from None
 
 
 def create(encoder: nn.Module, cfg: dict[str, Any]) -> Objective:
-    """Build the objective ``cfg["name"]`` around ``encoder``; unknown options are refused by name."""
-    cfg = dict(cfg)
-    cls = get(cfg.pop("name"))
-    known = options(cls)
-    for k in cfg:
-        if k not in known:
-            raise ConfigError(f"objective.{k}: unknown option for {cls.name}; known: {', '.join(known) or 'none'}")
-    return cls(encoder, **cfg)
+    """Build the objective ``cfg["name"]`` around ``encoder``; unknown options and wrong types are refused by name."""
+    cfg = check(cfg)
+    return get(cfg.pop("name"))(encoder, **cfg)
 
 
 def check_compatible(cls: type[Objective], modality: Any) -> None:
@@ -79,4 +86,4 @@ def check_compatible(cls: type[Objective], modality: Any) -> None:
                           f"objectives that fit: {', '.join(fits)}")
 
 
-__all__ = ["Objective", "check_compatible", "create", "get", "names", "options"]
+__all__ = ["Objective", "check", "check_compatible", "create", "get", "names", "options"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import modalities
@@ -62,20 +64,40 @@ def test_exponent_numbers_are_numbers(tmp_path):
     assert cfg.objective["ema"] == [0.998, 0.9995]
 
 
-def test_recipe_variant_merges_over_the_recipe_and_unknown_ones_are_refused():
+def test_named_recipe_merges_over_the_recipe_and_unknown_ones_are_refused():
     ct = modalities.get("ct").recipe
-    assert C.recipe_variants(ct) == ["per_image"]
+    assert C.named_recipes(ct) == ["per_image"]
     base = C.resolve(ct)
-    per_image = C.resolve(ct, variant="per_image", overrides=["data.slices=[3]"])
+    per_image = C.resolve(ct, named="per_image", overrides=["data.slices=[3]"])
     assert base.data["patch"] == 128 and base.train.max_steps == 2000 and base.model.get("sigma_init", "unset") == "unset"
     assert per_image.data["patch"] is None and per_image.data["slices"] == [3]  # --set still wins
     assert per_image.train.max_steps == 500 and per_image.train.batch_size == 2 and per_image.train.seed == 77
     assert per_image.objective["edge_weight"] == 400.0 and per_image.model["sigma_init"] is None
     assert per_image.optim.warmup_steps == 150
-    with pytest.raises(C.ConfigError, match=r"--variant fast: not a variant of ct's recipe \(variants: per_image\)"):
-        C.resolve(ct, variant="fast")
-    with pytest.raises(C.ConfigError, match=r"--variant per_image: not a variant of ecg's recipe \(variants: none\)"):
-        C.resolve(modalities.get("ecg").recipe, variant="per_image")
+    with pytest.raises(C.ConfigError, match=r"--recipe fast: not a named recipe of ct \(named recipes: per_image\)"):
+        C.resolve(ct, named="fast")
+    with pytest.raises(C.ConfigError, match=r"--recipe per_image: not a named recipe of ecg \(named recipes: jepa_short\)"):
+        C.resolve(modalities.get("ecg").recipe, named="per_image")
+    short = C.resolve(modalities.get("ecg").recipe, named="jepa_short", demo=True)  # over the demo section too
+    assert short.train.max_steps == 300 and short.train.batch_size == 32 and short.optim.warmup_steps == 30
+    assert short.model["patch_norm"] is True and short.model["patch_init"] == "fan_in"
+    assert list(short.objective["ema"]) == [0.99, 0.999] and short.objective["keep"] == [0.15, 0.25]
+
+
+@pytest.mark.parametrize("modality,named", [(m, n) for m in modalities.names()
+                                            for n in C.named_recipes(modalities.get(m).recipe)])
+def test_every_named_recipe_resolves_and_changes_the_recipe(modality, named):
+    recipe = modalities.get(modality).recipe
+    base, over = C.resolve(recipe).to_dict(), C.resolve(recipe, named=named).to_dict()
+    assert over != base and over["modality"] == modality
+
+
+def test_a_named_recipe_with_a_stray_section_is_refused(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipe.yaml").write_text(Path(modalities.get("ecg").recipe).read_text())
+    (tmp_path / "recipes" / "bad.yaml").write_text("trian:\n  max_steps: 3\n")
+    with pytest.raises(C.ConfigError, match=r"bad.yaml: 'trian' is not a section"):
+        C.resolve(tmp_path / "recipe.yaml", named="bad")
 
 
 def test_resolve_run_is_one_path_for_fresh_and_resumed_runs(tmp_path):
@@ -90,7 +112,7 @@ def test_resolve_run_is_one_path_for_fresh_and_resumed_runs(tmp_path):
     assert resumed.model == fresh.model and resumed.data == fresh.data
     with pytest.raises(C.ConfigError, match="that run is 'ecg', not 'ppg'"):
         C.resolve_run(modalities.get("ppg").recipe, "ppg", resume_dir=run)
-    with pytest.raises(C.ConfigError, match="--variant applies to a new run"):
-        C.resolve_run(ecg, "ecg", resume_dir=run, variant="per_image")
+    with pytest.raises(C.ConfigError, match="--recipe applies to a new run"):
+        C.resolve_run(ecg, "ecg", resume_dir=run, named="jepa_short")
     with pytest.raises(C.ConfigError, match="a recipe of 'ecg', not 'ppg'"):
         C.resolve_run(ecg, "ppg")

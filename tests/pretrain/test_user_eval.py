@@ -172,7 +172,7 @@ def test_reference_on_other_files_detects_their_units(tmp_path, ct_pair):
 
     noisy_path, _, noisy, clean = ct_pair
     run = tmp_path / "run"
-    assert main(["ct", "--data", str(noisy_path), "--variant", "per_image", "--max-steps", "2", "--out", str(run),
+    assert main(["ct", "--data", str(noisy_path), "--recipe", "per_image", "--max-steps", "2", "--out", str(run),
                  *QUICK]) == 0
     lo, hi = -1024.0, 3072.0
     other = _nifti(tmp_path / "unit.nii.gz", np.clip((noisy - lo) / (hi - lo), 0, 1))
