@@ -12,7 +12,7 @@ acquisition of each slice (Poisson counts + electronic noise on its sinogram, fi
 the ``pydicom-data`` and ``pydicom`` packages (data_cards/pydicom_data_ct.md) at simulated low doses.
 
 Two modes through the one loop (modalities/ct/recipe.yaml): dataset training (one filter for many slices or
-patches: the recipe's default) and per-image zero-shot training (``--variant per_image``: one whole slice, 500 steps
+patches: the recipe's default) and per-image zero-shot training (``--recipe per_image``: one whole slice, 500 steps
 with the authors' settings; the objective filters it once per step).
 A run on the user's ``--data`` writes the denoised files in their own format (NIfTI, a new DICOM series, ``.npy``)
 into ``RUN/denoised/`` (:mod:`modalities.ct.writers`; other files: ``python -m pretrain denoise RUN --data F``).
@@ -27,42 +27,42 @@ from typing import Any, Mapping, MutableMapping
 
 from modalities.base import DataError, Modality, build_corpus
 from modalities.ct.dataset import CTSlices
+from modalities.ct.options import CtOptions
 from modalities.ct.probes import pydicom_data_ct_files, probe_targets
 from modalities.ct.units import resolve_units
 from modalities.ct.volumes import index_ct, read_images, read_slice
 from modalities.ct.writers import denoise_ct_files
 
-__all__ = ["MODALITY", "build_dataset", "default_data"]
+__all__ = ["MODALITY", "CtOptions", "build_dataset", "default_data"]
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> CTSlices:
-    """The CT dataset of ``data_cfg`` (modalities/ct/recipe.yaml's ``data`` section). ``data.units: auto`` is
-    resolved here, on the selected slices: the decision is printed once and written into ``data_cfg`` (when it is
-    mutable: the loop saves that dict as config.yaml), so the next split and a resumed or evaluated run read the
-    declared value."""
-    path = data_cfg.get("path")
-    if not path:
+    """The CT dataset of ``data_cfg`` (:class:`~modalities.ct.options.CtOptions`, or a mapping of some of them).
+    ``data.units: auto`` is resolved here, on the selected slices: the decision is printed once and written into
+    ``data_cfg`` when it is a mutable mapping (the loop saves that dict as config.yaml), so the next split and a
+    resumed or evaluated run read the declared value."""
+    opts = CtOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no CT data given")
     if views:
         raise DataError("objective: CT samples have no augmented views; use filter2noise or zs_n2n")
-    refs = index_ct(path)
-    chosen = data_cfg.get("slices")
+    refs = index_ct(opts.path)
+    chosen = opts.slices
     if chosen is not None:
         chosen = [chosen] if isinstance(chosen, int) else list(chosen)
-        bad = [i for i in chosen if not isinstance(i, int) or not -len(refs) <= i < len(refs)]
+        bad = [i for i in chosen if not -len(refs) <= i < len(refs)]
         if bad:
-            raise DataError(f"data.slices: {bad[0]!r} is not a slice index; {path} has {len(refs)} slices")
+            raise DataError(f"data.slices: {bad[0]!r} is not a slice index; {opts.path} has {len(refs)} slices")
         refs = [refs[i] for i in chosen]
-    units, decision = resolve_units(refs, data_cfg.get("units", "auto"), read_slice)
+    units, decision = resolve_units(refs, opts.units, read_slice)
     if decision:
         print(decision, flush=True)
-    if isinstance(data_cfg, MutableMapping):
+    opts = opts.replace(units=units)
+    if isinstance(data_cfg, MutableMapping):  # the caller's plain dict (the loop's, saved as config.yaml)
         data_cfg["units"] = units
-    patch = data_cfg.get("patch")
-    return CTSlices(refs, split, patch=int(patch) if patch else None, dose_i0=data_cfg.get("dose_i0"),
-                    val_fraction=float(data_cfg.get("val_fraction", 0.25)), n_angles=int(data_cfg.get("n_angles", 360)),
-                    sigma_e=float(data_cfg.get("sigma_e", 10.0)), seed=int(data_cfg.get("noise_seed", 0)),
-                    cache_dir=data_cfg.get("cache_dir"), units=units)
+    return CTSlices(refs, split, patch=opts.patch or None, dose_i0=opts.dose_i0, val_fraction=opts.val_fraction,
+                    n_angles=opts.n_angles, sigma_e=opts.sigma_e, seed=opts.noise_seed, cache_dir=opts.cache_dir,
+                    units=opts.units)
 
 
 CORPUS_VERSION = 1
@@ -94,4 +94,5 @@ MODALITY = Modality(
     view_augmentations=False,
     denoise_files=denoise_ct_files,
     read_images=read_images,
+    options=CtOptions,
 )

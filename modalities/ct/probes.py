@@ -2,9 +2,9 @@
 
 The slices are the three real 512 x 512 CT slices of the installed ``pydicom-data`` package (head CT from CQ500,
 neck CT with a JPEG-lossless transfer syntax, abdominal CT from TCIA Pancreas-CT in JPEG 2000), each at the doses
-``data.probe_doses`` (default I0 = 1e5, 5e4, 2.5e4). PSNR and SSIM are computed in the soft-tissue window
-[-160, 240] HU (data range 400 HU); the noise std is measured in the most uniform 24 x 24 soft-tissue box of each
-clean slice. The probe is label-free with respect to training: the clean references are only used for scoring.
+``data.probe_doses`` (default I0 = 1e5, 5e4, 2.5e4: :class:`~modalities.ct.options.CtOptions`). PSNR and SSIM are
+computed in the soft-tissue window [-160, 240] HU (data range 400 HU); the noise std is measured in the most uniform
+24 x 24 soft-tissue box of each clean slice. The probe is label-free with respect to training: the clean references are only used for scoring.
 
 A run on unit-interval data (``data.units: unit_interval``) trained its denoiser on [0, 1] images: the probe then
 gives the same slices, clean references and window mapped into those units through
@@ -21,13 +21,13 @@ import torch
 
 from modalities.base import DataError, ProbeSet
 from modalities.ct.dataset import CTSlices
-from modalities.ct.units import check_units, hu_to_units, resolve_units
+from modalities.ct.options import CtOptions
+from modalities.ct.units import hu_to_units, resolve_units
 from modalities.ct.volumes import HU_WINDOWS, index_ct, read_slice
 
 __all__ = ["PROBE_SLICES", "probe_targets", "pydicom_data_ct_files", "uniform_box"]
 
 PROBE_SLICES = ("693_UNCR.dcm", "bad_sequence.dcm", "explicit_VR-UN.dcm")
-PROBE_DOSES = (1e5, 5e4, 2.5e4)
 
 
 def pydicom_data_ct_files() -> dict[str, str]:
@@ -69,7 +69,8 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     """``{"lowdose_real_slices": ProbeSet(task="denoising")}``: noisy float32[1, H, W] inputs and clean
     references for every slice x dose, in HU or in the run's ``data.units`` (see the module docstring); with
     ``units: auto`` (evaluating on other files) in the units detected on ``data_path``."""
-    units = check_units(data_cfg.get("units", "hu"))
+    opts = CtOptions.of(data_cfg)
+    units = opts.units
     if units == "auto":  # evaluated on other files (their conventions are detected again): follow those files
         units = "hu"
         if data_path is not None:
@@ -79,10 +80,9 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
                 pass  # the dataset built from those files says what is wrong, in one line
     files = pydicom_data_ct_files()
     refs = [index_ct(files[name])[0] for name in PROBE_SLICES]
-    doses = [float(d) for d in (data_cfg.get("probe_doses") or PROBE_DOSES)]
-    ds = CTSlices(refs, "train", patch=None, dose_i0=doses, val_fraction=0.0, n_angles=int(data_cfg.get("n_angles", 360)),
-                  sigma_e=float(data_cfg.get("sigma_e", 10.0)), seed=int(data_cfg.get("noise_seed", 0)),
-                  cache_dir=data_cfg.get("cache_dir"))
+    doses = list(opts.probe_doses)
+    ds = CTSlices(refs, "train", patch=None, dose_i0=doses, val_fraction=0.0, n_angles=opts.n_angles,
+                  sigma_e=opts.sigma_e, seed=opts.noise_seed, cache_dir=opts.cache_dir)
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     names: list[str] = []
@@ -96,7 +96,7 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     hu_window = HU_WINDOWS["soft_tissue"]
     window = tuple(float(hu_to_units(v, units)) for v in hu_window)
     unit_note = "HU" if units == "hu" else f"(= {hu_window[0]:g}..{hu_window[1]:g} HU mapped to the unit interval)"
-    chosen = data_cfg.get("slices")
+    chosen = opts.slices
     per_image = ""
     if chosen is not None and len([chosen] if isinstance(chosen, int) else list(chosen)) == 1:
         per_image = ("; this run fitted one filter to one image (per-image mode), so these other slices, at other "

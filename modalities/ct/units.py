@@ -23,8 +23,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from modalities.base import DataError
+from modalities.options import OptionError
 
-__all__ = ["UNITS", "UNIT_INTERVAL_HU", "check_units", "detect_units", "hu_to_units", "resolve_units"]
+__all__ = ["UNITS", "UNIT_INTERVAL_HU", "UnitsError", "check_units", "detect_units", "hu_to_units", "resolve_units"]
 
 UNITS = ("auto", "hu", "unit_interval")
 UNIT_INTERVAL_HU = (-1024.0, 3072.0)  # the HU span a unit-interval image is taken to cover, for scales only
@@ -46,10 +47,15 @@ def hu_to_units(value: float | np.ndarray, units: str) -> float | np.ndarray:
     raise ValueError(f"units must be 'hu' or 'unit_interval', got {units!r}")
 
 
+class UnitsError(DataError, OptionError):
+    """``data.units`` outside :data:`UNITS`: a data error (the dataset builders) and an option error (the config)."""
+
+
 def check_units(units: object) -> str:
+    """``units`` lower-cased (None: auto), or :class:`UnitsError` in one line when it is not one of :data:`UNITS`."""
     u = "auto" if units is None else str(units).strip().lower()
     if u not in UNITS:
-        raise DataError(f"data.units: must be one of {', '.join(UNITS)}, got {units!r}")
+        raise UnitsError(f"data.units: must be one of {', '.join(UNITS)}, got {units!r}")
     return u
 
 

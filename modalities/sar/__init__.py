@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
+from modalities.sar.options import SarOptions
 from modalities.sar.patches import SLCPatches
 from modalities.sar.probes import probe_targets
 from modalities.sar.readers import notice, read_images
@@ -32,16 +33,15 @@ from modalities.sar.writers import denoise_sar_files
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SLCPatches:
-    path = data_cfg.get("path")
-    if not path:
+    """The SAR dataset of ``data_cfg`` (:class:`~modalities.sar.options.SarOptions`, or a mapping of some of them)."""
+    opts = SarOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no SLC data given")
     if views:
         raise DataError("objective: SAR samples have no augmented views; use merlin")
-    ds = SLCPatches(path, split=split, patch=int(data_cfg.get("patch", 256)),
-                    val_fraction=float(data_cfg.get("val_fraction", 0.1)),
-                    patches_per_scene=int(data_cfg.get("patches_per_scene", 0)),
-                    stats_window=int(data_cfg.get("stats_window", 1024)),
-                    polarisation=data_cfg.get("polarisation"), polarisation_names=data_cfg.get("polarisation_names"))
+    ds = SLCPatches(opts.path, split=split, patch=opts.patch, val_fraction=opts.val_fraction,
+                    patches_per_scene=opts.patches_per_scene, stats_window=opts.stats_window,
+                    polarisation=opts.polarisation, polarisation_names=opts.polarisation_names)
     if ds.decision and split == "train":
         notice(ds.decision)
     return ds
@@ -63,4 +63,5 @@ MODALITY = Modality(
     view_augmentations=False,
     denoise_files=denoise_sar_files,
     read_images=read_images,
+    options=SarOptions,
 )

@@ -31,6 +31,7 @@ from scipy import ndimage
 from modalities.base import ProbeSet
 from modalities.sar.baselines import BASELINES
 from modalities.sar.doppler import centre_spectrum
+from modalities.sar.options import SarOptions
 from modalities.sar.readers import find_slc_images, notice
 from modalities.sar.simulate import AMPLITUDE_SCALE, BANDWIDTH, DOPPLER, TEST_IMAGES, clean_reflectivity, simulate_slc
 
@@ -163,6 +164,6 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
     data_path = Path(data_path)
     if _is_simulated(data_path):
         return {"simulated speckle": simulated_probe()}
-    return {"real SLC": real_probe(data_path, int(data_cfg.get("probe_size", 512)),
-                                   int(data_cfg.get("probe_scenes", 4)), data_cfg.get("polarisation"),
-                                   data_cfg.get("polarisation_names"))}
+    opts = SarOptions.of(data_cfg)
+    return {"real SLC": real_probe(data_path, opts.probe_size, opts.probe_scenes, opts.polarisation,
+                                   opts.polarisation_names)}

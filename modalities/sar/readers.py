@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from modalities.base import DataError
+from modalities.sar.options import SarOptions
 
 __all__ = ["POLARISATIONS", "SLC_SUFFIXES", "SLCFile", "SLCSource", "find_slc_files", "find_slc_images", "notice",
            "open_slc", "polarisation_names", "read_slc", "stack_info"]
@@ -386,10 +387,7 @@ def read_images(path: str | Path, data_cfg: Any = None) -> dict[str, np.ndarray]
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such file or folder")
-    cfg = dict(data_cfg or {})
-    values = str(cfg.get("reference_values") or "amplitude")
-    if values not in ("amplitude", "intensity"):
-        raise DataError(f"data.reference_values: amplitude or intensity, got {values!r}")
+    values = SarOptions.of(data_cfg).reference_values
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()
                                                   and p.suffix.lower() in SLC_SUFFIXES)
     out: dict[str, np.ndarray] = {}

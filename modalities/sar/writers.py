@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from modalities.base import DataError, output_path
+from modalities.sar.options import SarOptions
 from modalities.sar.readers import SLCFile, _check_npy, find_slc_images, notice, open_slc, stack_info
 from modalities.sar.tiling import despeckle_scene
 
@@ -177,14 +178,17 @@ def denoise_sar_files(denoiser: Any, data_cfg: Mapping[str, Any], out_dir: Path,
     written files."""
     from tqdm.auto import tqdm
 
-    root = Path(str(data_cfg["path"])).expanduser()
-    images, decision = find_slc_images(root, data_cfg.get("polarisation"), data_cfg.get("polarisation_names"))
+    opts = SarOptions.of(data_cfg)
+    if not opts.path:
+        raise DataError("data.path: no SLC data given")
+    root = Path(opts.path).expanduser()
+    images, decision = find_slc_images(root, opts.polarisation, opts.polarisation_names)
     if decision:
         notice(decision)
     by_file: dict[Path, list[int | None]] = {}
     for im in images:
         by_file.setdefault(im.path, []).append(im.band)
-    stats_window = int(data_cfg.get("stats_window", 1024))
+    stats_window = opts.stats_window
     targets = {p: output_path(p, root, out_dir) for p in by_file}
     written: list[Path] = []
     with tqdm(total=len(images), desc="despeckle", unit="image", disable=not progress) as bar:
