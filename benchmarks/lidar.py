@@ -32,7 +32,8 @@ KITTI = (REPO / ".." / "shared" / "data" / "3d" / "semantickitti").resolve()
 
 import models  # noqa: E402
 from modalities.lidar.readers import read_sweep  # noqa: E402
-from modalities.lidar.voxels import PRESETS, crop_to_range, grid_from_config, point_dict  # noqa: E402
+from modalities.lidar.options import LidarOptions  # noqa: E402
+from modalities.lidar.voxels import PRESETS, crop_to_range, point_dict  # noqa: E402
 from models.sparse_unet import SparseUNet  # noqa: E402
 from models.sparse_voxels import voxelize_points  # noqa: E402
 
@@ -84,9 +85,9 @@ def quality(run: Path) -> dict:
     from modalities.lidar.probes import semantickitti_probe
 
     cfg = load_run_config(run / "config.yaml")
-    grid = grid_from_config(cfg.data)
+    data = LidarOptions.of(cfg.data)
     enc = models.load_pretrained(run / "encoder")
-    probe = semantickitti_probe(KITTI, grid, max_points=int(cfg.data.get("max_points") or 0))
+    probe = semantickitti_probe(KITTI, data.grid, max_points=data.max_points)
     rows = segmentation_probe({"pretrained": enc, "random init": random_encoder_like(run / "encoder")},
                               "semantickitti_points", probe)
     # rotation head: rebuild the objective from the checkpoint (our own file: Fabric's dict of state dicts)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
+from modalities.lidar.options import LidarOptions
 from modalities.lidar.probes import check_probe_options, probe_targets
 from modalities.lidar.simulate import simulate_corpus
 from modalities.lidar.sweeps import LidarPairs, collate_pairs, collate_points, dataset_from_config
@@ -46,4 +47,5 @@ MODALITY = Modality(
     sample_kind="points",
     view_augmentations=False,
     collate=collate,
+    options=LidarOptions,
 )

@@ -31,7 +31,8 @@ import torch
 from modalities.base import DataError, ProbeSet, cache_root, probe_folder
 from modalities.lidar.readers import CLASS_NAMES
 from modalities.lidar.sweeps import Frame, configure_frames, index_frames, load_frame
-from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
+from modalities.lidar.options import LidarOptions
+from modalities.lidar.voxels import VoxelGrid, crop_to_range, point_dict
 
 __all__ = ["PROBE_SEED", "PROBE_STREETS", "check_probe_options", "classes_present",
            "probe_targets", "semantickitti_probe", "simulated_streets_probe"]
@@ -40,9 +41,11 @@ PROBE_SEED = 7      # simulated probe streets use sequence seeds 7000..; the emb
 PROBE_STREETS = 4   # one sweep each: the first three train, the last tests
 
 
-def check_probe_options(data_cfg: Mapping[str, Any]) -> None:
-    """One-line :class:`DataError` for a probe folder that is missing or given under an earlier option name."""
+def check_probe_options(data_cfg: Mapping[str, Any]) -> LidarOptions:
+    """The typed data options of ``data_cfg``; a one-line :class:`DataError` for a probe folder that is missing or
+    given under an earlier option name (checked first: such a name is otherwise only an unknown option)."""
     probe_folder(data_cfg)
+    return LidarOptions.of(data_cfg)
 
 
 def classes_present(labels: Sequence[Any]) -> list[str]:
@@ -72,8 +75,9 @@ def _probe_set(train: list[tuple[dict, torch.Tensor]], test: list[tuple[dict, to
 
 
 def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequence[int] = (0, 1),
-                        test_frames: Sequence[int] = (2,), max_points: int = 0, seed: int = 0,
-                        label_format: str = "auto", point_columns: Any = "auto", source: str = "") -> ProbeSet:
+                        test_frames: Sequence[int] = (2,), max_points: int = LidarOptions.max_points, seed: int = 0,
+                        label_format: str = LidarOptions.label_format, point_columns: Any = LidarOptions.point_columns,
+                        source: str = "") -> ProbeSet:
     """Point dicts and labels of the labelled frames of the first sequence under ``root`` (see the module doc).
 
     ``max_points`` > 0 subsamples each frame (fixed ``seed``) as pretraining does with ``data.max_points``, so the
@@ -97,8 +101,8 @@ def semantickitti_probe(root: str | Path, grid: VoxelGrid, train_frames: Sequenc
                       source or f"labelled frames of {Path(root).resolve()}")
 
 
-def simulated_streets_probe(cache_dir: str | Path, grid: VoxelGrid, max_points: int = 0, seed: int = PROBE_SEED,
-                            n_streets: int = PROBE_STREETS, n_azimuth: int = 1024) -> ProbeSet:
+def simulated_streets_probe(cache_dir: str | Path, grid: VoxelGrid, max_points: int = LidarOptions.max_points,
+                            seed: int = PROBE_SEED, n_streets: int = PROBE_STREETS, n_azimuth: int = 1024) -> ProbeSet:
     """One sweep of each of ``n_streets`` simulated streets (:func:`~modalities.lidar.simulate.simulate_corpus`
     with ``seed``, built once into ``cache_dir``; 64 beams x ``n_azimuth``, as the embedded training corpus), per-point
     labels the simulator's SemanticKITTI raw ids through the reader's learning map: every street but the last
@@ -127,25 +131,23 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
     fewer than three labelled frames); otherwise ``simulated_streets``, plus ``semantickitti_points`` from ``--data``
     when it holds labelled real frames. The run's ``data.label_format`` and ``data.point_columns`` apply to
     ``--data``; another folder's conventions are decided from its own files."""
-    check_probe_options(data_cfg)
-    grid = grid_from_config(data_cfg)
-    max_points = int(data_cfg.get("max_points") or 0)
-    probe_data = data_cfg.get("probe_data")
-    if probe_data:
-        root = Path(probe_data).expanduser()
+    opts = check_probe_options(data_cfg)
+    grid, max_points = opts.grid, opts.max_points
+    if opts.probe_data:
+        root = Path(opts.probe_data).expanduser()
         if not root.is_dir():
             raise DataError(f"data.probe_data: {root} is not a folder")
         if _labelled_frames(root) < 3:
             raise DataError(f"data.probe_data: {root} holds fewer than 3 labelled frames "
                             f"(sequences/SS/velodyne/*.bin with labels/*.label), which the SemanticKITTI probe needs")
         same = data_path is not None and root.resolve() == Path(data_path).resolve()  # the run's own files
-        conv = {k: (data_cfg.get(k) or "auto") if same else "auto" for k in ("label_format", "point_columns")}
+        conv = {k: opts[k] if same else "auto" for k in ("label_format", "point_columns")}
         return {"semantickitti_points": semantickitti_probe(root, grid, max_points=max_points,
                                                             source=f"--probe-data {root.resolve()}", **conv)}
     out = {"simulated_streets": simulated_streets_probe(cache_root() / "lidar" / "probe_streets", grid, max_points)}
     if data_path is not None and Path(data_path).is_dir() and not (Path(data_path) / "corpus.json").exists():
         if _labelled_frames(Path(data_path)) >= 3:
-            conv = {k: data_cfg.get(k) or "auto" for k in ("label_format", "point_columns")}
+            conv = {k: opts[k] for k in ("label_format", "point_columns")}
             out["semantickitti_points"] = semantickitti_probe(
                 data_path, grid, max_points=max_points,
                 source=f"labelled frames of --data {Path(data_path).resolve()}", **conv)

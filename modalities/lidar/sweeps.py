@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 from modalities.base import DataError, stratified_pick
 from modalities.lidar.readers import (SWEEP_SUFFIXES, Sweep, bin_columns, kitti_lidar_poses, notice, read_kitti_calib,
                                       read_kitti_poses, read_semantickitti_labels, read_sweep, resolve_label_format)
-from modalities.lidar.voxels import VoxelGrid, crop_to_range, grid_from_config, point_dict
+from modalities.lidar.options import LidarOptions
+from modalities.lidar.voxels import VoxelGrid, crop_to_range, point_dict
 
 __all__ = ["Frame", "LidarPairs", "collate_pairs", "configure_frames", "dataset_from_config", "frame_pairs",
            "index_frames", "load_frame", "relative_pose", "resolve_point_columns"]
@@ -167,14 +168,15 @@ def resolve_point_columns(frames: list[Frame], declared: Any = "auto") -> tuple[
 
 def configure_frames(frames: list[Frame], cfg: Mapping[str, Any] | None = None, where: str = "",
                      say: bool = True) -> tuple[list[Frame], dict[str, Any]]:
-    """``frames`` with their resolved ``data.point_columns`` and ``data.label_format`` (from ``cfg``, default
-    ``auto``), and those resolved values; each ``auto`` decision is printed in one line when ``say``."""
-    cfg = cfg or {}
-    columns, msg_c = resolve_point_columns(frames, cfg.get("point_columns", "auto"))
-    fmt, msg_l = resolve_label_format([f.label for f in frames if f.label is not None],
-                                      cfg.get("label_format", "auto"), where=where)
+    """``frames`` with their resolved ``data.point_columns`` and ``data.label_format`` (from the data options
+    ``cfg``, :class:`~modalities.lidar.options.LidarOptions` or a mapping of them), and those resolved values; each
+    ``auto`` decision is printed in one line when ``say``."""
+    opts = LidarOptions.of(cfg)
+    columns, msg_c = resolve_point_columns(frames, opts.point_columns)
+    fmt, msg_l = resolve_label_format([f.label for f in frames if f.label is not None], opts.label_format,
+                                      where=where)
     if say:
-        for declared, msg in ((cfg.get("point_columns", "auto"), msg_c), (cfg.get("label_format", "auto"), msg_l)):
+        for declared, msg in ((opts.point_columns, msg_c), (opts.label_format, msg_l)):
             if msg and declared in (None, "", "auto"):
                 notice(msg)
     resolved = {"point_columns": "auto" if columns is None else columns, "label_format": fmt}
@@ -226,8 +228,10 @@ class LidarPairs(Dataset):
     resolved values are in :attr:`resolved`).
     """
 
-    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
-                 val_fraction: float = 0.2, point_columns: Any = "auto", label_format: str = "auto") -> None:
+    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train",
+                 max_points: int = LidarOptions.max_points, val_fraction: float = LidarOptions.val_fraction,
+                 point_columns: Any = LidarOptions.point_columns, label_format: str = LidarOptions.label_format
+                 ) -> None:
         self.frames, self.resolved = configure_frames(
             index_frames(root, check_sizes=False), {"point_columns": point_columns, "label_format": label_format},
             str(root))
@@ -326,9 +330,11 @@ class LabelledFrames(Dataset):
     sparse-annotation protocol, and the only one that works when the training split holds a single frame.
     """
 
-    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train", max_points: int = 0,
-                 fractions: Sequence[float] = (0.8, 0.1, 0.1), num_classes: int = 19,
-                 label_unit: str = "frames", point_columns: Any = "auto", label_format: str = "auto") -> None:
+    def __init__(self, root: str | Path, grid: VoxelGrid, split: str = "train",
+                 max_points: int = LidarOptions.max_points, fractions: Sequence[float] = LidarOptions.split_fractions,
+                 num_classes: int = 19, label_unit: str = LidarOptions.label_unit,
+                 point_columns: Any = LidarOptions.point_columns, label_format: str = LidarOptions.label_format
+                 ) -> None:
         if label_unit not in ("frames", "points"):
             raise DataError(f"data.label_unit: 'frames' or 'points', not {label_unit!r}")
         self.label_unit, self.point_fraction, self.point_seed = label_unit, 1.0, 0
@@ -406,25 +412,25 @@ def collate_points(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def dataset_from_config(cfg: Mapping[str, Any], split: str) -> LidarPairs | LabelledFrames:
-    """The dataset of the data options ``cfg``; the resolved ``point_columns`` and ``label_format`` are written
-    back into ``cfg`` (a dict), so that the run's ``config.yaml`` holds them and later splits reuse them."""
-    path = cfg.get("path")
-    if not path:
+    """The dataset of the data options ``cfg`` (:class:`~modalities.lidar.options.LidarOptions` or a mapping of
+    them); when ``cfg`` is a mutable mapping, the resolved ``point_columns`` and ``label_format`` are written back
+    into it, so that the run's ``config.yaml`` holds them and later splits reuse them."""
+    opts = LidarOptions.of(cfg)
+    if not opts.path:
         raise DataError("data.path: no LiDAR data given")
-    conv = {"point_columns": cfg.get("point_columns", "auto"), "label_format": cfg.get("label_format", "auto")}
+    conv = {"point_columns": opts.point_columns, "label_format": opts.label_format}
     ds: LidarPairs | LabelledFrames
-    if cfg.get("labels"):
-        if cfg["labels"] != "points":
+    if opts.labels:
+        if opts.labels != "points":
             raise DataError(f"data.labels: LiDAR labels come from the per-point .label files: use 'points', "
-                            f"not {cfg['labels']!r}")
-        ds = LabelledFrames(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
-                            fractions=tuple(cfg.get("split_fractions") or (0.8, 0.1, 0.1)),
-                            label_unit=str(cfg.get("label_unit") or "frames"), **conv)
+                            f"not {opts.labels!r}")
+        ds = LabelledFrames(opts.path, opts.grid, split, max_points=opts.max_points, fractions=opts.split_fractions,
+                            label_unit=opts.label_unit, **conv)
     else:
         if split == "test":
             raise DataError("split: LiDAR pretraining pairs have train and val splits only")
-        ds = LidarPairs(path, grid_from_config(cfg), split, max_points=int(cfg.get("max_points", 0) or 0),
-                        val_fraction=float(cfg.get("val_fraction", 0.2)), **conv)
+        ds = LidarPairs(opts.path, opts.grid, split, max_points=opts.max_points, val_fraction=opts.val_fraction,
+                        **conv)
     if isinstance(cfg, MutableMapping):
         cfg.update(ds.resolved)
     return ds

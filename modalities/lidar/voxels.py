@@ -25,7 +25,8 @@ import torch
 
 from modalities.base import DataError
 
-__all__ = ["PRESETS", "VoxelGrid", "crop_to_range", "grid_from_config", "point_dict", "point_features", "voxelize"]
+__all__ = ["PRESETS", "VoxelGrid", "crop_to_range", "grid_from_config", "make_grid", "point_dict", "point_features",
+           "voxelize"]
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,29 @@ PRESETS: dict[str, VoxelGrid] = {
 }
 
 
-def grid_from_config(cfg: Mapping[str, Any]) -> VoxelGrid:
-    """``data.preset`` (kitti / nuscenes / waymo) with optional ``data.point_range`` / ``data.voxel_size`` overrides."""
-    name = cfg.get("preset", "kitti")
-    if name not in PRESETS:
-        raise DataError(f"data.preset: unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    base = PRESETS[name]
-    pr = tuple(float(v) for v in (cfg.get("point_range") or base.point_range))
-    vs = cfg.get("voxel_size") or base.voxel_size
+def make_grid(preset: str, point_range: Sequence[float] | None = None,
+              voxel_size: float | Sequence[float] | None = None) -> VoxelGrid:
+    """The ``preset``'s grid (kitti / nuscenes / waymo) with ``point_range`` / ``voxel_size`` (one size or three)
+    overriding its own; a one-line :class:`DataError` naming the ``data`` option that is wrong."""
+    if preset not in PRESETS:
+        raise DataError(f"data.preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    pr = tuple(float(v) for v in (point_range or base.point_range))
+    vs = voxel_size or base.voxel_size
     vs = (float(vs),) * 3 if isinstance(vs, (int, float)) else tuple(float(v) for v in vs)
     if len(pr) != 6 or not all(pr[i] < pr[i + 3] for i in range(3)):
         raise DataError(f"data.point_range: needs [x_min, y_min, z_min, x_max, y_max, z_max] with min < max, got {pr}")
     if len(vs) != 3 or min(vs) <= 0:
         raise DataError(f"data.voxel_size: needs 3 positive sizes (x, y, z), got {vs}")
     return VoxelGrid(pr, vs)  # type: ignore[arg-type]
+
+
+def grid_from_config(cfg: Mapping[str, Any]) -> VoxelGrid:
+    """The grid of the data options ``cfg`` (a :class:`~modalities.lidar.options.LidarOptions` or a mapping of
+    them): ``data.preset`` with optional ``data.point_range`` / ``data.voxel_size`` overrides."""
+    from modalities.lidar.options import LidarOptions  # options.py builds on make_grid
+
+    return LidarOptions.of(cfg).grid
 
 
 def crop_to_range(xyz: np.ndarray | torch.Tensor, grid: VoxelGrid) -> np.ndarray | torch.Tensor:

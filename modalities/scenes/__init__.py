@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
 from modalities.scenes.dataset import SceneDataset, split_scenes
+from modalities.scenes.options import ScenesOptions
 from modalities.scenes.points import ViewAugment, collate_points
 from modalities.scenes.probes import check_probe_options, probe_targets
 from modalities.scenes.readers import index_scenes
@@ -24,16 +25,12 @@ from modalities.scenes.simulate import simulate_corpus
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SceneDataset:
-    check_probe_options(data_cfg)  # a renamed probe option fails before training, not after it
-    path = data_cfg.get("path")
-    if not path:
+    opts = check_probe_options(data_cfg)  # a renamed probe option fails before training, not after it
+    if not opts.path:
         raise DataError("data.path: no scenes given")
-    paths = split_scenes(index_scenes(path), split, float(data_cfg.get("val_fraction", 0.1)))
-    aug = ViewAugment.from_config(data_cfg.get("augment"))
-    radius = data_cfg.get("normal_radius")
-    return SceneDataset(paths, float(data_cfg.get("grid_size", 0.02)), views=views, augment=aug,
-                        repeat=int(data_cfg.get("repeat", 1)) if split == "train" else 1,
-                        normal_radius=float(radius) if radius else None)
+    paths = split_scenes(index_scenes(opts.path), split, opts.val_fraction)
+    return SceneDataset(paths, opts.grid_size, views=views, augment=ViewAugment.from_config(opts.augment),
+                        repeat=opts.repeat if split == "train" else 1, normal_radius=opts.normal_radius or None)
 
 
 def default_data(cache_dir: Path) -> Path:
@@ -51,6 +48,7 @@ MODALITY = Modality(
     sample_kind="points",
     view_augmentations=True,
     collate=collate_points,
+    options=ScenesOptions,
 )
 
 __all__ = ["MODALITY", "build_dataset", "default_data"]

@@ -12,6 +12,8 @@ fallback, so one encoder reads every format.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from modalities.base import DataError
+from modalities.options import coerce
 from modalities.scenes.readers import Scene
 
 __all__ = ["FEAT_CHANNELS", "ViewAugment", "collate_points", "estimate_normals", "grid_coords", "grid_sample",
@@ -172,35 +175,41 @@ class ViewAugment:
     mirrored in x with probability ``flip``, jittered by ``N(0, jitter^2)`` metres (clipped at 5 sigma), and its
     colour changed by a brightness shift ``U(-b, b)``, a contrast factor ``U(1 - c, 1 + c)`` and per-point noise
     ``N(0, colour_noise^2)`` (``colour_jitter = (b, c)``, clipped to [0, 1]). Normals follow the rotation and flip.
+
+    The fields are the options of ``data.augment`` (:class:`~modalities.scenes.options.ScenesOptions`), their
+    defaults the values real runs use.
     """
 
-    crop: tuple[float, float] = (0.6, 1.0)
-    max_points: int = 40000
-    shift: float = 0.5
-    rotate: float = float(np.pi)
-    tilt: float = float(np.pi / 64)
+    crop: tuple[float, float] = (0.6, 1.0)  # share of the scene's voxels in each view
+    max_points: int = 80000  # voxels per view at most
+    shift: float = 0.5  # offset between the two views' crop centres, x the crop radius x (1 - crop[0])
+    rotate: float = 3.1416  # about z, radians
+    tilt: float = 0.049  # about x and y, radians (pi / 64)
     scale: tuple[float, float] = (0.9, 1.1)
-    flip: float = 0.5
-    jitter: float = 0.005
-    colour_jitter: tuple[float, float] = (0.1, 0.2)
+    flip: float = 0.5  # probability of mirroring in x
+    jitter: float = 0.005  # metres
+    colour_jitter: tuple[float, float] = (0.1, 0.2)  # brightness shift, contrast factor range
     colour_noise: float = 0.02
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "ViewAugment":
+        """The augmentation of ``data.augment`` (a mapping; missing options take the field defaults): an unknown
+        option, a value of the wrong type or a bad crop / size is a one-line error naming it."""
         cfg = dict(cfg or {})
-        known = set(cls.__dataclass_fields__)
+        hints = typing.get_type_hints(cls)
         for k in cfg:
-            if k not in known:
-                raise DataError(f"data.augment.{k}: unknown option; known: {', '.join(sorted(known))}")
-        for k in ("crop", "scale", "colour_jitter"):
-            if k in cfg:
-                cfg[k] = tuple(float(v) for v in cfg[k])
-        aug = cls(**cfg)
+            if k not in hints:
+                raise DataError(f"data.augment.{k}: unknown option; known: {', '.join(sorted(hints))}")
+        aug = cls(**{k: coerce(v, hints[k], f"data.augment.{k}") for k, v in cfg.items()})
         if not 0 < aug.crop[0] <= aug.crop[1] <= 1:
             raise DataError(f"data.augment.crop: need 0 < low <= high <= 1, got {list(aug.crop)}")
         if aug.max_points < 1:
             raise DataError(f"data.augment.max_points: must be >= 1, got {aug.max_points}")
         return aug
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain YAML values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def view_size(self, m: int, rng: np.random.Generator) -> int:
         """Points in a view of a scene of ``m`` points: ``round(f * m)``, ``f ~ U(crop)``, at most ``max_points``."""

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
+from modalities.scenes.options import OUTDOOR_GRID, ScenesOptions
 from modalities.scenes.points import ViewAugment, point_dict, prepare_scene
 from modalities.scenes.readers import (SEMANTICKITTI_CLASSES, SENSATURBAN_CLASSES, index_scenes, read_scene)
 
@@ -36,15 +37,15 @@ __all__ = ["SENSATURBAN_CROP", "KITTI_FRAMES", "PROBE_DENSITY", "PROBE_SEED",
 
 SENSATURBAN_CROP = "sensaturban/birmingham_block_0_0002.bin"
 KITTI_FRAMES = "semantickitti/sequences/00/velodyne"
-OUTDOOR_GRID = {"sensaturban": 0.1, "semantickitti": 0.2}  # metres; 2 cm indoor voxels would be ~10^6 per frame
 PROBE_SEED = 7001      # the simulated probe rooms; the embedded training corpus uses seed 0
 PROBE_DENSITY = 800.0  # points per m^2, the embedded training corpus's density (modalities.scenes.default_data)
-PROBES = ("rooms", "corpus", "sensaturban", "semantickitti")
 
 
-def check_probe_options(data_cfg: Mapping[str, Any]) -> None:
-    """One-line :class:`DataError` for a probe folder that is missing or given under an earlier option name."""
+def check_probe_options(data_cfg: Mapping[str, Any]) -> ScenesOptions:
+    """The typed data options of ``data_cfg``; a one-line :class:`DataError` for a probe folder that is missing or
+    given under an earlier option name (checked first: such a name is otherwise only an unknown option)."""
     probe_folder(data_cfg)
+    return ScenesOptions.of(data_cfg)
 
 
 def class_ids(labels: Sequence[Any]) -> list[int]:
@@ -127,7 +128,8 @@ def semantickitti_probe(velodyne_dir: str | Path, train: Sequence[str] = ("00000
                              source or f"SemanticKITTI frames {velodyne_dir.resolve()}")
 
 
-def corpus_probe(root: str | Path, grid_size: float, max_scenes: int = 6, max_points: int = 20000,
+def corpus_probe(root: str | Path, grid_size: float, max_scenes: int = ScenesOptions.probe_scenes,
+                 max_points: int = ScenesOptions.probe_max_points,
                  class_names: Sequence[str] = (), source: str = "") -> ProbeSet | None:
     """Labelled scenes of a corpus: the first two thirds of (at most ``max_scenes``) labelled scenes train, the
     rest test; each scene is cropped to its ``max_points`` points nearest its centre. None if fewer than two scenes
@@ -161,7 +163,8 @@ def _span(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
-def simulated_rooms_probe(cache_dir: str | Path, grid_size: float, n_rooms: int = 3, max_points: int = 20000,
+def simulated_rooms_probe(cache_dir: str | Path, grid_size: float, n_rooms: int = ScenesOptions.probe_rooms,
+                          max_points: int = ScenesOptions.probe_max_points,
                           seed: int = PROBE_SEED, density: float = PROBE_DENSITY) -> ProbeSet:
     """Rooms ``0 .. n_rooms - 1`` of the room simulator with ``seed`` (built once into ``cache_dir``,
     :func:`~modalities.scenes.simulate.simulate_corpus`), per-point labels the simulator's classes
@@ -201,30 +204,23 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
     holds none); without it, the simulated rooms, plus the labelled scenes of a real ``--data``."""
     from modalities.base import cache_root
 
-    check_probe_options(data_cfg)
-    names = list(data_cfg.get("probes") or PROBES)
-    for name in names:
-        if name not in PROBES:
-            raise DataError(f"data.probes: unknown probe {name!r} ({', '.join(PROBES)})")
-    grid = float(data_cfg.get("grid_size", 0.02))
-    grids = {**OUTDOOR_GRID, **dict(data_cfg.get("probe_grid_size") or {})}
-    max_points = int(data_cfg.get("probe_max_points", 20000))
+    opts = check_probe_options(data_cfg)
+    names, grid, grids, max_points = opts.probes, opts.grid_size, opts.probe_grid_size, opts.probe_max_points
     out: dict[str, ProbeSet] = {}
-    probe_data = data_cfg.get("probe_data")
-    if probe_data:
-        root = Path(probe_data).expanduser()
+    if opts.probe_data:
+        root = Path(opts.probe_data).expanduser()
         if not root.exists():
             raise DataError(f"data.probe_data: {root} does not exist")
         source = f"--probe-data {root.resolve()}"
         layouts = {"sensaturban": root / SENSATURBAN_CROP, "semantickitti": root / KITTI_FRAMES / "000002.bin"}
         if "sensaturban" in names and layouts["sensaturban"].is_file():
-            out["sensaturban"] = sensaturban_probe(root / SENSATURBAN_CROP, float(grids["sensaturban"]), source)
+            out["sensaturban"] = sensaturban_probe(root / SENSATURBAN_CROP, grids["sensaturban"], source)
         if "semantickitti" in names and layouts["semantickitti"].is_file():
-            out["semantickitti"] = semantickitti_probe(root / KITTI_FRAMES, grid_size=float(grids["semantickitti"]),
+            out["semantickitti"] = semantickitti_probe(root / KITTI_FRAMES, grid_size=grids["semantickitti"],
                                                        source=source)
         if "corpus" in names and not any(f.is_file() for f in layouts.values()):  # a folder of labelled scenes
             try:
-                ps = corpus_probe(root, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)),
+                ps = corpus_probe(root, grid, max_scenes=opts.probe_scenes,
                                   max_points=max_points, source=source)
             except DataError as e:  # no scenes at all: say which option pointed there
                 raise DataError(f"data.probe_data: {e}") from None
@@ -235,9 +231,9 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None) -> dict[s
         return out
     if "rooms" in names:
         out["rooms"] = simulated_rooms_probe(cache_root() / "scenes" / "probe_rooms", grid,
-                                             n_rooms=int(data_cfg.get("probe_rooms", 3)), max_points=max_points)
+                                             n_rooms=opts.probe_rooms, max_points=max_points)
     if "corpus" in names and data_path is not None and not (Path(data_path) / "corpus.json").is_file():
-        ps = corpus_probe(data_path, grid, max_scenes=int(data_cfg.get("probe_scenes", 6)), max_points=max_points,
+        ps = corpus_probe(data_path, grid, max_scenes=opts.probe_scenes, max_points=max_points,
                           source=f"labelled scenes of --data {Path(data_path).resolve()}")
         if ps is not None:
             out["corpus"] = ps
