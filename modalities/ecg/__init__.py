@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
 from modalities.ecg.leads import LEADS_12, lead_alias
+from modalities.ecg.options import EcgOptions
 from modalities.ecg.probes import probe_targets
 from modalities.ecg.simulate import simulate_corpus
 from modalities.signals.index import index_records
@@ -19,36 +20,32 @@ from modalities.signals.windows import SignalWindows
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SignalWindows:
-    path = data_cfg.get("path")
-    if not path:
+    opts = EcgOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no ECG data given")
-    leads = list(data_cfg.get("leads") or LEADS_12)
+    leads = list(opts.leads)
     unknown = [l for l in leads if l not in LEADS_12]
-    if unknown:
-        raise DataError(f"data.leads: unknown lead {unknown[0]!r}; leads: {', '.join(LEADS_12)}")
-    band = data_cfg.get("band")
-    if data_cfg.get("labels"):  # fine-tuning: labelled windows (annotations or a per-record table)
+    if unknown or not leads:
+        what = f"unknown lead {unknown[0]!r}" if unknown else "no lead given"
+        raise DataError(f"data.leads: {what}; leads: {', '.join(LEADS_12)}")
+    if opts.labels:  # fine-tuning: labelled windows (annotations or a per-record table)
         from modalities.ecg.probes import lead_mapping, preprocess_window
         from modalities.signals.labelled import labelled_windows
 
-        fs, window_s = float(data_cfg.get("fs", 500)), float(data_cfg.get("window_s", 10.0))
-        clip, bounds = data_cfg.get("clip", 5.0), tuple(band) if band else None
-
         def read(info: Any, start_s: float) -> Any:
-            return preprocess_window(info, start_s, window_s, lead_mapping(info, leads), fs, len(leads), bounds, clip)
+            return preprocess_window(info, start_s, opts.window_s, lead_mapping(info, leads), opts.fs, len(leads),
+                                     opts.band, opts.clip)
 
-        return labelled_windows(data_cfg, index_records(path), read, split, window_s)
+        return labelled_windows(opts, index_records(opts.path), read, split, opts.window_s)
     view_transform = None
     if views:
         from modalities.signals.augment import BiosignalAugment
 
         view_transform = BiosignalAugment(p_channel_permute=0.0)  # lead order carries anatomy in ECG
     return SignalWindows(
-        index_records(path), channels=leads, fs=float(data_cfg.get("fs", 500)),
-        window_s=float(data_cfg.get("window_s", 10.0)), split=split,
-        val_fraction=float(data_cfg.get("val_fraction", 0.1)), channel_aliases=lead_alias,
-        band=tuple(band) if band else None, clip=data_cfg.get("clip", 5.0), random_crop=(split == "train"),
-        views=views, view_transform=view_transform, view_source=str(data_cfg.get("view_source", "window")),
+        index_records(opts.path), channels=leads, fs=opts.fs, window_s=opts.window_s, split=split,
+        val_fraction=opts.val_fraction, channel_aliases=lead_alias, band=opts.band, clip=opts.clip,
+        random_crop=(split == "train"), views=views, view_transform=view_transform, view_source=opts.view_source,
     )
 
 
@@ -66,4 +63,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="signal",
     view_augmentations=True,
+    options=EcgOptions,
 )

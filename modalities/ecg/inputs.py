@@ -13,14 +13,15 @@ from typing import Sequence
 import numpy as np
 
 from modalities.ecg.leads import LEADS_12, lead_alias
+from modalities.ecg.options import EcgOptions
 from modalities.signals import preprocess
 from modalities.signals.preprocess import Band
 from modalities.signals.record import RecordInfo
 
 __all__ = ["Band", "DEFAULT_BAND", "DEFAULT_CLIP", "lead_mapping", "preprocess_window"]
 
-DEFAULT_BAND: Band = (0.5, 100.0)
-DEFAULT_CLIP: float | None = 5.0
+DEFAULT_BAND: Band = EcgOptions.band  # the probe builders' defaults: the data options' (modalities/ecg/options.py)
+DEFAULT_CLIP: float | None = EcgOptions.clip
 
 
 def preprocess_window(

@@ -49,11 +49,10 @@ from modalities.ecg.beats import BEAT_SYMBOLS, MIN_CLASS_COUNT, BeatSelection, b
 from modalities.ecg.identity import (IDENTITY_KNN_K, IDENTITY_LEAD_PREFERENCE, IDENTITY_SLOT, IdentityWindow,
                                      identity_windows, record_identity_probe)
 from modalities.ecg.inputs import DEFAULT_BAND, DEFAULT_CLIP, Band, lead_mapping, preprocess_window
-from modalities.ecg.leads import LEADS_12
+from modalities.ecg.options import EcgOptions
 from modalities.ecg.simulated_probes import (HR_TRAIN_SUBJECTS, HR_WINDOW_S, PROBE_DURATION_S, PROBE_FS, PROBE_SEED,
                                              PROBE_SUBJECTS, heart_rate_probe, simulated_probe_corpus,
                                              subject_identity_probe)
-from modalities.signals import probes as kit
 
 __all__ = [
     "BEAT_SYMBOLS",
@@ -96,20 +95,18 @@ def probe_targets(
     out. No folder: ``{"subject_identity": ..., "heart_rate": ...}`` on the ECGSYN probe subjects
     (:func:`simulated_probe_corpus`, cached under ``cache_root()/ecg``).
 
-    ``data_cfg`` gives ``fs``, optionally ``probe_window_s`` / ``probe_stride_s`` (identity windows, default
-    2.5 s / half of it), ``probe_identity_folds`` (default 3; null or 0 for the fixed split) and, when present,
-    ``leads``, ``band`` and ``clip``, so probe inputs match the pretraining inputs. ``data_path`` is not used.
+    ``data_cfg`` (:class:`~modalities.ecg.options.EcgOptions`, or a mapping of some of its options) gives ``fs``,
+    ``leads``, ``band`` and ``clip``, so probe inputs match the pretraining inputs, ``probe_window_s`` /
+    ``probe_stride_s`` (identity windows) and ``probe_identity_folds`` (null or 0 for the fixed split).
+    ``data_path`` is not used.
     Every set's ``source`` says where its data came from.
     """
     root = probe_folder(data_cfg, signals_root)
-    fs = float(data_cfg.get("fs", 500))
+    opts = EcgOptions.of(data_cfg)
     # Identity windows of 2.5 s (1.25 s stride) give every record, even the 38 s PTB one, >= 9 test windows;
     # with 10 s windows the test set was 13/13/13/1 and one window moved balanced accuracy by 0.25.
-    window_s = float(data_cfg.get("probe_window_s", 2.5))
-    stride_s = float(data_cfg.get("probe_stride_s", window_s / 2))
-    leads = tuple(data_cfg.get("leads") or LEADS_12)
-    band, clip = kit.window_options(data_cfg, DEFAULT_BAND, DEFAULT_CLIP)
-    folds = kit.folds_option(data_cfg, "probe_identity_folds", 3)
+    fs, window_s, stride_s, leads = opts.fs, opts.probe_window_s, opts.probe_stride(), tuple(opts.leads)
+    band, clip, folds = opts.band, opts.clip, opts.probe_identity_folds or None
     probes: dict[str, ProbeSet] = {}
     if root is None:
         sim = simulated_probe_corpus()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
+from modalities.eeg.options import EegOptions
 from modalities.eeg.probes import probe_targets
 from modalities.eeg.recordings import index_eeg
 from modalities.eeg.simulate import simulate_corpus
@@ -20,31 +21,27 @@ from modalities.eeg.windows import EEGWindows
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> EEGWindows:
-    path = data_cfg.get("path")
-    if not path:
+    opts = EegOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no EEG data given")
     if views:
         raise DataError("objective: EEG samples have no augmented views; use vq_reconstruction or jepa")
-    band = data_cfg.get("band")
-    if data_cfg.get("labels"):  # fine-tuning: labelled windows (annotated events or a per-record table)
-        return _labelled(data_cfg, path, split, tuple(band) if band else None)
+    if opts.labels:  # fine-tuning: labelled windows (annotated events or a per-record table)
+        return _labelled(opts, split)
     return EEGWindows(
-        index_eeg(path), fs=float(data_cfg.get("fs", 128)), window_s=float(data_cfg.get("window_s", 4.0)),
-        n_channels=int(data_cfg.get("n_channels", 4)), split=split,
-        val_fraction=float(data_cfg.get("val_fraction", 0.1)), band=tuple(band) if band else None,
-        notch_hz=tuple(data_cfg.get("notch_hz") or ()), reref_min_channels=int(data_cfg.get("reref_min_channels", 8)),
-        clip=data_cfg.get("clip", 10.0), random_crop=(split == "train"),
+        index_eeg(opts.path), fs=opts.fs, window_s=opts.window_s, n_channels=opts.n_channels, split=split,
+        val_fraction=opts.val_fraction, band=opts.band, notch_hz=tuple(opts.notch_hz or ()),
+        reref_min_channels=opts.reref_min_channels, clip=opts.clip, random_crop=(split == "train"),
     )
 
 
-def _labelled(data_cfg: Mapping[str, Any], path: str, split: str, band: tuple[float, float] | None) -> Any:
+def _labelled(opts: EegOptions, split: str) -> Any:
     """Labelled windows on ``data.channels`` (default: every EEG channel of each recording)."""
     from modalities.eeg.recordings import eeg_record, read_eeg_window
     from modalities.signals.labelled import labelled_windows
 
-    fs, window_s = float(data_cfg.get("fs", 128)), float(data_cfg.get("label_window_s") or data_cfg.get("window_s", 4.0))
-    channels = data_cfg.get("channels")
-    recordings = {r.info.path: r for r in index_eeg(path)}
+    window_s, channels = opts.label_window_s or opts.window_s, opts.channels
+    recordings = {r.info.path: r for r in index_eeg(opts.path)}
 
     def read(info: Any, start_s: float) -> Any:
         rec = recordings.get(info.path) or eeg_record(info)
@@ -54,11 +51,10 @@ def _labelled(data_cfg: Mapping[str, Any], path: str, split: str, band: tuple[fl
             if missing:
                 raise DataError(f"{info.path}: no channel {missing[0]!r} for data.channels")
             rows = [rec.names.index(c) for c in channels]
-        return read_eeg_window(rec, start_s, window_s, fs, band=band, notch_hz=tuple(data_cfg.get("notch_hz") or ()),
-                               reref_min_channels=int(data_cfg.get("reref_min_channels", 8)),
-                               clip=data_cfg.get("clip", 10.0), rows=rows)
+        return read_eeg_window(rec, start_s, window_s, opts.fs, band=opts.band, notch_hz=tuple(opts.notch_hz or ()),
+                               reref_min_channels=opts.reref_min_channels, clip=opts.clip, rows=rows)
 
-    return labelled_windows(data_cfg, [r.info for r in recordings.values()], read, split, window_s)
+    return labelled_windows(opts, [r.info for r in recordings.values()], read, split, window_s)
 
 
 def default_data(cache_dir: Path) -> Path:
@@ -75,4 +71,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="signal",
     view_augmentations=False,
+    options=EegOptions,
 )

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
+from modalities.eeg.options import EegOptions
 from modalities.eeg.recordings import EEGRecord, eeg_record, index_eeg, read_eeg_window, read_events
 from modalities.signals import probes as kit
 from modalities.signals.index import index_records
@@ -295,16 +296,15 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     ``{"motor_imagery_3class": ...}`` (:func:`simulated_motor_imagery_probe` on :func:`simulated_probe_corpus`,
     cached under ``cache_root()/eeg``).
 
-    ``data_cfg`` gives ``fs``, the preprocessing options, ``probe_embedding`` and, for the real run,
-    ``probe_window_s`` (default 1.25 s), ``probe_folds`` (default 6) and ``probe_identity_folds`` (default 3);
-    ``data_path`` is not used. Every set's ``source`` says where its data came from.
+    ``data_cfg`` (:class:`~modalities.eeg.options.EegOptions`, or a mapping of some of its options) gives ``fs``, the
+    preprocessing options, ``probe_embedding`` and, for the real run, ``probe_window_s``, ``probe_folds`` and
+    ``probe_identity_folds``; ``data_path`` is not used. Every set's ``source`` says where its data came from.
     """
     root = probe_folder(data_cfg, signals_root)
-    fs = float(data_cfg.get("fs", 128))
-    band, clip = kit.window_options(data_cfg, (0.5, 45.0), 10.0)
-    read = {"band": band, "notch_hz": tuple(data_cfg.get("notch_hz", (50.0, 60.0)) or ()),
-            "reref_min_channels": int(data_cfg.get("reref_min_channels", 8)), "clip": clip}
-    embedding = str(data_cfg.get("probe_embedding", "channels"))
+    opts = EegOptions.of(data_cfg)
+    fs, embedding = opts.fs, opts.probe_embedding
+    read = {"band": opts.band, "notch_hz": tuple(opts.notch_hz or ()), "reref_min_channels": opts.reref_min_channels,
+            "clip": opts.clip}
     probes: dict[str, ProbeSet] = {}
     if root is None:
         probes["motor_imagery_3class"] = simulated_motor_imagery_probe(simulated_probe_corpus(), fs=fs,
@@ -313,14 +313,13 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     source = f"--probe-data {root}"
     if (root / MOTOR_RUN).is_file():
         probes["motor_imagery"] = motor_imagery_probe(root / MOTOR_RUN, fs=fs,
-                                                      window_s=float(data_cfg.get("probe_window_s", 1.25)),
-                                                      folds=kit.folds_option(data_cfg, "probe_folds", 6),
+                                                      window_s=opts.probe_window_s, folds=opts.probe_folds or None,
                                                       embedding=embedding, **read)
     records = index_eeg(root / "eeg") if (root / "eeg").is_dir() else []
     records += [text_record(p) for p in sorted((root / "sleep").glob("*Hz.txt"))] if (root / "sleep").is_dir() else []
     if len(records) >= 2:
         probes["record_identity"] = record_identity_probe(
-            records, fs=fs, folds=kit.folds_option(data_cfg, "probe_identity_folds", 3), **read)
+            records, fs=fs, folds=opts.probe_identity_folds or None, **read)
     for ps in probes.values():
         ps.source = source
     return probes

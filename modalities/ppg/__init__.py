@@ -19,10 +19,10 @@ from typing import Any, Mapping
 
 from modalities.base import DataError, Modality
 from modalities.ppg.heartpy_data import HEARTPY_FILES, heartpy_data_dir
+from modalities.ppg.options import PpgOptions
 from modalities.ppg.probes import ppg_channel, ppg_records, probe_targets
 from modalities.signals.windows import SignalWindows
 
-PPG_CHANNELS = ("PPG",)
 # Canonical channels a PPG dataset can carry: the PPG itself and, for the cross-modal objective on records that
 # hold both (Challenge 2015: II, V, PLETH), the record's first ECG lead.
 KNOWN_CHANNELS = ("PPG", "ECG")
@@ -43,12 +43,11 @@ class PPGChannelAlias:
         return "ECG" if lead_alias(name) is not None else None
 
 
-def _augment(data_cfg: Mapping[str, Any]):
+def _augment(opts: PpgOptions):
     from modalities.signals.augment import BiosignalAugment
 
-    options = dict(data_cfg.get("augment") or {})
     try:
-        return BiosignalAugment(**options)
+        return BiosignalAugment(**opts.augment)
     except TypeError as exc:
         raise DataError(f"data.augment: {exc}") from None
     except ValueError as exc:  # BiosignalAugment names the option already
@@ -56,26 +55,22 @@ def _augment(data_cfg: Mapping[str, Any]):
 
 
 def build_dataset(data_cfg: Mapping[str, Any], split: str, views: int = 0) -> SignalWindows:
-    path = data_cfg.get("path")
-    if not path:
+    opts = PpgOptions.of(data_cfg)
+    if not opts.path:
         raise DataError("data.path: no PPG data given")
-    channels = tuple(data_cfg.get("channels") or PPG_CHANNELS)
+    channels = tuple(opts.channels)
     if not channels or channels[0] != "PPG" or len(set(channels)) != len(channels) or not set(channels) <= set(
             KNOWN_CHANNELS):
         raise DataError(f"data.channels: must be [PPG] or [PPG, ECG] (ECG for the cross_modal objective), "
                         f"got {list(channels)}")
-    csv_fs = data_cfg.get("csv_fs")
-    records = ppg_records(path, csv_fs=float(csv_fs) if csv_fs else None)
+    records = ppg_records(opts.path, csv_fs=opts.csv_fs or None)
     names = frozenset(c for c in (ppg_channel(r) for r in records) if c is not None)
     if not names:
-        raise DataError(f"{path}: no record has a PPG channel (PLETH / PPG / BVP, or a one-column CSV file)")
-    band = data_cfg.get("band")
+        raise DataError(f"{opts.path}: no record has a PPG channel (PLETH / PPG / BVP, or a one-column CSV file)")
     return SignalWindows(
-        records, channels=channels, fs=float(data_cfg.get("fs", 64)), window_s=float(data_cfg.get("window_s", 60.0)),
-        split=split, val_fraction=float(data_cfg.get("val_fraction", 0.1)), channel_aliases=PPGChannelAlias(names),
-        band=tuple(band) if band else None, clip=data_cfg.get("clip", 5.0), random_crop=(split == "train"),
-        views=views, view_transform=_augment(data_cfg) if views else None,
-        view_source=str(data_cfg.get("view_source", "record")),
+        records, channels=channels, fs=opts.fs, window_s=opts.window_s, split=split, val_fraction=opts.val_fraction,
+        channel_aliases=PPGChannelAlias(names), band=opts.band, clip=opts.clip, random_crop=(split == "train"),
+        views=views, view_transform=_augment(opts) if views else None, view_source=opts.view_source,
     )
 
 
@@ -105,4 +100,5 @@ MODALITY = Modality(
     probe_targets=probe_targets,
     sample_kind="signal",
     view_augmentations=True,
+    options=PpgOptions,
 )

@@ -40,6 +40,7 @@ import numpy as np
 
 from modalities.base import DataError, ProbeSet, probe_folder
 from modalities.ppg.heartpy_data import heartpy_data_dir
+from modalities.ppg.options import PpgOptions
 from modalities.signals import preprocess
 from modalities.signals import probes as kit
 from modalities.signals.index import index_records
@@ -62,9 +63,10 @@ __all__ = [
     "record_identity_probe",
 ]
 
-DEFAULT_FS = 64.0
-DEFAULT_BAND: Band = (0.5, 8.0)
-DEFAULT_CLIP: float | None = 5.0
+# the probe builders' defaults: the data options' (modalities/ppg/options.py)
+DEFAULT_FS: float = PpgOptions.fs
+DEFAULT_BAND: Band = PpgOptions.band
+DEFAULT_CLIP: float | None = PpgOptions.clip
 HR_RANGE_BPM = (30.0, 220.0)
 # Rate of HeartPy's data.csv, which states none (one headerless column; 100 Hz in HeartPy's examples).
 HEADERLESS_FS = 100.0
@@ -274,18 +276,16 @@ def probe_targets(data_cfg: Mapping[str, Any], data_path: Path | None,
     probes on the three HeartPy recordings inside the installed ``heartpy`` package (``{}`` with a warning when it is
     not installed).
 
-    ``data_cfg`` gives ``fs``, ``band``, ``clip`` (so probe inputs match the pretraining inputs) and optionally
-    ``probe_window_s`` (default 8 s: the shortest HeartPy recording lasts 25 s), ``probe_stride_s`` (default
-    2 s) and ``probe_identity_folds`` (default null: the fixed split; K: identity cross-validated over K blocks).
-    ``data_path`` is not used. Every set's ``source`` says where its data came from.
+    ``data_cfg`` (:class:`~modalities.ppg.options.PpgOptions`, or a mapping of some of its options) gives ``fs``,
+    ``band``, ``clip`` (so probe inputs match the pretraining inputs), ``probe_window_s``, ``probe_stride_s`` and
+    ``probe_identity_folds`` (null: the fixed split; K: identity cross-validated over K blocks). ``data_path`` is
+    not used. Every set's ``source`` says where its data came from.
     """
     root = probe_folder(data_cfg, signals_root)
-    fs = float(data_cfg.get("fs", DEFAULT_FS))
-    window_s = float(data_cfg.get("probe_window_s", 8.0))
-    stride_s = float(data_cfg.get("probe_stride_s", 2.0))
-    band, clip = kit.window_options(data_cfg, DEFAULT_BAND, DEFAULT_CLIP)
+    opts = PpgOptions.of(data_cfg)
+    fs, window_s, stride_s, band, clip = opts.fs, opts.probe_window_s, opts.probe_stride(), opts.band, opts.clip
     # Identity keeps the fixed split by default (the PPG results were measured with it); blocked folds on request.
-    identity_folds = kit.folds_option(data_cfg, "probe_identity_folds", None)
+    identity_folds = opts.probe_identity_folds or None
     if root is not None:
         records_root, sources, source = root, PROBE_SOURCES, f"--probe-data {root}"
     else:

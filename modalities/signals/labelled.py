@@ -27,7 +27,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from modalities.base import DataError
 from modalities.signals.annotations import read_annotations
+from modalities.signals.options import SignalOptions
 from modalities.signals.record import RecordInfo
 
 ID_COLUMNS = ("record", "record_id", "record_name", "ecg_id", "filename_hr", "filename_lr", "filename", "file", "id")
@@ -250,23 +251,19 @@ class LabelledSignalWindows(Dataset):
         return np.array([it.target for it in self.items], dtype=np.float32).reshape(len(self.items), -1)
 
 
-def labelled_windows(data_cfg: Mapping[str, Any], records: Sequence[RecordInfo], read: Reader, split: str,
+def labelled_windows(opts: SignalOptions, records: Sequence[RecordInfo], read: Reader, split: str,
                      window_s: float) -> LabelledSignalWindows:
-    """The labelled dataset a modality's ``build_dataset`` returns when ``data.labels`` is set."""
-    targets = data_cfg.get("targets")
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    """The labelled dataset a modality's ``build_dataset`` returns when ``data.labels`` is set (``opts``: the
+    modality's options)."""
+    targets = list(opts.targets)
     if not targets:
         raise DataError("data.targets: name the classes (annotation labels) or label columns to predict")
-    source = str(data_cfg["labels"])
+    source = str(opts.labels)
     if source == "events":
-        stride = data_cfg.get("event_stride_s")
-        items = annotation_windows(records, targets, window_s, float(stride) if stride is not None else None)
+        items = annotation_windows(records, targets, window_s, opts.event_stride_s)
     else:
-        statements = data_cfg.get("statements")
-        items = table_windows(records, Path(source).expanduser(), targets, window_s, data_cfg.get("id_column"),
-                              data_cfg.get("label_column"), data_cfg.get("subject_column"),
-                              Path(statements).expanduser() if statements else None,
-                              int(data_cfg.get("max_windows_per_record", 10)))
-    fractions = tuple(data_cfg.get("split_fractions") or (0.8, 0.1, 0.1))
-    return LabelledSignalWindows(items, read, float(data_cfg.get("fs", 0) or 0), split, fractions,
-                                 int(data_cfg.get("split_seed") or 0), window_s)
+        items = table_windows(records, Path(source).expanduser(), targets, window_s, opts.id_column,
+                              opts.label_column, opts.subject_column,
+                              Path(opts.statements).expanduser() if opts.statements else None,
+                              opts.max_windows_per_record)
+    return LabelledSignalWindows(items, read, opts.fs, split, opts.split_fractions, opts.split_seed, window_s)

@@ -10,7 +10,6 @@
   The modalities choose the channel of each record and read its windows (their own preprocessing).
 - Simulated probe corpora (:func:`probe_corpus_dir`, :func:`simulated_source`): where a modality's simulated probe
   subjects are cached and how a probe set names them as its source.
-- Options of ``data_cfg`` shared by the probe builders (:func:`window_options`, :func:`folds_option`).
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from modalities.base import DataError, ProbeSet, cache_root
-from modalities.signals.preprocess import Band
 from modalities.signals.windows import probe_part_starts
 
-__all__ = ["ProbeWindow", "corpus_meta", "folds_option", "identity_probe_set", "identity_windows", "part_names",
-           "part_windows", "probe_corpus_dir", "simulated_source", "window_options"]
+__all__ = ["ProbeWindow", "corpus_meta", "identity_probe_set", "identity_windows", "part_names", "part_windows",
+           "probe_corpus_dir", "simulated_source"]
 
 
 @dataclass(frozen=True)
@@ -132,17 +130,3 @@ def simulated_source(root: str | Path, what: str, kind: str) -> str:
                 f"not in the training default")
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{Path(root) / 'corpus.json'}: not a simulated {kind} corpus ({exc})") from None
-
-
-def window_options(data_cfg: Mapping[str, Any], band: Band, clip: float | None) -> tuple[Band, float | None]:
-    """``(band, clip)`` of the probe inputs from ``data_cfg`` (the pretraining values, so probe inputs match the
-    pretraining inputs), the given defaults where a key is absent; a null or empty band skips the band-pass."""
-    band = data_cfg["band"] if "band" in data_cfg else band
-    return (tuple(band) if band else None), (data_cfg["clip"] if "clip" in data_cfg else clip)
-
-
-def folds_option(data_cfg: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    """The number of blocked folds ``data_cfg[key]`` (``default`` when absent); null or 0 selects the fixed
-    train/test split (``None``)."""
-    folds = data_cfg.get(key, default)
-    return int(folds) if folds else None
