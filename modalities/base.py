@@ -80,7 +80,7 @@ class Modality:
     collate: Callable[[list[dict]], dict] = field(default=collate_samples)
     read_images: Callable[[Path, Mapping[str, Any]], dict[str, np.ndarray]] | None = None
     denoise_files: Callable[[Any, Mapping[str, Any], Path, Mapping[str, Any], bool], list[Path]] | None = None
-    options: type[DataOptions] | None = None
+    options: type[DataOptions] = DataOptions
 
 
 @dataclass
@@ -165,10 +165,15 @@ def corpus_lock(out_dir: Path) -> Iterator[None]:
 FILE_CONVENTIONS = ("units", "label_format", "point_columns", "polarisation", "polarisation_names")
 
 
-def for_other_files(data_cfg: dict[str, Any], recipe_data: dict[str, Any]) -> dict[str, Any]:
-    """``data_cfg`` with the :data:`FILE_CONVENTIONS` reset to ``recipe_data``'s values (dropped where it has none)."""
+def for_other_files(data_cfg: Mapping[str, Any], options: type[DataOptions] | None = None) -> dict[str, Any]:
+    """``data_cfg`` with the :data:`FILE_CONVENTIONS` reset to their defaults in ``options`` (default: the class of
+    ``data_cfg`` when it is typed), so that they are detected again on other files; dropped where ``options`` has
+    no such field."""
+    cls = options or (type(data_cfg) if isinstance(data_cfg, DataOptions) else None)
     out = {k: v for k, v in data_cfg.items() if k not in FILE_CONVENTIONS}
-    out.update({k: recipe_data[k] for k in FILE_CONVENTIONS if k in recipe_data})
+    if cls is not None:
+        defaults = cls.of({}).to_dict()
+        out.update({k: defaults[k] for k in FILE_CONVENTIONS if k in defaults})
     return out
 
 

@@ -133,7 +133,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["data"] = self.data.to_dict() if isinstance(self.data, DataOptions) else dict(self.data)
+        d["data"] = self.data.to_dict()
         d["optim"] = dataclasses.asdict(self.optim)
         d["optim"]["betas"] = list(self.optim.betas)
         d["train"] = dataclasses.asdict(self.train)
@@ -239,8 +239,7 @@ def data_options(modality: str, values: Mapping[str, Any]) -> DataOptions:
     """The ``data`` section of ``modality``, typed by the modality's options dataclass."""
     if modality not in modalities.names():
         raise ConfigError(f"modality: unknown modality {modality!r}; known: {', '.join(modalities.names())}")
-    cls = modalities.get(modality).options
-    return cls.of(values) if cls is not None else dict(values)  # TRANSITIONAL: until every modality is typed
+    return modalities.get(modality).options.of(values)
 
 
 def check_model(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,7 +311,6 @@ def resolve(recipe: str | Path, user_config: str | Path | None = None, overrides
     tree = load_yaml(recipe)
     tree.pop("finetune", None)  # the fine-tuning defaults (pretrain.finetune), not part of a pretraining run
     demo_tree = tree.pop("demo", None) or {}
-    tree.pop("variants", None)  # TRANSITIONAL: ct's inline variants move to recipes/per_image.yaml
     if demo:
         tree = merge(tree, demo_tree)
     if named is not None:

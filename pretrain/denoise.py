@@ -65,7 +65,6 @@ def denoise_files(run_dir: str | Path, data: str | Path | None = None, out: str 
 
     import models
     from modalities.base import for_other_files
-    from pretrain.config import load_yaml
 
     run_dir = Path(run_dir)
     cfg, modality = _load_run(run_dir)
@@ -85,7 +84,7 @@ def denoise_files(run_dir: str | Path, data: str | Path | None = None, out: str 
             raise DataError(f"--data {data}: no such file or folder")
         if not own or src.resolve() != Path(str(own)).expanduser().resolve():
             # other files: their conventions (CT units, polarisation names, ...) are detected again
-            data_cfg = for_other_files(data_cfg, load_yaml(modality.recipe).get("data") or {})
+            data_cfg = for_other_files(data_cfg, modality.options)
     src = src.resolve()
     data_cfg["path"] = str(src)
     out_dir = (Path(out).expanduser() if out is not None else run_dir / "denoised").resolve()

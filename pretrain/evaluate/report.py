@@ -76,10 +76,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     modality = modalities.get(cfg.modality)
     data_cfg = dict(cfg.data)
     if data and Path(data).resolve() != Path(str(data_cfg.get("path"))).resolve():
-        from pretrain.config import load_yaml
-
         # other files: their conventions (CT units, label ids, ...) are detected again
-        data_cfg = for_other_files(data_cfg, load_yaml(modality.recipe).get("data") or {})
+        data_cfg = for_other_files(data_cfg, modality.options)
         data_cfg["path"] = str(Path(data).resolve())
     if probe_data:
         data_cfg["probe_data"] = str(Path(probe_data).expanduser().resolve())

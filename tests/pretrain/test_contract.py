@@ -130,3 +130,25 @@ def test_every_modality_builds_collates_and_names_a_bad_path(name, tmp_path):
     with pytest.raises(modalities.DataError) as err:
         prepare_data(bad, mod)
     assert str(missing) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", modalities.names())
+def test_every_modality_types_its_data_options(name, tmp_path):
+    """The ``data`` section is the modality's own options dataclass: the resolved recipe is its defaults plus what the
+    recipe sets, a misspelt option and a wrong type are refused in one line naming them, and the resolved config
+    survives ``config.yaml``."""
+    from modalities.options import DataOptions
+
+    mod = modalities.get(name)
+    assert issubclass(mod.options, DataOptions) and mod.options is not DataOptions, f"{name}: no options dataclass"
+    cfg = config_mod.resolve(mod.recipe)
+    assert type(cfg.data) is mod.options
+    sets = config_mod.load_yaml(mod.recipe).get("data") or {}
+    assert cfg.data.to_dict() == mod.options.of(sets).to_dict()
+    assert all(cfg.data[k] != mod.options.of({})[k] for k in sets), f"{name}: the recipe repeats a default"
+    with pytest.raises(config_mod.ConfigError, match=r"^data\.pathh: unknown option for \w+Options; known: path, "):
+        config_mod.resolve(mod.recipe, overrides=["data.pathh=x"])
+    with pytest.raises(config_mod.ConfigError, match=r"^data\.split_seed: expected an integer, got 'one'$"):
+        config_mod.resolve(mod.recipe, overrides=["data.split_seed=one"])
+    config_mod.save(cfg, tmp_path / "config.yaml")
+    assert config_mod.load_run_config(tmp_path / "config.yaml").to_dict() == cfg.to_dict()

@@ -168,7 +168,6 @@ def test_reference_on_other_files_detects_their_units(tmp_path, ct_pair):
     """``evaluate --data OTHER --reference CLEAN`` on a [0, 1] copy of an HU run's scan: scored over [0, 1] (units
     detected on the other files), not over the HU range."""
     from modalities.base import for_other_files
-    from pretrain.config import load_yaml
 
     noisy_path, _, noisy, clean = ct_pair
     run = tmp_path / "run"
@@ -178,7 +177,7 @@ def test_reference_on_other_files_detects_their_units(tmp_path, ct_pair):
     other = _nifti(tmp_path / "unit.nii.gz", np.clip((noisy - lo) / (hi - lo), 0, 1))
     ref = _nifti(tmp_path / "unit_clean.nii.gz", np.clip((clean - lo) / (hi - lo), 0, 1))
     cfg = load_run_config(run / "config.yaml")
-    data_cfg = for_other_files(dict(cfg.data), load_yaml(modalities.get("ct").recipe)["data"])
+    data_cfg = for_other_files(cfg.data)
     data_cfg["path"] = str(other)
     rows, what = user_denoising_rows(run, modalities.get("ct"), data_cfg, cfg.data["path"], ref, None)
     assert "over [0, 1]" in what and (run / "denoised_evaluate" / "unit.nii.gz").is_file()

@@ -49,7 +49,6 @@ def test_the_recipe_sets_only_what_differs_from_the_defaults(demo, named):
         sets.update(tree["demo"]["data"])
     if named:
         sets.update(C.load_yaml(recipe.parent / "recipes" / f"{named}.yaml")["data"])
-    assert sets["units"] == "auto"  # kept in the recipe: for_other_files resets the file conventions to it
     defaults = CtOptions().to_dict()
     assert data.to_dict() == {**defaults, **sets}
     if not demo and not named:
