@@ -130,7 +130,7 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> int:
     elif task == "multiclass":
         levels = np.unique(y[np.isfinite(y)])
         if not np.all(levels == np.round(levels)) or levels.min() < 0:
-            raise ConfigError(f"--task multiclass: targets {', '.join(cfg.data.get('targets') or [])} are not class "
+            raise ConfigError(f"--task multiclass: targets {', '.join(map(str, cfg.data.targets))} are not class "
                               f"indices (found values such as {levels[:3].tolist()})")
         out_dim = int(levels.max()) + 1
     else:
@@ -143,8 +143,8 @@ def _size_model(cfg: config_mod.RunConfig, modality: Any, task: str) -> int:
     extra = batch_extra(modality.collate([ds[0]]))
     cfg.model["out_dim"] = out_dim
     cfg.model["extra_dim"] = 0 if extra is None else int(extra.shape[-1])
-    fraction = float(cfg.data.get("label_fraction") or 1.0)
-    return len(labelled_subset(ds, fraction, int(cfg.data.get("split_seed") or 0))) if fraction < 1 else len(ds)
+    fraction = cfg.data.label_fraction or 1.0
+    return len(labelled_subset(ds, fraction, cfg.data.split_seed)) if fraction < 1 else len(ds)
 
 
 def default_task(labels: str | None) -> str:

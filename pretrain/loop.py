@@ -141,9 +141,11 @@ def cpu_has_bf16() -> bool:
 
 
 def prepare_data(cfg: RunConfig, modality: modalities.Modality) -> dict[str, Any]:
-    """The data options with ``path`` resolved: the user's ``--data`` or the embedded default."""
+    """The data options with ``path`` resolved (the user's ``--data`` or the embedded default), as a dict the
+    dataset builders complete with the file conventions they detect (CT units, LiDAR label ids, ...): what the
+    run's ``config.yaml`` records."""
     data_cfg = dict(cfg.data)
-    if data_cfg.get("path"):
+    if cfg.data.path:
         p = Path(data_cfg["path"]).expanduser()
         if not p.exists():
             raise modalities.DataError(f"{p}: --data path does not exist")
@@ -194,9 +196,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         except modalities.DataError as e:  # e.g. records too short to hold out a window: monitor on train windows
             fabric.print(f"warning: no held-out split ({e}); RankMe uses fixed training windows")
             val_ds = modality.build_dataset(data_cfg, "train", 0)
-    fraction = data_cfg.get("label_fraction")
-    if fraction is not None and float(fraction) < 1.0:  # fine-tuning at a label budget: a stratified subset
-        train_ds = labelled_subset(train_ds, float(fraction), int(data_cfg.get("split_seed") or 0))
+    fraction = cfg.data.label_fraction
+    if fraction is not None and fraction < 1.0:  # fine-tuning at a label budget: a stratified subset
+        train_ds = labelled_subset(train_ds, fraction, cfg.data.split_seed)
     if len(train_ds) == 0:
         raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
     per_image = getattr(objective_cls, "dedups_repeated_images", False) and cfg.objective.get("unique", True)
@@ -230,7 +232,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         fabric.print(plan.describe(per_process), file=sys.stderr)
         t.micro_batch = plan.micro
     if rank0 and not resume:
-        config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_cfg}), run_dir / "config.yaml")
+        config_mod.save(RunConfig(**{**cfg.__dict__, "data": modality.options.of(data_cfg)}), run_dir / "config.yaml")
 
     ckpt_path = run_dir / "checkpoints" / CKPT_NAME
     start_step = 0
@@ -361,7 +363,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     encoder_dir = run_dir / "encoder"
     if rank0:
         models.save_pretrained(raw.export_encoder(), encoder_dir,
-                               extra={"modality": cfg.modality, "objective": objective_cls.name, "data": data_cfg})
+                               extra={"modality": cfg.modality, "objective": objective_cls.name, "data": modality.options.of(data_cfg).to_dict()})
         raw.export_files(encoder_dir)
     fabric.barrier()
     return RunResult(run_dir, t.max_steps, loss_value, encoder_dir, fabric.global_rank)

@@ -74,15 +74,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     cfg = load_run_config(run_dir / "config.yaml")
     seed = cfg.train.seed if seed is None else seed
     modality = modalities.get(cfg.modality)
-    data_cfg = dict(cfg.data)
-    if data and Path(data).resolve() != Path(str(data_cfg.get("path"))).resolve():
+    data_cfg = cfg.data
+    if data and Path(data).resolve() != Path(str(cfg.data.path)).resolve():
         # other files: their conventions (CT units, label ids, ...) are detected again
-        data_cfg = for_other_files(data_cfg, modality.options)
-        data_cfg["path"] = str(Path(data).resolve())
+        data_cfg = modality.options.of({**for_other_files(cfg.data), "path": str(Path(data).resolve())})
     if probe_data:
-        data_cfg["probe_data"] = str(Path(probe_data).expanduser().resolve())
+        data_cfg = data_cfg.replace(probe_data=str(Path(probe_data).expanduser().resolve()))
     if probe_labels:
-        data_cfg["probe_labels"] = probe_labels
+        data_cfg = data_cfg.replace(probe_labels=probe_labels)
     encoder_dir = run_dir / "encoder"
     encoders = {"pretrained": models.load_pretrained(encoder_dir), "random init": control_encoder(run_dir, seed)}
     fig_dir = run_dir / "figures"
@@ -90,14 +89,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     from pretrain.evaluate.user import user_denoising_rows
 
     # the user's own files first: a bad --reference is refused before the slower built-in probes
-    user_rows, user_what = user_denoising_rows(run_dir, modality, data_cfg, cfg.data.get("path"), reference, fig_dir)
+    user_rows, user_what = user_denoising_rows(run_dir, modality, data_cfg, cfg.data.path, reference, fig_dir)
     probes: dict[str, Any] = {}
-    if data_cfg.get("probe_labels"):  # the user's own labels first (a bad label file fails before the rest)
+    if data_cfg.probe_labels:  # the user's own labels first (a bad label file fails before the rest)
         from pretrain.evaluate.user import user_label_probes
 
-        probes = user_label_probes(run_dir, modality, data_cfg, str(data_cfg["probe_labels"]), seed)
-    probes.update(modality.probe_targets(data_cfg, Path(data_cfg["path"]) if data_cfg.get("path") else None))
-    set_knn_vote(probes, data_cfg.get("probe_knn_vote"))
+        probes = user_label_probes(run_dir, modality, data_cfg, data_cfg.probe_labels, seed)
+    probes.update(modality.probe_targets(data_cfg, Path(data_cfg.path) if data_cfg.path else None))
+    set_knn_vote(probes, data_cfg.probe_knn_vote)
     graph_inputs = modality.sample_kind == "graph"  # probe inputs are lists of samples, batched by the modality
     every = run_probes(encoders, probes, ProbeContext(collate=modality.collate if graph_inputs else None,
                                                       fig_dir=fig_dir, seed=seed))
@@ -118,9 +117,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, seed: int 
     (run_dir / "probes.json").write_text(json.dumps(rows + denoising_rows + segmentation_rows + user_rows, indent=2))
 
     lines = [f"# {cfg.modality} / {cfg.objective['name']} / {cfg.model['name']}", "",
-             f"- run: `{run_dir}`", f"- training data: `{cfg.data.get('path')}`"]
-    if data_cfg.get("path") != cfg.data.get("path"):
-        lines.append(f"- evaluated on: `{data_cfg.get('path')}`")
+             f"- run: `{run_dir}`", f"- training data: `{cfg.data.path}`"]
+    if data_cfg.path != cfg.data.path:
+        lines.append(f"- evaluated on: `{data_cfg.path}`")
     lines.append(f"- steps: {cfg.train.max_steps}, global batch {cfg.train.batch_size} x accumulate "
                  f"{cfg.optim.accumulate} (micro-batches of {cfg.train.micro_batch} per process)")
     if metrics:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from modalities.base import DataError, ProbeSet
+from modalities.options import DataOptions
 from pretrain.config import ConfigError
 from pretrain.evaluate.denoising import plot_denoising, enl, enl_box_size, ratio_image_stats, region_std
 from pretrain.metrics import psnr, ssim
@@ -99,7 +100,7 @@ def _sar_scores(out: np.ndarray, ref: np.ndarray | None, noisy: np.ndarray, boxe
     return scores
 
 
-def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], run_data: str | None,
+def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any], run_data: str | None,
                         reference: str | Path | None, fig_dir: Path | None, max_figures: int = 3
                         ) -> tuple[list[dict[str, Any]], str]:
     """Rows (one per image and method: ``noisy input``, ``denoised``) scoring the run's denoised output of the
@@ -108,7 +109,8 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
     was asked for."""
     from pretrain.denoise import denoise_files, embedded_or_simulated
 
-    data = data_cfg.get("path")
+    data_cfg = modality.options.of(data_cfg)
+    data = data_cfg.path
     is_denoiser = modality.read_images is not None and modality.denoise_files is not None
     if not is_denoiser or not data or embedded_or_simulated(data_cfg, modality.name):
         if reference is not None:
@@ -183,7 +185,7 @@ def user_denoising_rows(run_dir: Path, modality: Any, data_cfg: dict[str, Any], 
 MAX_CLASSES = 20
 
 
-def _label_table(labels: Path, targets: list[str], data_cfg: Mapping[str, Any], work: Path
+def _label_table(labels: Path, targets: list[str], data_cfg: DataOptions, work: Path
                  ) -> tuple[Path, list[str], str, tuple[str, ...]]:
     """The label table to read (``labels`` itself, or a copy in ``work`` with class names replaced by indices),
     its target column, the task and the class names. Without ``data.probe_target`` the table's one column besides
@@ -201,11 +203,11 @@ def _label_table(labels: Path, targets: list[str], data_cfg: Mapping[str, Any], 
         raise ConfigError(f"--probe-labels {labels}: no rows")
     columns = list(rows[0])
     lower = {c.lower(): c for c in columns}
-    id_column = data_cfg.get("id_column") or next((lower[c] for c in ID_COLUMNS if c in lower), None)
+    id_column = data_cfg.id_column or next((lower[c] for c in ID_COLUMNS if c in lower), None)
     if id_column is None:
         raise ConfigError(f"--probe-labels {labels}: none of the id columns {', '.join(ID_COLUMNS)}; set "
                           f"data.id_column (columns: {', '.join(columns)})")
-    others = [c for c in columns if c not in (id_column, data_cfg.get("subject_column"))]
+    others = [c for c in columns if c not in (id_column, data_cfg.subject_column)]
     if not targets:
         if len(others) != 1:
             raise ConfigError(f"--probe-labels {labels}: say which column to probe with --set data.probe_target=NAME "
@@ -237,7 +239,7 @@ def _label_table(labels: Path, targets: list[str], data_cfg: Mapping[str, Any], 
 def user_label_probes(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any], labels: str,
                       seed: int = 0) -> dict[str, ProbeSet]:
     """``{"your labels": ProbeSet}`` from ``--probe-labels``: ``points`` (per-point label files of the data:
-    LiDAR, scenes), ``events`` (the records' annotations; the classes from ``data.probe_targets``) or a per-record
+    LiDAR, scenes), ``events`` (the records' annotations; the classes from ``data.probe_target``) or a per-record
     CSV table (an id column and a label column, ``data.probe_target`` when there are several) for signals.
 
     Classification probes are cross-validated over blocks of whole subjects (records), at most 5, so every labelled
@@ -246,11 +248,12 @@ def user_label_probes(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any],
     split by time inside each record)."""
     import dataclasses
 
-    data = data_cfg.get("path")
     if labels == "points":
         if modality.sample_kind != "points":
             raise ConfigError(f"--probe-labels points: {modality.name} data has no per-point labels")
-        probes = modality.probe_targets(dict(data_cfg, probe_data=data), Path(str(data)))
+        data_cfg = modality.options.of(data_cfg)
+        data = data_cfg.path
+        probes = modality.probe_targets(data_cfg.replace(probe_data=data), Path(str(data)))
         return {"your labels" + ("" if i == 0 else f" {i + 1}"): dataclasses.replace(
                     ps, source=f"--probe-labels points: per-point labels of {data}")
                 for i, ps in enumerate(p for p in probes.values() if p.task == "segmentation")}
@@ -259,7 +262,9 @@ def user_label_probes(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any],
                           if modality.sample_kind == "points" else
                           f"--probe-labels: not available for {modality.name} runs (signals: a CSV or 'events'; "
                           f"LiDAR / scenes: 'points')")
-    targets = data_cfg.get("probe_target") or data_cfg.get("probe_targets") or []
+    data_cfg = modality.options.of(data_cfg)
+    data = data_cfg.path
+    targets = data_cfg.probe_target or []
     targets = [targets] if isinstance(targets, str) else [str(t) for t in targets]
     if labels == "events":
         if not targets:

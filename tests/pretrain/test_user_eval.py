@@ -133,7 +133,7 @@ def test_probe_labels_events_and_csv(tmp_path):
     from pretrain.config import load_yaml
 
     cfg = {**load_yaml(ecg.recipe)["data"], **cfg}
-    ps = user_label_probes(tmp_path, ecg, {**cfg, "probe_targets": ["N", "A"]}, "events")["your labels"]
+    ps = user_label_probes(tmp_path, ecg, {**cfg, "probe_target": ["N", "A"]}, "events")["your labels"]
     counts = _beats(signals / "mitdb" / "100", ("N", "A"))
     y = np.asarray(ps.y_train)
     # every beat annotation of the file, less those whose window leaves the record or straddles the cut between
