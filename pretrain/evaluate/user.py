@@ -269,7 +269,7 @@ def user_label_probes(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any],
     if labels == "events":
         if not targets:
             raise ConfigError("--probe-labels events: name the annotation classes with --set "
-                              "data.probe_targets=[T1,T2] ('+' joins labels into one class: T1+T2)")
+                              "data.probe_target=[T1,T2] ('+' joins labels into one class: T1+T2)")
         source, task, names = "events", "classification", tuple(targets)
         what = f"annotations {', '.join(targets)} of the records"
     else:
@@ -278,7 +278,7 @@ def user_label_probes(run_dir: Path, modality: Any, data_cfg: Mapping[str, Any],
             raise ConfigError(f"--probe-labels {labels}: no such file (a CSV table, 'events' or 'points')")
         table, targets, task, names = _label_table(path, targets, data_cfg, run_dir / "probe_labels")
         source, what = str(table), f"{path.name}:{targets[0]}"
-    cfg = {k: v for k, v in data_cfg.items() if k not in ("probe_labels", "probe_target", "probe_targets")}
+    cfg = {k: v for k, v in data_cfg.items() if k not in ("probe_labels", "probe_target")}
     cfg.update(labels=source, targets=targets, split_seed=seed, split_fractions=[0.7, 0.0, 0.3])
     splits = {k: modality.build_dataset(cfg, k, 0) for k in ("train", "val", "test")}
     items = [(k, i) for k, ds in splits.items() for i in range(len(ds))]

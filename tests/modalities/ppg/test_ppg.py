@@ -140,7 +140,7 @@ def test_evaluate_report_has_the_heart_rate_regression_table(tmp_path, run_cache
     run.mkdir()
     small = {"in_channels": 1, "stages": [[1, 16, 1, 2, 5], [4, 24, 1, 4, 5]], "head_channels": 32}
     cfg = C.resolve(modalities.get("ppg").recipe, None, [], {"model": small}, demo=True)
-    cfg.data["path"] = str(default_data(tmp_path / "cache"))
+    cfg.data = cfg.data.replace(path=str(default_data(tmp_path / "cache")))
     C.save(cfg, run / "config.yaml")
     torch.manual_seed(1)
     models.save_pretrained(models.create("efficientnet1d", **small), run / "encoder")
