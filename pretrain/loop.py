@@ -36,6 +36,7 @@ from pretrain import config as config_mod
 from pretrain import micro, objectives
 from pretrain.checkpoint import run_hooks, save_checkpoint
 from pretrain.config import ConfigError, RunConfig
+from pretrain.devices import cpu_has_bf16, cuda_attention_kernels, device_setup, make_fabric
 from pretrain.distributed import convert_batch_norm
 from pretrain.guards import ConstantLossGuard, TrainingDiverged
 from pretrain.monitors import collapsed as is_collapsed
@@ -43,8 +44,9 @@ from pretrain.runlog import MetricsCSV, read_metrics
 from pretrain.sampling import KeyedDataset, SeededBatches, sample_seed
 from pretrain.schedules import fit_schedule, lr_beta1_at, wd_at
 
-# read_metrics and TrainingDiverged are re-exported: the names callers of train() use with it
-__all__ = ["CKPT_NAME", "RunResult", "TrainingDiverged", "make_optimizer", "param_groups", "read_metrics", "train"]
+# read_metrics, TrainingDiverged and the device helpers are re-exported: the names callers of train() use with it
+__all__ = ["CKPT_NAME", "RunResult", "TrainingDiverged", "cpu_has_bf16", "cuda_attention_kernels", "make_optimizer",
+           "param_groups", "read_metrics", "train"]
 
 CKPT_NAME = "last.ckpt"
 
@@ -91,55 +93,6 @@ def make_optimizer(objective: torch.nn.Module, o: Any, strategy: str = "auto") -
     return torch.optim.AdamW(groups, **kwargs)
 
 
-def _make_fabric(cfg: RunConfig, run_dir: Path) -> Any:
-    from lightning_fabric import Fabric
-    from lightning_fabric.loggers import TensorBoardLogger
-
-    t = cfg.train
-    accelerator = t.accelerator
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    strategy = t.strategy
-    n_proc = (t.devices if isinstance(t.devices, int) else 1) * t.num_nodes
-    if strategy == "auto" and n_proc > 1:
-        strategy = "ddp"  # DDP on CPU uses gloo, on CUDA nccl
-    logger = TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version="")
-    return Fabric(accelerator=accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy,
-                  precision=t.precision, loggers=[logger])
-
-
-def cuda_attention_kernels() -> None:
-    """Keep ``F.scaled_dot_product_attention`` off cuDNN's kernel on CUDA. cuDNN builds an execution plan for
-    every new sequence length, and masked objectives change the visible-token count every step: on an H100 a
-    bf16 ViT-XS JEPA step took 146 ms with cuDNN picked by default and 44 ms on flash / memory-efficient
-    attention (batch 64, benchmarks/bench_ecg_train.py --device cuda); once its plans were all built, cuDNN was
-    no faster (42 ms), so fixed-length models lose nothing measurable."""
-    torch.backends.cuda.enable_cudnn_sdp(False)
-
-
-def _device_setup(cfg: RunConfig, fabric: Any) -> None:
-    """CUDA attention kernels; CPU threads per process."""
-    if fabric.device.type == "cuda":
-        cuda_attention_kernels()
-    if fabric.device.type != "cpu":
-        return
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", fabric.world_size // max(1, cfg.train.num_nodes))))
-    torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // local))
-    if cfg.train.precision.startswith("bf16") and not cpu_has_bf16():
-        fabric.print(f"warning: train.precision={cfg.train.precision}: this CPU has no bf16 matrix instructions "
-                     "(avx512_bf16 / amx_bf16), so bf16 is emulated and several times slower than 32-true (a ViT-XS "
-                     "VICReg step: 8.6x on an AMD EPYC without them); use --precision 32-true", file=sys.stderr)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 matrix products natively (x86 avx512_bf16 or AMX; ARM bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True  # unknown: say nothing
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
-
-
 def prepare_data(cfg: RunConfig, modality: modalities.Modality) -> dict[str, Any]:
     """The data options with ``path`` resolved (the user's ``--data`` or the embedded default), as a dict the
     dataset builders complete with the file conventions they detect (CT units, LiDAR label ids, ...): what the
@@ -178,9 +131,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     objectives.check(cfg.objective)  # a misspelt option fails here, not after the data are indexed
     objectives.check_compatible(objective_cls, modality)
 
-    fabric = _make_fabric(cfg, run_dir)
+    fabric = make_fabric(cfg, run_dir)
     fabric.launch()
-    _device_setup(cfg, fabric)
+    device_setup(cfg, fabric)
     rank0 = fabric.global_rank == 0
     t, o = cfg.train, cfg.optim
     if rank0:
@@ -188,123 +141,33 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         (run_dir / "checkpoints").mkdir(exist_ok=True)
     fabric.barrier()
 
-    with fabric.rank_zero_first():
-        data_cfg = prepare_data(cfg, modality)
-        train_ds = modality.build_dataset(data_cfg, "train", objective_cls.views)
-        try:
-            val_ds = modality.build_dataset(data_cfg, "val", 0)
-        except modalities.DataError as e:  # e.g. records too short to hold out a window: monitor on train windows
-            fabric.print(f"warning: no held-out split ({e}); RankMe uses fixed training windows")
-            val_ds = modality.build_dataset(data_cfg, "train", 0)
-    fraction = cfg.data.label_fraction
-    if fraction is not None and fraction < 1.0:  # fine-tuning at a label budget: a stratified subset
-        train_ds = labelled_subset(train_ds, fraction, cfg.data.split_seed)
-    if len(train_ds) == 0:
-        raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
-    per_image = getattr(objective_cls, "dedups_repeated_images", False) and cfg.objective.get("unique", True)
-    for line in fit_schedule(cfg, len(train_ds), one_image_ok=per_image) if not resume else []:
-        fabric.print(line, file=sys.stderr)
-
-    torch.manual_seed(t.seed)  # identical initial weights on every process
-    try:
-        encoder = models.create(**cfg.model)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    objective = objectives.create(encoder, cfg.objective)
-    objective.bind_dataset(train_ds)
-    if fabric.world_size > 1:  # BatchNorm statistics of the whole batch, not of each process's share
-        convert_batch_norm(objective)
-    optimizer = make_optimizer(objective, o, t.strategy)
-    raw = objective
-    objective, optimizer = fabric.setup(objective, optimizer)
-    if raw.batch_loss:
-        objective.mark_forward_method("embeddings")
-    per_process = t.batch_size // fabric.world_size
-    keyed = KeyedDataset(train_ds)
-    plan = micro.plan_micro_batches(
-        t.micro_batch, per_process,
-        lambda b: _trial_batch(keyed, b, modality.collate, fabric, t.seed),
-        raw, fabric, t.memory_budget_gb, micro.local_processes(fabric.world_size, t.num_nodes))
-    if t.micro_batch == "auto":
-        if fabric.world_size > 1:  # every process splits the same way: the smallest micro-batch any of them chose
-            smallest = int(fabric.strategy.all_reduce(torch.tensor(plan.micro, device=fabric.device), reduce_op="min"))
-            plan = micro.MicroPlan(smallest, per_process // smallest, plan.budget, plan.measured, plan.why)
-        fabric.print(plan.describe(per_process), file=sys.stderr)
-        t.micro_batch = plan.micro
+    data_cfg, train_ds, val_ds = _datasets(cfg, modality, objective_cls, fabric, resume)
+    raw, objective, optimizer = _objective_and_optimizer(cfg, train_ds, fabric)
+    plan = _micro_plan(cfg, raw, KeyedDataset(train_ds), modality.collate, fabric)
     if rank0 and not resume:
         config_mod.save(RunConfig(**{**cfg.__dict__, "data": modality.options.of(data_cfg)}), run_dir / "config.yaml")
 
     ckpt_path = run_dir / "checkpoints" / CKPT_NAME
-    start_step = 0
-    if resume:
-        if not ckpt_path.is_file():
-            raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
-        state = {"objective": objective, "optimizer": optimizer, "step": 0}
-        try:
-            fabric.load(ckpt_path, state)
-        except Exception as e:  # a corrupt file: say which one
-            raise ConfigError(f"{ckpt_path}: cannot load checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
-        start_step = int(state["step"])
+    start_step = _resume_step(ckpt_path, objective, optimizer, fabric, run_dir) if resume else 0
     metrics = MetricsCSV(run_dir / "metrics.csv", resume_step=start_step if resume else None) if rank0 else None
-
-    collate = modality.collate
-    workers = min(t.num_workers, max(0, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))))
-    loader = DataLoader(keyed, collate_fn=collate, num_workers=workers,
-                        batch_sampler=SeededBatches(len(train_ds), t.batch_size, t.seed, fabric.global_rank,
-                                                    fabric.world_size, start_step * o.accumulate, plan.chunks),
-                        persistent_workers=False)
-    loader = fabric.setup_dataloaders(loader, use_distributed_sampler=False)
-    batches = iter(loader)
-    monitor = _fixed_batch(val_ds, t.rankme_samples, collate)
+    batches = iter(_loader(cfg, train_ds, plan, start_step, modality.collate, fabric))
+    monitor = _fixed_batch(val_ds, t.rankme_samples, modality.collate)
     if monitor is not None:
         monitor = fabric.to_device(monitor)
-
     bar = None
     if rank0 and progress:
         from tqdm import tqdm
         bar = tqdm(total=t.max_steps, initial=start_step, desc=f"{cfg.modality}/{objective_cls.name}",
                    mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
-    best_rank = 0.0
+    watch = _Watch(monitor, metrics, bar)
     constant = ConstantLossGuard(lambda m: fabric.print(m, file=sys.stderr))
     loss_value = float("nan")
     tic, seen = time.perf_counter(), 0
     for step in range(start_step, t.max_steps):
         torch.manual_seed(int(sample_seed(t.seed + 7919 * (fabric.global_rank + 1), step)))
-        lr, beta1 = lr_beta1_at(o, step, t.max_steps)
-        wd = wd_at(step, t.max_steps, o.weight_decay, o.weight_decay_end)
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)  # layer-wise learning-rate decay (fine-tuning)
-            g["weight_decay"] = wd if g.get("decay") else 0.0
-            if beta1 is not None:
-                g["betas"] = (beta1, g["betas"][1])
-        scalars: dict[str, float] = {}
-        loss_sum = torch.zeros((), device=fabric.device)
-        for unit in range(o.accumulate):
-            chunks = []
-            for _ in range(plan.chunks):
-                try:
-                    chunks.append(next(batches))
-                except modalities.DataError as e:  # raised in a DataLoader worker: keep the reader's one line
-                    raise modalities.DataError(worker_message(e)) from None
-                chunks[-1]["step_seed"] = sample_seed(t.seed, step * o.accumulate + unit)
-            last_unit = unit == o.accumulate - 1
-            if plan.chunks > 1 and raw.batch_loss:
-                outs = [micro.gradient_cache_step(objective, raw, chunks, fabric, 1.0 / o.accumulate, last_unit)]
-            else:
-                outs = []
-                for i, batch in enumerate(chunks):
-                    with fabric.no_backward_sync(objective, enabled=not (last_unit and i == len(chunks) - 1)):
-                        out = objective(batch)
-                        fabric.backward(out["loss"] / (o.accumulate * len(chunks)))
-                    outs.append(out)
-            for out in outs:
-                w = 1.0 / (o.accumulate * len(outs))
-                loss_sum += out["loss"].detach().float() * w
-                for k, v in out.items():
-                    if k != "loss":
-                        scalars[k] = scalars.get(k, 0.0) + float(v) * w
-            seen += sum(len(c["seed"]) for c in chunks) * fabric.world_size
-        loss_mean = fabric.all_reduce(loss_sum, reduce_op="mean")
+        lr, wd = _set_hyperparameters(optimizer, o, step, t.max_steps)
+        loss_mean, scalars, n = _accumulate(objective, raw, batches, plan, cfg, step, fabric)
+        seen += n
         grad_norm = _grad_norm(raw)
         constant.check(step + 1, float(loss_mean), grad_norm)
         if not torch.isfinite(loss_mean) or not math.isfinite(grad_norm):
@@ -326,33 +189,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             row = {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
                    "samples_per_s": seen / dt if dt > 0 else 0.0, **scalars}
             tic, seen = time.perf_counter(), 0
-        monitor_now = monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps)
-        if monitor_now:
-            watched = monitor_objective(raw, monitor, fabric)
-            rm = watched.get("rankme")
-            collapsed = False
-            if rm is not None:
-                best_rank = max(best_rank, rm)
-                collapsed = is_collapsed(rm, best_rank)
-            if rank0:
-                row = row or {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm,
-                              "samples_per_s": "", **scalars}
-                row.update(watched)
-                if rm is not None:
-                    row["collapse"] = int(collapsed)
-                if bar is not None:
-                    bar.set_postfix_str(f"loss {loss_value:.4f} " + " ".join(f"{k} {v:.3g}" for k, v in watched.items())
-                                        + (" COLLAPSE?" if collapsed else ""))
-                if collapsed:
-                    fabric.print(f"warning: step {done}: possible collapse (RankMe {rm:.2f}, best {best_rank:.2f}, "
-                                 f"embedding std {watched.get('embed_std', float('nan')):.4f})")
-        if row is not None and metrics is not None:
-            metrics.log(row)
-            fabric.log_dict({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=done)
-        if bar is not None:
-            bar.update(1)
-            if row is not None and not monitor_now:
-                bar.set_postfix_str(f"loss {loss_value:.4f}")
+        watch.after_step(done, t, row, {"step": done, "loss": loss_value, "lr": lr, "weight_decay": wd,
+                                        "grad_norm": grad_norm, "samples_per_s": "", **scalars}, raw, fabric)
         if done % t.ckpt_every == 0 or done == t.max_steps:
             _check_finite_params(raw, done)
             save_checkpoint(fabric, ckpt_path, {"objective": objective, "optimizer": optimizer, "step": done}, done)
@@ -362,11 +200,182 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
     encoder_dir = run_dir / "encoder"
     if rank0:
-        models.save_pretrained(raw.export_encoder(), encoder_dir,
-                               extra={"modality": cfg.modality, "objective": objective_cls.name, "data": modality.options.of(data_cfg).to_dict()})
+        models.save_pretrained(raw.export_encoder(), encoder_dir, extra={
+            "modality": cfg.modality, "objective": objective_cls.name, "data": modality.options.of(data_cfg).to_dict()})
         raw.export_files(encoder_dir)
     fabric.barrier()
     return RunResult(run_dir, t.max_steps, loss_value, encoder_dir, fabric.global_rank)
+
+
+def _datasets(cfg: RunConfig, modality: modalities.Modality, objective_cls: Any, fabric: Any,
+              resume: bool) -> tuple[dict[str, Any], Dataset, Dataset]:
+    """The data options with the detected file conventions, the training set (at the fine-tuning label budget) and
+    the held-out set of the monitor; a schedule that does not fit the data is fitted, with a printed line."""
+    with fabric.rank_zero_first():
+        data_cfg = prepare_data(cfg, modality)
+        train_ds = modality.build_dataset(data_cfg, "train", objective_cls.views)
+        try:
+            val_ds = modality.build_dataset(data_cfg, "val", 0)
+        except modalities.DataError as e:  # e.g. records too short to hold out a window: monitor on train windows
+            fabric.print(f"warning: no held-out split ({e}); RankMe uses fixed training windows")
+            val_ds = modality.build_dataset(data_cfg, "train", 0)
+    fraction = cfg.data.label_fraction
+    if fraction is not None and fraction < 1.0:  # fine-tuning at a label budget: a stratified subset
+        train_ds = labelled_subset(train_ds, fraction, cfg.data.split_seed)
+    if len(train_ds) == 0:
+        raise modalities.DataError(f"{data_cfg['path']}: no training windows (records too short for the window?)")
+    per_image = getattr(objective_cls, "dedups_repeated_images", False) and cfg.objective.get("unique", True)
+    for line in fit_schedule(cfg, len(train_ds), one_image_ok=per_image) if not resume else []:
+        fabric.print(line, file=sys.stderr)
+    return data_cfg, train_ds, val_ds
+
+
+def _objective_and_optimizer(cfg: RunConfig, train_ds: Dataset, fabric: Any) -> tuple[Any, Any, Any]:
+    """The objective around a freshly initialised encoder (the same weights on every process) and its optimiser,
+    set up by Fabric; returns ``(raw objective, wrapped objective, optimiser)``."""
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
+    try:
+        encoder = models.create(**cfg.model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    raw = objectives.create(encoder, cfg.objective)
+    raw.bind_dataset(train_ds)
+    if fabric.world_size > 1:  # BatchNorm statistics of the whole batch, not of each process's share
+        convert_batch_norm(raw)
+    optimizer = make_optimizer(raw, cfg.optim, cfg.train.strategy)
+    objective, optimizer = fabric.setup(raw, optimizer)
+    if raw.batch_loss:
+        objective.mark_forward_method("embeddings")
+    return raw, objective, optimizer
+
+
+def _micro_plan(cfg: RunConfig, raw: Any, keyed: KeyedDataset, collate: Any, fabric: Any) -> micro.MicroPlan:
+    """How each process splits its share of the batch into micro-batches (measured, unless ``train.micro_batch``
+    is given); the chosen size is written into ``cfg.train.micro_batch``."""
+    t = cfg.train
+    per_process = t.batch_size // fabric.world_size
+    plan = micro.plan_micro_batches(
+        t.micro_batch, per_process, lambda b: _trial_batch(keyed, b, collate, fabric, t.seed),
+        raw, fabric, t.memory_budget_gb, micro.local_processes(fabric.world_size, t.num_nodes))
+    if t.micro_batch == "auto":
+        if fabric.world_size > 1:  # every process splits the same way: the smallest micro-batch any of them chose
+            smallest = int(fabric.strategy.all_reduce(torch.tensor(plan.micro, device=fabric.device), reduce_op="min"))
+            plan = micro.MicroPlan(smallest, per_process // smallest, plan.budget, plan.measured, plan.why)
+        fabric.print(plan.describe(per_process), file=sys.stderr)
+        t.micro_batch = plan.micro
+    return plan
+
+
+def _resume_step(ckpt_path: Path, objective: Any, optimizer: Any, fabric: Any, run_dir: Path) -> int:
+    """Load the last checkpoint into the objective and optimiser; returns its step."""
+    if not ckpt_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no checkpoint at {ckpt_path}")
+    state = {"objective": objective, "optimizer": optimizer, "step": 0}
+    try:
+        fabric.load(ckpt_path, state)
+    except Exception as e:  # a corrupt file: say which one
+        raise ConfigError(f"{ckpt_path}: cannot load checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    return int(state["step"])
+
+
+def _loader(cfg: RunConfig, train_ds: Dataset, plan: micro.MicroPlan, start_step: int, collate: Any,
+            fabric: Any) -> Any:
+    """The sample stream from ``start_step`` on: seeded batches (the same for any number of processes), decoded by
+    DataLoader workers."""
+    t = cfg.train
+    workers = min(t.num_workers, max(0, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))))
+    loader = DataLoader(KeyedDataset(train_ds), collate_fn=collate, num_workers=workers,
+                        batch_sampler=SeededBatches(len(train_ds), t.batch_size, t.seed, fabric.global_rank,
+                                                    fabric.world_size, start_step * cfg.optim.accumulate, plan.chunks),
+                        persistent_workers=False)
+    return fabric.setup_dataloaders(loader, use_distributed_sampler=False)
+
+
+def _set_hyperparameters(optimizer: Any, o: Any, step: int, max_steps: int) -> tuple[float, float]:
+    """This step's learning rate, weight decay (and Adam beta1 under ``one_cycle``) in every parameter group."""
+    lr, beta1 = lr_beta1_at(o, step, max_steps)
+    wd = wd_at(step, max_steps, o.weight_decay, o.weight_decay_end)
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)  # layer-wise learning-rate decay (fine-tuning)
+        g["weight_decay"] = wd if g.get("decay") else 0.0
+        if beta1 is not None:
+            g["betas"] = (beta1, g["betas"][1])
+    return lr, wd
+
+
+def _accumulate(objective: Any, raw: Any, batches: Any, plan: micro.MicroPlan, cfg: RunConfig, step: int,
+                fabric: Any) -> tuple[torch.Tensor, dict[str, float], int]:
+    """Forward and backward over one optimiser step's batches (``optim.accumulate`` units of ``plan.chunks``
+    micro-batches; a gradient cache where the loss needs the whole batch). Returns the loss averaged over the
+    processes, the objective's other scalars and the number of samples seen by all processes."""
+    t, o = cfg.train, cfg.optim
+    scalars: dict[str, float] = {}
+    loss_sum = torch.zeros((), device=fabric.device)
+    seen = 0
+    for unit in range(o.accumulate):
+        chunks = []
+        for _ in range(plan.chunks):
+            try:
+                chunks.append(next(batches))
+            except modalities.DataError as e:  # raised in a DataLoader worker: keep the reader's one line
+                raise modalities.DataError(worker_message(e)) from None
+            chunks[-1]["step_seed"] = sample_seed(t.seed, step * o.accumulate + unit)
+        last_unit = unit == o.accumulate - 1
+        if plan.chunks > 1 and raw.batch_loss:
+            outs = [micro.gradient_cache_step(objective, raw, chunks, fabric, 1.0 / o.accumulate, last_unit)]
+        else:
+            outs = []
+            for i, batch in enumerate(chunks):
+                with fabric.no_backward_sync(objective, enabled=not (last_unit and i == len(chunks) - 1)):
+                    out = objective(batch)
+                    fabric.backward(out["loss"] / (o.accumulate * len(chunks)))
+                outs.append(out)
+        for out in outs:
+            w = 1.0 / (o.accumulate * len(outs))
+            loss_sum += out["loss"].detach().float() * w
+            for k, v in out.items():
+                if k != "loss":
+                    scalars[k] = scalars.get(k, 0.0) + float(v) * w
+        seen += sum(len(c["seed"]) for c in chunks) * fabric.world_size
+    return fabric.all_reduce(loss_sum, reduce_op="mean"), scalars, seen
+
+
+class _Watch:
+    """After each step: the label-free monitor on the fixed held-out batch every ``rankme_every`` steps (RankMe,
+    the collapse warning), the metrics row and the progress bar."""
+
+    def __init__(self, monitor: Any, metrics: MetricsCSV | None, bar: Any) -> None:
+        self.monitor, self.metrics, self.bar = monitor, metrics, bar
+        self.best_rank = 0.0
+
+    def after_step(self, done: int, t: Any, row: dict | None, base_row: dict, raw: Any, fabric: Any) -> None:
+        monitor_now = self.monitor is not None and (done % t.rankme_every == 0 or done == t.max_steps)
+        if monitor_now:
+            watched = monitor_objective(raw, self.monitor, fabric)
+            rm = watched.get("rankme")
+            collapsed = False
+            if rm is not None:
+                self.best_rank = max(self.best_rank, rm)
+                collapsed = is_collapsed(rm, self.best_rank)
+            if fabric.global_rank == 0:
+                row = row or base_row
+                row.update(watched)
+                if rm is not None:
+                    row["collapse"] = int(collapsed)
+                if self.bar is not None:
+                    self.bar.set_postfix_str(f"loss {base_row['loss']:.4f} "
+                                             + " ".join(f"{k} {v:.3g}" for k, v in watched.items())
+                                             + (" COLLAPSE?" if collapsed else ""))
+                if collapsed:
+                    fabric.print(f"warning: step {done}: possible collapse (RankMe {rm:.2f}, best {self.best_rank:.2f}, "
+                                 f"embedding std {watched.get('embed_std', float('nan')):.4f})")
+        if row is not None and self.metrics is not None:
+            self.metrics.log(row)
+            fabric.log_dict({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=done)
+        if self.bar is not None:
+            self.bar.update(1)
+            if row is not None and not monitor_now:
+                self.bar.set_postfix_str(f"loss {base_row['loss']:.4f}")
 
 
 def _grad_norm(module: torch.nn.Module) -> float:

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from modalities.lidar.voxels import VoxelGrid, make_grid
 from modalities.options import DataOptions
 
-__all__ = ["LidarOptions"]
+__all__ = ["LidarOptions", "grid_from_config"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,9 @@ class LidarOptions(DataOptions):
     def grid(self) -> VoxelGrid:
         """The preset's range and voxel size with ``point_range`` / ``voxel_size`` overriding them."""
         return make_grid(self.preset, self.point_range, self.voxel_size)
+
+
+def grid_from_config(cfg: Mapping[str, Any]) -> VoxelGrid:
+    """The grid of the data options ``cfg`` (a :class:`LidarOptions` or a mapping of them): ``data.preset`` with
+    optional ``data.point_range`` / ``data.voxel_size`` overrides."""
+    return LidarOptions.of(cfg).grid

@@ -18,14 +18,14 @@ and ``r_z`` its half-height, so every preset feeds the encoder numbers of order 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from modalities.base import DataError
 
-__all__ = ["PRESETS", "VoxelGrid", "crop_to_range", "grid_from_config", "make_grid", "point_dict", "point_features",
+__all__ = ["PRESETS", "VoxelGrid", "crop_to_range", "make_grid", "point_dict", "point_features",
            "voxelize"]
 
 
@@ -71,14 +71,6 @@ def make_grid(preset: str, point_range: Sequence[float] | None = None,
     if len(vs) != 3 or min(vs) <= 0:
         raise DataError(f"data.voxel_size: needs 3 positive sizes (x, y, z), got {vs}")
     return VoxelGrid(pr, vs)  # type: ignore[arg-type]
-
-
-def grid_from_config(cfg: Mapping[str, Any]) -> VoxelGrid:
-    """The grid of the data options ``cfg`` (a :class:`~modalities.lidar.options.LidarOptions` or a mapping of
-    them): ``data.preset`` with optional ``data.point_range`` / ``data.voxel_size`` overrides."""
-    from modalities.lidar.options import LidarOptions  # options.py builds on make_grid
-
-    return LidarOptions.of(cfg).grid
 
 
 def crop_to_range(xyz: np.ndarray | torch.Tensor, grid: VoxelGrid) -> np.ndarray | torch.Tensor:

@@ -35,7 +35,10 @@ def preprocess_window(info: RecordInfo, start_s: float, window_s: float, mapping
         return x
     names = [name for name, _ in mapping]
     rows = [row for _, row in mapping]
-    x[rows] = read_window_resampled(info, start_s, window_s, names, fs)
+    # filtering and z-scoring are per channel, in the reader's precision: the all-zero rows of missing channels
+    # are skipped
+    present = read_window_resampled(info, start_s, window_s, names, fs)
     if band is not None:
-        x[rows] = bandpass(x[rows], fs, band[0], band[1])
-    return normalize(x, clip=clip).astype(np.float32, copy=False)
+        present = bandpass(present, fs, band[0], band[1])
+    x[rows] = normalize(present, clip=clip)
+    return x

@@ -19,9 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.base import DataError
-from modalities.signals.filters import bandpass, normalize
+from modalities.signals.preprocess import preprocess_window
 from modalities.signals.record import RecordInfo
-from modalities.signals.resampled import read_window_resampled
 
 __all__ = ["SignalWindows", "check_short_parts", "probe_part_starts", "spaced_starts", "split_summary"]
 
@@ -212,15 +211,9 @@ class SignalWindows(Dataset):
 
     def _window(self, info: RecordInfo, mapping: tuple[tuple[str, int], ...], start_s: float,
                 rng: np.random.Generator) -> np.ndarray:
-        """Read, band-pass, z-score (per present channel) and transform one window -> float32[C, T]."""
-        x = np.zeros((len(self.channels), self.n_samples), dtype=np.float32)
-        names = [name for name, _ in mapping]
-        rows = [row for _, row in mapping]
-        # Filtering and z-scoring are per channel: the all-zero rows of missing channels are skipped.
-        present = read_window_resampled(info, start_s, self.window_s, names, self.fs)
-        if self.band is not None:
-            present = bandpass(present, self.fs, self.band[0], self.band[1])
-        x[rows] = normalize(present, clip=self.clip)
+        """Read, band-pass, z-score (per present channel: :func:`preprocess_window`, as the probes read theirs) and
+        transform one window -> float32[C, T]."""
+        x = preprocess_window(info, start_s, self.window_s, mapping, self.fs, len(self.channels), self.band, self.clip)
         if self.transform is not None:
             x = np.asarray(self.transform(x, rng), dtype=np.float32)
         return x

@@ -15,7 +15,8 @@ from modalities.lidar.probes import PROBE_SEED, PROBE_STREETS, probe_targets, se
 from modalities.lidar.readers import read_semantickitti_labels, read_sweep
 from modalities.lidar.simulate import beam_directions, simulate_corpus, simulate_sequence
 from modalities.lidar.sweeps import LidarPairs, collate_pairs, frame_pairs, index_frames
-from modalities.lidar.voxels import PRESETS, VoxelGrid, crop_to_range, grid_from_config, point_dict, voxelize
+from modalities.lidar.options import grid_from_config
+from modalities.lidar.voxels import PRESETS, VoxelGrid, crop_to_range, point_dict, voxelize
 from pretrain.objectives.e_ssl3d import estimate_flow
 from tests.conftest import shared_data
 
