@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	      || { echo "error: could not install libusb-1.0-0 (needed by open3d)"; exit 1; }; \
 	  else echo "error: open3d needs the system library libusb-1.0-0: run 'sudo apt-get install libusb-1.0-0'"; exit 1; fi; \
 	fi
-	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[all,dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -32,12 +32,19 @@ def _listing() -> str:
              "convert SOURCE CHECKPOINT --out DIR",
              "", "modalities:"]
     for n in modalities.names():
-        named = config_mod.named_recipes(modalities.get(n).recipe)
-        lines.append(f"  {n:14s} {modalities.get(n).description}"
-                     + (f" (--recipe {' | '.join(named)})" if named else ""))
+        try:
+            mod = modalities.get(n)
+        except modalities.MissingExtra:
+            lines.append(f"  {n:14s} (not installed: pip install 'modalities[{modalities.extra(n)}]')")
+            continue
+        named = config_mod.named_recipes(mod.recipe)
+        lines.append(f"  {n:14s} {mod.description}" + (f" (--recipe {' | '.join(named)})" if named else ""))
     lines += ["", "objectives:"]
     for n in objectives.names():
-        cls = objectives.get(n)
+        try:
+            cls = objectives.get(n)
+        except ImportError:  # serves a modality whose extra is not installed
+            continue
         lines.append(f"  {n:14s} {(cls.__doc__ or '').strip().splitlines()[0]}")
     lines += ["", "encoders:"]
     for n in models.list_models():
@@ -269,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0].startswith("-"):
             raise config_mod.ConfigError(f"{argv[0]}: expected a modality first; known: {', '.join(modalities.names())}")
         return run_pretrain(argv[0], argv[1:])
-    except (config_mod.ConfigError, modalities.DataError, TrainingDiverged, FileNotFoundError) as e:
+    except (config_mod.ConfigError, modalities.DataError, modalities.MissingExtra, TrainingDiverged,
+            FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
