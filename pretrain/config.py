@@ -121,6 +121,13 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:  # a plain mapping of data options (Python callers) becomes the typed section
+        if not isinstance(self.data, DataOptions):
+            try:
+                self.data = data_options(self.modality, self.data)
+            except OptionError as e:
+                raise ConfigError(str(e)) from None
+
     def validate(self) -> None:
         if not self.model.get("name"):
             raise ConfigError("model.name: missing")

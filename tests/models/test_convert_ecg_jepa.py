@@ -126,7 +126,7 @@ def test_target_norm_is_the_documented_difference(golden, x):
 def test_target_norm_option_is_checked():
     from pretrain.config import ConfigError
 
-    with pytest.raises(ConfigError, match="objective.target_norm: use true or false"):
+    with pytest.raises(ConfigError, match="objective.target_norm: expected true/false, got 'no'"):
         create_objective(models.create("vit1d_xs", dim=24, depth=1, num_heads=3), {"name": "jepa", "target_norm": "no"})
 
 
