@@ -25,7 +25,9 @@ def shared_data(sub: str = "") -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    """Two intra-op threads, or the cores shared out among pytest-xdist workers (``make test`` runs ``-n auto``)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
     yield
 
 

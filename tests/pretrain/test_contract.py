@@ -60,7 +60,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "zs_n2n": ("ct", ["model.name=zsn2n"]),
     "merlin": ("sar", ["model.width=8"]),
     "grover": ("molecules", ["model.hidden=32", "objective.atom_vocab_size=0", "objective.bond_vocab_size=0"]),
-    "e_ssl3d": ("lidar", []),
+    "e_ssl3d": ("lidar", ["model.name=sparse_unet_xs", "data.max_points=8000"]),
     "msm": ("scenes", []),
 }
 NOT_PRETRAINING = {"supervised": "the fine-tuning objective; its contract is tests/pretrain/test_finetune.py"}
