@@ -273,7 +273,7 @@ def build_config(tree: Mapping[str, Any]) -> RunConfig:
     try:
         cfg = RunConfig(
             modality=modality,
-            data=data_options(modality, tree.get("data") or {}),
+            data=tree.get("data") or {},  # typed by RunConfig
             model=check_model(tree.get("model") or {}),
             objective=dict(tree.get("objective") or {}),
             optim=_build_section(OptimConfig, tree.get("optim") or {}, "optim"),

@@ -144,8 +144,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     data_cfg, train_ds, val_ds = _datasets(cfg, modality, objective_cls, fabric, resume)
     raw, objective, optimizer = _objective_and_optimizer(cfg, train_ds, fabric)
     plan = _micro_plan(cfg, raw, KeyedDataset(train_ds), modality.collate, fabric)
+    data_opts = modality.options.of(data_cfg)  # with the file conventions the builders detected
     if rank0 and not resume:
-        config_mod.save(RunConfig(**{**cfg.__dict__, "data": modality.options.of(data_cfg)}), run_dir / "config.yaml")
+        config_mod.save(RunConfig(**{**cfg.__dict__, "data": data_opts}), run_dir / "config.yaml")
 
     ckpt_path = run_dir / "checkpoints" / CKPT_NAME
     start_step = _resume_step(ckpt_path, objective, optimizer, fabric, run_dir) if resume else 0
@@ -201,7 +202,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     encoder_dir = run_dir / "encoder"
     if rank0:
         models.save_pretrained(raw.export_encoder(), encoder_dir, extra={
-            "modality": cfg.modality, "objective": objective_cls.name, "data": modality.options.of(data_cfg).to_dict()})
+            "modality": cfg.modality, "objective": objective_cls.name, "data": data_opts.to_dict()})
         raw.export_files(encoder_dir)
     fabric.barrier()
     return RunResult(run_dir, t.max_steps, loss_value, encoder_dir, fabric.global_rank)
